@@ -1,0 +1,255 @@
+//! The one error type of the crate family and its kinds.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A boxed error kept as the `source` of a [`LeaseError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias used throughout the crate family.
+pub type Result<T, E = LeaseError> = std::result::Result<T, E>;
+
+/// What went wrong, coarse enough to match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The lease is held by someone else. Retryable.
+    Conflict,
+    /// Acquisition did not succeed within the acquire timeout (or attempt cap).
+    Timeout,
+    /// An unexpected failure while acquiring.
+    Acquisition,
+    /// A renewal failed for a reason that may be transient.
+    Renewal,
+    /// The lease is definitively lost (taken over, expired, deleted). Terminal.
+    Lost,
+    /// The backend could not be reached or answered with a transient failure. Retryable.
+    ProviderUnavailable,
+    /// The backend rejected our credentials.
+    Unauthorized,
+    /// An argument (name, duration, metadata…) broke a documented rule.
+    InvalidArgument,
+    /// The provider or manager configuration is invalid.
+    Configuration,
+}
+
+impl ErrorKind {
+    /// A short, stable, lower-case label (used as the `lease.failure_reason` span field).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Acquisition => "acquisition",
+            ErrorKind::Renewal => "renewal",
+            ErrorKind::Lost => "lost",
+            ErrorKind::ProviderUnavailable => "provider_unavailable",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::InvalidArgument => "invalid_argument",
+            ErrorKind::Configuration => "configuration",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of every leasing operation.
+///
+/// It carries a [`ErrorKind`], a message, the lease name and lease id where they are
+/// known, and the underlying cause as its [`source`](std::error::Error::source).
+/// Messages never contain secrets: providers redact credentials before building one.
+#[derive(Clone)]
+pub struct LeaseError {
+    kind: ErrorKind,
+    message: String,
+    lease_name: Option<String>,
+    lease_id: Option<String>,
+    field: Option<&'static str>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl LeaseError {
+    /// A new error of `kind` with a human-readable `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            lease_name: None,
+            lease_id: None,
+            field: None,
+            source: None,
+        }
+    }
+
+    /// An [`ErrorKind::InvalidArgument`] naming the offending `field` and the rule broken.
+    pub fn invalid_argument(field: &'static str, rule: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::InvalidArgument, format!("invalid {field}: {}", rule.into()));
+        e.field = Some(field);
+        e
+    }
+
+    /// An [`ErrorKind::Configuration`] naming the offending `field` and the rule broken.
+    pub fn configuration(field: &'static str, rule: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorKind::Configuration, format!("invalid configuration {field}: {}", rule.into()));
+        e.field = Some(field);
+        e
+    }
+
+    /// An [`ErrorKind::ProviderUnavailable`] error.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ProviderUnavailable, message)
+    }
+
+    /// An [`ErrorKind::Lost`] error.
+    pub fn lost(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Lost, message)
+    }
+
+    /// Attaches the lease name.
+    pub fn with_lease_name(mut self, name: impl Into<String>) -> Self {
+        self.lease_name = Some(name.into());
+        self
+    }
+
+    /// Attaches the lease id.
+    pub fn with_lease_id(mut self, id: impl Into<String>) -> Self {
+        self.lease_id = Some(id.into());
+        self
+    }
+
+    /// Attaches the underlying cause.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the lease name or id.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The lease name, when known.
+    pub fn lease_name(&self) -> Option<&str> {
+        self.lease_name.as_deref()
+    }
+
+    /// The lease id, when known.
+    pub fn lease_id(&self) -> Option<&str> {
+        self.lease_id.as_deref()
+    }
+
+    /// For [`ErrorKind::InvalidArgument`] and [`ErrorKind::Configuration`]: the field that
+    /// broke a rule.
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
+    }
+
+    /// Whether trying the same operation again may succeed: true for
+    /// [`Conflict`](ErrorKind::Conflict), [`ProviderUnavailable`](ErrorKind::ProviderUnavailable)
+    /// and [`Renewal`](ErrorKind::Renewal); false for everything else.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Conflict | ErrorKind::ProviderUnavailable | ErrorKind::Renewal
+        )
+    }
+}
+
+impl fmt::Display for LeaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)?;
+        if let Some(name) = &self.lease_name {
+            write!(f, " (lease {name:?}")?;
+            if let Some(id) = &self.lease_id {
+                write!(f, ", id {id}")?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for LeaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseError")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("lease_name", &self.lease_name)
+            .field("lease_id", &self.lease_id)
+            .field("field", &self.field)
+            .field("source", &self.source.as_ref().map(|s| s.to_string()))
+            .finish()
+    }
+}
+
+impl std::error::Error for LeaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn retryable_classification() {
+        let retryable = [ErrorKind::Conflict, ErrorKind::ProviderUnavailable, ErrorKind::Renewal];
+        for kind in [
+            ErrorKind::Conflict,
+            ErrorKind::Timeout,
+            ErrorKind::Acquisition,
+            ErrorKind::Renewal,
+            ErrorKind::Lost,
+            ErrorKind::ProviderUnavailable,
+            ErrorKind::Unauthorized,
+            ErrorKind::InvalidArgument,
+            ErrorKind::Configuration,
+        ] {
+            let e = LeaseError::new(kind, "x");
+            assert_eq!(e.is_retryable(), retryable.contains(&kind), "{kind}");
+            assert!(!kind.as_str().is_empty());
+        }
+    }
+
+    #[test]
+    fn display_carries_name_id_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = LeaseError::unavailable("backend down")
+            .with_lease_name("job")
+            .with_lease_id("abc")
+            .with_source(io);
+        assert_eq!(e.to_string(), "provider_unavailable: backend down (lease \"job\", id abc)");
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("refused"));
+        assert_eq!(e.lease_name(), Some("job"));
+        assert_eq!(e.lease_id(), Some("abc"));
+        assert!(format!("{e:?}").contains("refused"));
+        let plain = LeaseError::lost("gone");
+        assert_eq!(plain.to_string(), "lost: gone");
+        assert_eq!(plain.message(), "gone");
+        let named = LeaseError::lost("gone").with_lease_name("n");
+        assert_eq!(named.to_string(), "lost: gone (lease \"n\")");
+    }
+
+    #[test]
+    fn invalid_argument_names_field() {
+        let e = LeaseError::invalid_argument("name", "must not be empty");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert_eq!(e.field(), Some("name"));
+        assert!(e.to_string().contains("name"));
+        let c = LeaseError::configuration("url", "missing");
+        assert_eq!(c.kind(), ErrorKind::Configuration);
+        assert_eq!(c.field(), Some("url"));
+    }
+}

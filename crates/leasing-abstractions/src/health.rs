@@ -1,0 +1,130 @@
+//! Health checks: a provider probe and a check of the leases a manager holds.
+
+use crate::error::ErrorKind;
+use crate::lease::LeaseState;
+use crate::manager::LeaseManager;
+use crate::provider::{AcquireRequest, LeaseProvider};
+use crate::Metadata;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Overall health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HealthStatus {
+    /// Working.
+    Healthy,
+    /// Working with trouble.
+    Degraded,
+    /// Not working.
+    Unhealthy,
+}
+
+impl fmt::Display for HealthStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HealthStatus::Healthy => "Healthy",
+            HealthStatus::Degraded => "Degraded",
+            HealthStatus::Unhealthy => "Unhealthy",
+        })
+    }
+}
+
+/// The outcome of a health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HealthReport {
+    /// Status.
+    pub status: HealthStatus,
+    /// One line for humans.
+    pub description: String,
+    /// Details (`provider`, `error`, `held`, `at_risk`, `lost`…).
+    pub data: BTreeMap<String, String>,
+}
+
+impl HealthReport {
+    fn new(status: HealthStatus, description: impl Into<String>) -> Self {
+        Self {
+            status,
+            description: description.into(),
+            data: BTreeMap::new(),
+        }
+    }
+
+    fn with(mut self, k: &str, v: impl ToString) -> Self {
+        self.data.insert(k.to_owned(), v.to_string());
+        self
+    }
+}
+
+/// Probes a provider: acquires and releases a `_health_check_<uuid>` lease within
+/// `timeout`.
+///
+/// Healthy when the lease was acquired and released, or held by someone else
+/// (contention); Unhealthy when the backend is unreachable, refuses our credentials or the
+/// probe times out; Degraded on anything else (the backend answers but misbehaves).
+pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> HealthReport {
+    let name = format!("_health_check_{}", uuid::Uuid::new_v4().simple());
+    let caps = provider.capabilities();
+    let duration = Duration::from_secs(15).clamp(caps.min_duration, caps.max_duration);
+    let request = AcquireRequest::new(name.clone(), duration, Metadata::new());
+    let started = tokio::time::Instant::now();
+    let run = async {
+        match provider.try_acquire(&request).await? {
+            Some(grant) => provider.release(&grant).await.map(|()| true),
+            None => Ok(false),
+        }
+    };
+    let report = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(true)) => HealthReport::new(HealthStatus::Healthy, "probe lease acquired and released"),
+        Ok(Ok(false)) => HealthReport::new(HealthStatus::Healthy, "probe lease held by another instance (contention)"),
+        Ok(Err(e)) => {
+            let status = match e.kind() {
+                ErrorKind::ProviderUnavailable | ErrorKind::Unauthorized | ErrorKind::Timeout => HealthStatus::Unhealthy,
+                _ => HealthStatus::Degraded,
+            };
+            HealthReport::new(status, format!("probe failed: {}", e.kind())).with("error", &e)
+        }
+        Err(_) => HealthReport::new(HealthStatus::Unhealthy, format!("probe did not finish within {timeout:?}")),
+    };
+    report
+        .with("provider", provider.provider_name())
+        .with("probe_lease", &name)
+        .with("elapsed_ms", started.elapsed().as_millis())
+}
+
+impl LeaseManager {
+    /// Probes this manager's provider; see [`probe_provider`].
+    pub async fn probe(&self, timeout: Duration) -> HealthReport {
+        probe_provider(self.provider().as_ref(), timeout).await
+    }
+
+    /// Checks the leases this manager holds: Unhealthy if any is lost (and its handle
+    /// still alive), Degraded if any is at risk, else Healthy.
+    pub fn check_held_leases(&self) -> HealthReport {
+        let leases = self.held_leases();
+        let count = |s: LeaseState| leases.iter().filter(|(_, st)| *st == s).count();
+        let names = |s: LeaseState| {
+            leases
+                .iter()
+                .filter(|(_, st)| *st == s)
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (held, at_risk, lost) = (count(LeaseState::Held), count(LeaseState::AtRisk), count(LeaseState::Lost));
+        let report = if lost > 0 {
+            HealthReport::new(HealthStatus::Unhealthy, format!("{lost} lease(s) lost")).with("lost_names", names(LeaseState::Lost))
+        } else if at_risk > 0 {
+            HealthReport::new(HealthStatus::Degraded, format!("{at_risk} lease(s) at risk"))
+                .with("at_risk_names", names(LeaseState::AtRisk))
+        } else {
+            HealthReport::new(HealthStatus::Healthy, format!("{held} lease(s) held"))
+        };
+        report
+            .with("held", held)
+            .with("at_risk", at_risk)
+            .with("lost", lost)
+            .with("provider", self.provider().provider_name())
+    }
+}

@@ -1,0 +1,511 @@
+//! [`Lease`]: the held lease, its state, events and loss signals.
+
+use crate::error::{LeaseError, Result};
+use crate::metadata::Metadata;
+use crate::options::{clock_drift, LeaseDuration, RenewalPolicy};
+use crate::provider::LeaseGrant;
+use crate::renewal::Ctx;
+use crate::telemetry::{RESULT_SUCCESS, SPAN_RENEW};
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Where a held lease stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseState {
+    /// Held; the last renewal (or the acquisition) succeeded.
+    Held,
+    /// A renewal failed; the lease is still valid and renewal is being retried.
+    AtRisk,
+    /// Lost: taken over, expired, or not renewed before the safety deadline. Terminal.
+    Lost,
+    /// Released by the holder. Terminal.
+    Released,
+}
+
+impl LeaseState {
+    /// Held or at risk: the holder may still act on it.
+    pub fn is_active(self) -> bool {
+        matches!(self, LeaseState::Held | LeaseState::AtRisk)
+    }
+}
+
+/// Why a lease was lost.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// The backend said the lease is no longer ours (taken over, broken, expired).
+    Revoked(LeaseError),
+    /// No renewal succeeded before the safety deadline
+    /// (`last renewal send + duration × safety threshold`).
+    SafetyDeadline,
+    /// Every retry of a failed renewal failed; the last error.
+    RetriesExhausted(LeaseError),
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LostReason::Revoked(e) => write!(f, "revoked by the backend: {e}"),
+            LostReason::SafetyDeadline => f.write_str("safety deadline passed without a successful renewal"),
+            LostReason::RetriesExhausted(e) => write!(f, "renewal retries exhausted: {e}"),
+        }
+    }
+}
+
+impl LostReason {
+    fn label(&self) -> &'static str {
+        match self {
+            LostReason::Revoked(_) => "revoked",
+            LostReason::SafetyDeadline => "safety_deadline",
+            LostReason::RetriesExhausted(_) => "retries_exhausted",
+        }
+    }
+}
+
+/// What happened to a held lease, on [`Lease::events`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum LeaseEvent {
+    /// A renewal succeeded.
+    Renewed {
+        /// Validity left after the renewal.
+        remaining: Duration,
+    },
+    /// A renewal failed; it will be retried if the budget allows.
+    RenewalFailed {
+        /// 1 for the first failure of an episode, then one more per retry.
+        attempt: u32,
+        /// What failed.
+        error: LeaseError,
+        /// Validity left.
+        remaining: Duration,
+    },
+    /// The lease went from held to at risk.
+    AtRisk {
+        /// Validity left.
+        remaining: Duration,
+    },
+    /// The lease is lost.
+    Lost {
+        /// Why.
+        reason: LostReason,
+    },
+    /// The lease was released.
+    Released,
+}
+
+/// What one renewal call did to a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RenewOutcome {
+    Renewed,
+    Lost,
+    Failed,
+}
+
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+/// State shared by a [`Lease`] handle and the renewal scheduler.
+pub(crate) struct LeaseShared {
+    pub(crate) key: u64,
+    pub(crate) grant: Arc<LeaseGrant>,
+    pub(crate) policy: Option<RenewalPolicy>,
+    /// Window after a renewal's send within which the lease is trusted; `None` if infinite.
+    pub(crate) safety_window: Option<Duration>,
+    pub(crate) ctx: Arc<Ctx>,
+    last_sent: Mutex<Instant>,
+    state: watch::Sender<LeaseState>,
+    lost_reason: Mutex<Option<LostReason>>,
+    events: broadcast::Sender<LeaseEvent>,
+    token: CancellationToken,
+    acquired: Instant,
+    /// The acquisition span's OpenTelemetry context, linked from renewal spans.
+    pub(crate) acquire_cx: opentelemetry::trace::SpanContext,
+}
+
+impl LeaseShared {
+    pub(crate) fn new(
+        grant: LeaseGrant,
+        policy: Option<RenewalPolicy>,
+        safety_threshold: f64,
+        ctx: Arc<Ctx>,
+        acquire_cx: opentelemetry::trace::SpanContext,
+    ) -> Self {
+        let safety_window = grant.duration.as_finite().map(|d| {
+            policy.map_or_else(
+                || d.mul_f64(safety_threshold).min(d.saturating_sub(clock_drift(d))),
+                |p| p.safety_window(),
+            )
+        });
+        Self {
+            key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
+            last_sent: Mutex::new(grant.sent_at),
+            grant: Arc::new(grant),
+            policy,
+            safety_window,
+            ctx,
+            state: watch::channel(LeaseState::Held).0,
+            lost_reason: Mutex::new(None),
+            events: broadcast::channel(64).0,
+            token: CancellationToken::new(),
+            acquired: Instant::now(),
+            acquire_cx,
+        }
+    }
+
+    pub(crate) fn state(&self) -> LeaseState {
+        *self.state.borrow()
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.state().is_active()
+    }
+
+    fn last_sent(&self) -> Instant {
+        *self.last_sent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the holder stops trusting the lease without a renewal; `None` if infinite.
+    pub(crate) fn safety_deadline(&self) -> Option<Instant> {
+        self.safety_window.map(|w| self.last_sent() + w)
+    }
+
+    /// `duration − elapsed since the last successful send − drift`; `None` if infinite.
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        let d = self.grant.duration.as_finite()?;
+        if !self.is_active() {
+            return Some(Duration::ZERO);
+        }
+        let elapsed = self.last_sent().elapsed();
+        Some(d.saturating_sub(elapsed).saturating_sub(clock_drift(d)))
+    }
+
+    fn emit(&self, event: LeaseEvent) {
+        // No subscribers is fine.
+        let _ = self.events.send(event);
+    }
+
+    fn on_renewed(&self, sent: Instant, elapsed: Duration) {
+        self.ctx.metrics.renewal(&self.grant.name, RESULT_SUCCESS, elapsed);
+        {
+            let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
+            if sent > *last {
+                *last = sent;
+            }
+        }
+        self.state.send_if_modified(|s| {
+            let changed = *s == LeaseState::AtRisk;
+            if changed {
+                *s = LeaseState::Held;
+            }
+            changed
+        });
+        tracing::debug!(lease.name = %self.grant.name, lease.id = %self.grant.lease_id, "lease renewed");
+        self.emit(LeaseEvent::Renewed {
+            remaining: self.remaining().unwrap_or(Duration::MAX),
+        });
+    }
+
+    fn on_renew_failed(&self, attempt: u32, error: LeaseError, elapsed: Duration) {
+        self.ctx.metrics.renewal(&self.grant.name, error.kind().as_str(), elapsed);
+        let remaining = self.remaining().unwrap_or(Duration::MAX);
+        tracing::warn!(
+            lease.name = %self.grant.name,
+            lease.id = %self.grant.lease_id,
+            attempt,
+            remaining_ms = remaining.as_millis() as u64,
+            error = %error,
+            "lease renewal failed"
+        );
+        self.emit(LeaseEvent::RenewalFailed {
+            attempt,
+            error,
+            remaining,
+        });
+        let became_at_risk = self.state.send_if_modified(|s| {
+            let changed = *s == LeaseState::Held;
+            if changed {
+                *s = LeaseState::AtRisk;
+            }
+            changed
+        });
+        if became_at_risk {
+            self.emit(LeaseEvent::AtRisk { remaining });
+        }
+    }
+
+    /// Moves an active lease to `to` (Lost or Released). Returns false if it had already ended.
+    fn end(&self, to: LeaseState) -> bool {
+        let ended = self.state.send_if_modified(|s| {
+            let active = s.is_active();
+            if active {
+                *s = to;
+            }
+            active
+        });
+        if ended {
+            let result = if to == LeaseState::Lost { "lost" } else { "released" };
+            self.ctx.metrics.ended(&self.grant.name, result, self.acquired.elapsed());
+            self.token.cancel();
+        }
+        ended
+    }
+
+    /// Applies the result of one renewal call. `attempt` counts failures in a row,
+    /// this one included.
+    pub(crate) fn on_renew_result(
+        &self,
+        result: &Result<()>,
+        sent: Instant,
+        elapsed: Duration,
+        attempt: u32,
+    ) -> RenewOutcome {
+        match result {
+            Ok(()) => {
+                self.on_renewed(sent, elapsed);
+                RenewOutcome::Renewed
+            }
+            Err(e) if e.kind() == crate::ErrorKind::Lost => {
+                self.ctx.metrics.renewal(&self.grant.name, e.kind().as_str(), elapsed);
+                self.mark_lost(LostReason::Revoked(e.clone()));
+                RenewOutcome::Lost
+            }
+            Err(e) => {
+                self.on_renew_failed(attempt, e.clone(), elapsed);
+                RenewOutcome::Failed
+            }
+        }
+    }
+
+    pub(crate) fn mark_lost(&self, reason: LostReason) -> bool {
+        *self.lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+        if !self.end(LeaseState::Lost) {
+            return false;
+        }
+        tracing::error!(
+            lease.name = %self.grant.name,
+            lease.id = %self.grant.lease_id,
+            lease.failure_reason = reason.label(),
+            "lease lost: {reason}"
+        );
+        self.emit(LeaseEvent::Lost { reason });
+        true
+    }
+
+    pub(crate) fn mark_released(&self) -> bool {
+        if !self.end(LeaseState::Released) {
+            return false;
+        }
+        tracing::info!(lease.name = %self.grant.name, lease.id = %self.grant.lease_id, "lease released");
+        self.emit(LeaseEvent::Released);
+        true
+    }
+
+    /// How long a release call may take: the validity left, within [1 s, 30 s].
+    pub(crate) fn release_timeout(&self) -> Duration {
+        self.remaining()
+            .unwrap_or(Duration::MAX)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+}
+
+/// A held lease.
+///
+/// It renews itself in the background (unless auto-renewal is off or the lease is
+/// infinite) and reports what happens on [`events`](Self::events), through
+/// [`state`](Self::state), [`lost`](Self::lost) and its
+/// [`cancellation_token`](Self::cancellation_token).
+///
+/// Dropping a `Lease` without [`release`](Self::release) stops renewal and releases it in
+/// the background; the drop itself never blocks and never panics, also outside a runtime
+/// (then the backend expires the lease after its duration).
+pub struct Lease {
+    shared: Arc<LeaseShared>,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("name", &self.shared.grant.name)
+            .field("lease_id", &self.shared.grant.lease_id)
+            .field("fencing_token", &self.shared.grant.fencing_token)
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl Lease {
+    pub(crate) fn new(shared: Arc<LeaseShared>) -> Self {
+        Self { shared }
+    }
+
+    /// Lease name.
+    pub fn name(&self) -> &str {
+        &self.shared.grant.name
+    }
+
+    /// Lease id of this grant.
+    pub fn lease_id(&self) -> &str {
+        &self.shared.grant.lease_id
+    }
+
+    /// Fencing token: strictly greater than every earlier grant's for this name. Pass it to
+    /// the resource you protect and have it reject smaller ones.
+    pub fn fencing_token(&self) -> u64 {
+        self.shared.grant.fencing_token
+    }
+
+    /// When the lease was acquired (wall clock).
+    pub fn acquired_at(&self) -> SystemTime {
+        self.shared.grant.acquired_at
+    }
+
+    /// Duration of the lease.
+    pub fn duration(&self) -> LeaseDuration {
+        self.shared.grant.duration
+    }
+
+    /// When the lease stops being valid unless renewed, by this process's estimate
+    /// (now + [`remaining_validity`](Self::remaining_validity)); `None` if infinite.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.remaining_validity().map(|r| SystemTime::now() + r)
+    }
+
+    /// Validity left, Redlock-style: `duration − elapsed since the last successful
+    /// renewal's send − drift`; zero once lost or released; `None` if infinite.
+    pub fn remaining_validity(&self) -> Option<Duration> {
+        self.shared.remaining()
+    }
+
+    /// Metadata stored with the lease.
+    pub fn metadata(&self) -> &Metadata {
+        &self.shared.grant.metadata
+    }
+
+    /// Current state.
+    pub fn state(&self) -> LeaseState {
+        self.shared.state()
+    }
+
+    /// Whether the lease is held or at risk.
+    pub fn is_held(&self) -> bool {
+        self.shared.is_active()
+    }
+
+    /// The provider's grant behind this lease.
+    pub fn grant(&self) -> &LeaseGrant {
+        &self.shared.grant
+    }
+
+    /// Events from now on. A slow subscriber misses old events (`Lagged`), never blocks the
+    /// renewal.
+    pub fn events(&self) -> broadcast::Receiver<LeaseEvent> {
+        self.shared.events.subscribe()
+    }
+
+    /// State changes, as a watch channel.
+    pub fn state_changes(&self) -> watch::Receiver<LeaseState> {
+        self.shared.state.subscribe()
+    }
+
+    /// Why the lease was lost, once it is.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.shared.lost_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Resolves when the lease is lost, with the reason. Never resolves if the lease is
+    /// released instead.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: dropping the future changes nothing.
+    pub async fn lost(&self) -> LostReason {
+        let mut rx = self.shared.state.subscribe();
+        // The sender lives in `self.shared`, so `changed` cannot fail while we wait.
+        let _ = rx.wait_for(|s| *s == LeaseState::Lost).await;
+        self.lost_reason().unwrap_or(LostReason::SafetyDeadline)
+    }
+
+    /// A token cancelled when the lease ends: lost, released or dropped. Tie work to it
+    /// (`token.run_until_cancelled(work)`) or make child tokens.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.shared.token.clone()
+    }
+
+    /// Renews now, outside the background schedule.
+    ///
+    /// # Errors
+    /// `Lost` if the backend says the lease is gone (the lease becomes
+    /// [`Lost`](LeaseState::Lost)); other kinds for transient failures (the lease becomes
+    /// [`AtRisk`](LeaseState::AtRisk)); `Lost` without a call if the lease already ended.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: a renewal cut short leaves the lease as it was.
+    pub async fn renew(&self) -> Result<()> {
+        let s = &self.shared;
+        if !s.is_active() {
+            return Err(LeaseError::lost(format!("the lease is {:?}", s.state()))
+                .with_lease_name(&s.grant.name)
+                .with_lease_id(&s.grant.lease_id));
+        }
+        let span = crate::renewal::renewal_span(SPAN_RENEW, s);
+        let sent = Instant::now();
+        let deadline = s.safety_deadline().unwrap_or(sent + Duration::from_secs(30));
+        let result = tokio::time::timeout_at(deadline, s.ctx.provider.renew(&s.grant))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| Err(crate::renewal::deadline_error(s)));
+        let elapsed = sent.elapsed();
+        crate::renewal::record_span_result(&span, &result, 0);
+        s.on_renew_result(&result, sent, elapsed, 1);
+        result
+    }
+
+    /// Stops renewal and releases the lease.
+    ///
+    /// # Errors
+    /// The provider's error if the release call failed; the lease counts as released
+    /// either way and the backend expires it after its duration. Releasing a lease that
+    /// was already lost is `Ok(())`.
+    ///
+    /// # Cancellation safety
+    /// If the future is dropped before it completes, the release continues as if the
+    /// lease had been dropped.
+    pub async fn release(self) -> Result<()> {
+        let s = Arc::clone(&self.shared);
+        let timeout = s.release_timeout();
+        if !s.mark_released() {
+            return Ok(());
+        }
+        s.ctx.forget(s.key);
+        // If this future is dropped before the release completes, finish it in the background.
+        let mut guard = ReleaseGuard(Some(Arc::clone(&s)));
+        let result = crate::renewal::release_now(&s, timeout).await;
+        guard.0 = None;
+        result
+    }
+}
+
+struct ReleaseGuard(Option<Arc<LeaseShared>>);
+
+impl Drop for ReleaseGuard {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            Arc::clone(&s.ctx).release_in_background(s);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let s = &self.shared;
+        s.ctx.forget(s.key);
+        if s.mark_released() {
+            s.ctx.release_in_background(Arc::clone(s));
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod fault;
+pub mod health;
+mod lease;
+mod manager;
+mod memory;
+pub mod metadata;
+pub mod name;
+pub mod options;
+pub mod provider;
+mod renewal;
+pub mod telemetry;
+mod validate;
+
+pub use error::{BoxError, ErrorKind, LeaseError, Result};
+pub use health::{probe_provider, HealthReport, HealthStatus};
+pub use lease::{Lease, LeaseEvent, LeaseState, LostReason};
+pub use manager::{LeaseManager, LeaseManagerBuilder};
+pub use memory::InMemoryLeaseProvider;
+pub use metadata::{environment_metadata, validate_metadata, Metadata};
+pub use name::{validate_name, LeaseNameBuilder, LeaseNameParts};
+pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions, RenewalPolicy};
+pub use provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities};
+pub use telemetry::TelemetryOptions;
+pub use validate::validate_request;
+
+/// Re-exported so providers and users name the same versions.
+pub use async_trait::async_trait;
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,405 @@
+//! [`LeaseManager`]: acquires leases and runs their renewal.
+
+use crate::error::{ErrorKind, LeaseError, Result};
+use crate::lease::{Lease, LeaseShared};
+use crate::options::{AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT};
+use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider};
+use crate::renewal::Ctx;
+use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS, SPAN_ACQUIRE};
+use crate::validate::validate_request;
+use opentelemetry::metrics::Meter;
+use opentelemetry::trace::TraceContextExt;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, oneshot};
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// Acquires leases from one provider and renews them.
+///
+/// Cheap to clone; clones share the renewal scheduler. See the crate docs for an example.
+#[derive(Clone)]
+pub struct LeaseManager {
+    ctx: Arc<Ctx>,
+    options: Arc<LeaseOptions>,
+}
+
+impl fmt::Debug for LeaseManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseManager")
+            .field("provider", &self.ctx.provider)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// Builds a [`LeaseManager`].
+#[must_use]
+pub struct LeaseManagerBuilder {
+    provider: Arc<dyn LeaseProvider>,
+    options: LeaseOptions,
+    meter: Option<Meter>,
+    telemetry: TelemetryOptions,
+}
+
+impl fmt::Debug for LeaseManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaseManagerBuilder")
+            .field("provider", &self.provider)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LeaseManagerBuilder {
+    /// Sets the options.
+    pub fn options(mut self, options: LeaseOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Records metrics on `meter` instead of the global meter provider's
+    /// `distributed_leasing` meter.
+    pub fn meter(mut self, meter: Meter) -> Self {
+        self.meter = Some(meter);
+        self
+    }
+
+    /// Sets the telemetry options.
+    pub fn telemetry(mut self, telemetry: TelemetryOptions) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Validates the options against each other and against the provider.
+    ///
+    /// # Errors
+    /// `InvalidArgument` naming the field and the rule broken.
+    pub fn build(self) -> Result<LeaseManager> {
+        self.options.validate()?;
+        self.provider
+            .capabilities()
+            .check_duration(self.options.default_lease_duration)?;
+        let meter = self
+            .meter
+            .unwrap_or_else(|| opentelemetry::global::meter(METER_NAME));
+        let metrics = Metrics::new(&meter, self.provider.provider_name(), &self.telemetry);
+        Ok(LeaseManager {
+            ctx: Arc::new(Ctx::new(self.provider, metrics)),
+            options: Arc::new(self.options),
+        })
+    }
+}
+
+impl LeaseManager {
+    /// A builder for a manager over `provider`.
+    pub fn builder(provider: Arc<dyn LeaseProvider>) -> LeaseManagerBuilder {
+        LeaseManagerBuilder {
+            provider,
+            options: LeaseOptions::default(),
+            meter: None,
+            telemetry: TelemetryOptions::default(),
+        }
+    }
+
+    /// A manager over `provider` with `options` and the global meter.
+    ///
+    /// # Errors
+    /// See [`LeaseManagerBuilder::build`].
+    pub fn new(provider: Arc<dyn LeaseProvider>, options: LeaseOptions) -> Result<Self> {
+        Self::builder(provider).options(options).build()
+    }
+
+    /// The manager's options.
+    pub fn options(&self) -> &LeaseOptions {
+        &self.options
+    }
+
+    /// The provider.
+    pub fn provider(&self) -> &Arc<dyn LeaseProvider> {
+        &self.ctx.provider
+    }
+
+    /// Acquires `name`, waiting up to the acquire timeout.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout (or
+    /// the attempt cap) passes; `Unauthorized`, `Configuration` or `Acquisition` on a
+    /// failure that waiting cannot fix. Transient backend failures are retried until the
+    /// timeout.
+    ///
+    /// # Cancellation safety
+    /// Cancel-safe: if the future is dropped, nothing stays held (a grant that arrives
+    /// after the drop is released at once).
+    pub async fn acquire(&self, name: &str) -> Result<Lease> {
+        self.acquire_with(name, AcquireOptions::default()).await
+    }
+
+    /// Acquires `name` with per-call overrides of duration, timeout and metadata.
+    ///
+    /// # Errors
+    /// As [`acquire`](Self::acquire), plus `InvalidArgument` for overrides that break the
+    /// option rules.
+    ///
+    /// # Cancellation safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Lease> {
+        let timeout = options.timeout.unwrap_or(self.options.acquire_timeout);
+        let (request, policy) = self.prepare(name, options)?;
+        let span = acquire_span(&request, self.provider().provider_name());
+        self.acquire_loop(request, policy, timeout, span.clone())
+            .instrument(span)
+            .await
+    }
+
+    /// One attempt: the lease if `name` is free, `None` if someone holds it.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for bad input; the provider's error otherwise.
+    ///
+    /// # Cancellation safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self, name: &str) -> Result<Option<Lease>> {
+        self.try_acquire_with(name, AcquireOptions::default()).await
+    }
+
+    /// One attempt with per-call overrides (the timeout override is ignored).
+    ///
+    /// # Errors
+    /// As [`try_acquire`](Self::try_acquire).
+    ///
+    /// # Cancellation safety
+    /// As [`acquire`](Self::acquire).
+    pub async fn try_acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Option<Lease>> {
+        let (request, policy) = self.prepare(name, options)?;
+        let span = acquire_span(&request, self.provider().provider_name());
+        let started = Instant::now();
+        let result = self.attempt(&request, None).instrument(span.clone()).await;
+        let result = result.map(|g| g.map(|g| self.make_lease(g, policy, &span, started)));
+        let label = match &result {
+            Ok(Some(_)) => RESULT_SUCCESS,
+            Ok(None) => ErrorKind::Conflict.as_str(),
+            Err(e) => e.kind().as_str(),
+        };
+        span.record("lease.result", label);
+        span.record("lease.retry_count", 0);
+        if label != RESULT_SUCCESS {
+            span.record("lease.failure_reason", label);
+        }
+        if !matches!(result, Ok(Some(_))) {
+            self.ctx.metrics.acquisition(&request.name, label, started.elapsed());
+        }
+        result
+    }
+
+    /// The current holder of `name`, if any.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name; the provider's error otherwise.
+    pub async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
+        crate::name::validate_name(name)?;
+        self.provider().inspect(name).await
+    }
+
+    /// Breaks whatever lease holds `name` (operator action). `true` if one was broken.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a bad name; the provider's error otherwise.
+    pub async fn break_lease(&self, name: &str) -> Result<bool> {
+        crate::name::validate_name(name)?;
+        self.provider().break_lease(name).await
+    }
+
+    /// Snapshot of the leases acquired through this manager whose handles are alive:
+    /// `(name, state)`.
+    pub fn held_leases(&self) -> Vec<(String, crate::LeaseState)> {
+        self.ctx
+            .held()
+            .iter()
+            .map(|l| (l.grant.name.clone(), l.state()))
+            .collect()
+    }
+
+    fn prepare(
+        &self,
+        name: &str,
+        options: AcquireOptions,
+    ) -> Result<(AcquireRequest, Option<crate::RenewalPolicy>)> {
+        let duration = options.duration.unwrap_or(self.options.default_lease_duration);
+        let metadata = options.metadata.unwrap_or_else(|| self.options.metadata.clone());
+        let request = AcquireRequest::new(name, duration, metadata);
+        validate_request(&request, &self.provider().capabilities())?;
+        let policy = self.options.renewal_policy(duration)?;
+        Ok((request, policy))
+    }
+
+    async fn acquire_loop(
+        &self,
+        request: AcquireRequest,
+        policy: Option<crate::RenewalPolicy>,
+        timeout: Option<Duration>,
+        span: Span,
+    ) -> Result<Lease> {
+        let started = Instant::now();
+        let deadline = timeout.map(|t| started + t);
+        let mut releases = self.provider().release_notifications();
+        let mut rng = fastrand::Rng::new();
+        let mut attempts: u32 = 0;
+        let finish = |result: Result<Lease>, attempts: u32| {
+            span.record("lease.retry_count", attempts.saturating_sub(1));
+            match &result {
+                Ok(lease) => {
+                    span.record("lease.result", RESULT_SUCCESS);
+                    span.record("lease.id", lease.lease_id());
+                }
+                Err(e) => {
+                    span.record("lease.result", "failure");
+                    span.record("lease.failure_reason", e.kind().as_str());
+                    self.ctx.metrics.acquisition(&request.name, e.kind().as_str(), started.elapsed());
+                    tracing::debug!(lease.name = %request.name, error = %e, "lease acquisition failed");
+                }
+            }
+            result
+        };
+        loop {
+            attempts += 1;
+            match self.attempt(&request, deadline).await {
+                Ok(Some(grant)) => return finish(Ok(self.make_lease(grant, policy, &span, started)), attempts),
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Timeout => return finish(Err(e), attempts),
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(lease.name = %request.name, error = %e, "acquisition attempt failed; retrying");
+                }
+                Err(e) => return finish(Err(e), attempts),
+            }
+            if deadline.is_none() && attempts >= MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT {
+                return finish(
+                    Err(LeaseError::new(
+                        ErrorKind::Timeout,
+                        format!("gave up after {attempts} attempts (the cap for an infinite acquire timeout)"),
+                    )
+                    .with_lease_name(&request.name)),
+                    attempts,
+                );
+            }
+            let pause = self.options.acquire_retry_interval.mul_f64(0.5 + rng.f64());
+            let mut wake = Instant::now() + pause;
+            if let Some(d) = deadline {
+                if Instant::now() >= d {
+                    return finish(Err(timeout_error(&request.name, timeout)), attempts);
+                }
+                wake = wake.min(d);
+            }
+            wait_for_release(&mut releases, &request.name, wake).await;
+        }
+    }
+
+    /// One provider call, run in its own task so that a grant arriving after the caller
+    /// gave up (dropped future, timeout) is released instead of leaked.
+    async fn attempt(&self, request: &AcquireRequest, deadline: Option<Instant>) -> Result<Option<LeaseGrant>> {
+        let (tx, rx) = oneshot::channel::<Result<Option<LeaseGrant>>>();
+        let provider = Arc::clone(self.provider());
+        let req = request.clone();
+        let sent = Instant::now();
+        tokio::spawn(
+            async move {
+                let result = provider.try_acquire(&req).await;
+                if let Err(Ok(Some(grant))) = tx.send(result) {
+                    tracing::debug!(lease.name = %grant.name, "acquirer gone; releasing the late grant");
+                    let _ = provider.release(&grant).await;
+                }
+            }
+            .in_current_span(),
+        );
+        let received = match deadline {
+            Some(d) => tokio::time::timeout_at(d, rx).await.ok(),
+            None => Some(rx.await),
+        };
+        match received {
+            Some(Ok(result)) => result
+                .map(|g| {
+                    g.map(|mut g| {
+                        // Validity counts from the earliest instant the request may have left.
+                        g.sent_at = g.sent_at.min(sent);
+                        g
+                    })
+                })
+                .map_err(|e| if e.lease_name().is_some() { e } else { e.with_lease_name(&request.name) }),
+            Some(Err(_)) => Err(LeaseError::new(ErrorKind::Acquisition, "the acquisition task panicked")
+                .with_lease_name(&request.name)),
+            None => Err(timeout_error(&request.name, deadline.map(|d| d.saturating_duration_since(sent)))),
+        }
+    }
+
+    fn make_lease(
+        &self,
+        grant: LeaseGrant,
+        policy: Option<crate::RenewalPolicy>,
+        span: &Span,
+        started: Instant,
+    ) -> Lease {
+        let acquire_cx = span.context().span().span_context().clone();
+        let elapsed = started.elapsed();
+        tracing::info!(
+            lease.name = %grant.name,
+            lease.id = %grant.lease_id,
+            fencing_token = grant.fencing_token,
+            "lease acquired"
+        );
+        self.ctx.metrics.acquisition(&grant.name, RESULT_SUCCESS, elapsed);
+        let shared = Arc::new(LeaseShared::new(
+            grant,
+            policy,
+            self.options.auto_renew_safety_threshold,
+            Arc::clone(&self.ctx),
+            acquire_cx,
+        ));
+        self.ctx.register(&shared);
+        Lease::new(shared)
+    }
+}
+
+fn acquire_span(request: &AcquireRequest, provider: &'static str) -> Span {
+    tracing::info_span!(
+        SPAN_ACQUIRE,
+        lease.name = %request.name,
+        lease.id = tracing::field::Empty,
+        lease.provider = provider,
+        lease.duration = ?request.duration,
+        lease.result = tracing::field::Empty,
+        lease.retry_count = tracing::field::Empty,
+        lease.failure_reason = tracing::field::Empty,
+    )
+}
+
+fn timeout_error(name: &str, timeout: Option<Duration>) -> LeaseError {
+    let msg = match timeout {
+        Some(t) => format!("not acquired within {t:?}"),
+        None => "not acquired".to_owned(),
+    };
+    LeaseError::new(ErrorKind::Timeout, msg).with_lease_name(name)
+}
+
+/// Waits until `wake`, or until `name` is reported released.
+async fn wait_for_release(releases: &mut Option<broadcast::Receiver<String>>, name: &str, wake: Instant) {
+    let sleep = tokio::time::sleep_until(wake);
+    tokio::pin!(sleep);
+    loop {
+        let Some(rx) = releases.as_mut() else {
+            sleep.await;
+            return;
+        };
+        tokio::select! {
+            () = &mut sleep => return,
+            msg = rx.recv() => match msg {
+                Ok(released) if released == name => return,
+                Ok(_) => {}
+                // Missed messages may include ours: try now.
+                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                Err(broadcast::error::RecvError::Closed) => *releases = None,
+            },
+        }
+    }
+}

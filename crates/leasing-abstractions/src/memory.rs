@@ -1,0 +1,202 @@
+//! [`InMemoryLeaseProvider`]: the full provider contract inside one process.
+
+use crate::error::{LeaseError, Result};
+use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities};
+use crate::validate::validate_request;
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+/// The embedded backend: leases in a map guarded by a mutex, expiry on tokio's clock (so
+/// `tokio::time::pause()` drives it in tests), fencing counters kept for the life of the
+/// store, release notifications on a broadcast channel.
+///
+/// Clones share one store, like several clients of one server; use
+/// [`InMemoryLeaseProvider::new`] for an independent one.
+#[derive(Clone)]
+pub struct InMemoryLeaseProvider {
+    store: Arc<Store>,
+}
+
+struct Store {
+    state: Mutex<State>,
+    released: broadcast::Sender<String>,
+}
+
+#[derive(Default)]
+struct State {
+    leases: HashMap<String, Entry>,
+    /// Last fencing token handed out per name; never removed.
+    counters: HashMap<String, u64>,
+}
+
+struct Entry {
+    lease_id: String,
+    fencing_token: u64,
+    acquired_at: SystemTime,
+    expires: Option<Instant>,
+    metadata: crate::Metadata,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|e| now < e)
+    }
+}
+
+impl Default for InMemoryLeaseProvider {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for InMemoryLeaseProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InMemoryLeaseProvider")
+            .field("leases", &self.lock().leases.len())
+            .finish()
+    }
+}
+
+impl InMemoryLeaseProvider {
+    /// An empty, independent store.
+    pub fn new() -> Self {
+        Self {
+            store: Arc::new(Store {
+                state: Mutex::new(State::default()),
+                released: broadcast::channel(1024).0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is still
+        // consistent because every mutation is a single insert or remove.
+        self.store.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self, name: &str) {
+        // No receivers is fine.
+        let _ = self.store.released.send(name.to_owned());
+    }
+
+    fn renew_locked(state: &mut State, grant: &LeaseGrant, now: Instant) -> Result<()> {
+        let lost = |why: &str| {
+            Err(LeaseError::lost(why.to_owned())
+                .with_lease_name(&grant.name)
+                .with_lease_id(&grant.lease_id))
+        };
+        match state.leases.get_mut(&grant.name) {
+            Some(e) if e.lease_id == grant.lease_id && e.live(now) => {
+                e.expires = grant.duration.as_finite().map(|d| now + d);
+                Ok(())
+            }
+            Some(e) if e.lease_id == grant.lease_id => lost("the lease expired"),
+            Some(_) => lost("the lease is held by another owner"),
+            None => lost("the lease no longer exists"),
+        }
+    }
+}
+
+#[async_trait]
+impl LeaseProvider for InMemoryLeaseProvider {
+    fn provider_name(&self) -> &'static str {
+        "in-memory"
+    }
+
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(Duration::from_millis(1), Duration::from_secs(365 * 24 * 3600))
+            .with_infinite_leases(true)
+            .with_max_renew_batch(1024)
+    }
+
+    async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
+        validate_request(request, &self.capabilities())?;
+        let sent_at = Instant::now();
+        let mut state = self.lock();
+        if state.leases.get(&request.name).is_some_and(|e| e.live(sent_at)) {
+            return Ok(None);
+        }
+        let counter = state.counters.entry(request.name.clone()).or_insert(0);
+        *counter += 1;
+        let token = *counter;
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let acquired_at = SystemTime::now();
+        state.leases.insert(
+            request.name.clone(),
+            Entry {
+                lease_id: lease_id.clone(),
+                fencing_token: token,
+                acquired_at,
+                expires: request.duration.as_finite().map(|d| sent_at + d),
+                metadata: request.metadata.clone(),
+            },
+        );
+        Ok(Some(LeaseGrant::new(request, lease_id, token, acquired_at, sent_at)))
+    }
+
+    async fn renew(&self, grant: &LeaseGrant) -> Result<()> {
+        Self::renew_locked(&mut self.lock(), grant, Instant::now())
+    }
+
+    async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        grants.iter().map(|g| Self::renew_locked(&mut state, g, now)).collect()
+    }
+
+    async fn release(&self, grant: &LeaseGrant) -> Result<()> {
+        let removed = {
+            let mut state = self.lock();
+            match state.leases.get(&grant.name) {
+                Some(e) if e.lease_id == grant.lease_id => state.leases.remove(&grant.name).is_some(),
+                _ => false,
+            }
+        };
+        if removed {
+            self.notify(&grant.name);
+        }
+        Ok(())
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
+        crate::name::validate_name(name)?;
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let state = self.lock();
+        Ok(state.leases.get(name).filter(|e| e.live(now)).map(|e| {
+            LeaseInfo::new(
+                name,
+                Some(e.lease_id.clone()),
+                e.fencing_token,
+                e.acquired_at,
+                e.expires.map(|x| wall + x.saturating_duration_since(now)),
+                e.metadata.clone(),
+            )
+        }))
+    }
+
+    async fn break_lease(&self, name: &str) -> Result<bool> {
+        crate::name::validate_name(name)?;
+        let now = Instant::now();
+        let broken = {
+            let mut state = self.lock();
+            let live = state.leases.get(name).is_some_and(|e| e.live(now));
+            state.leases.remove(name);
+            live
+        };
+        if broken {
+            self.notify(name);
+        }
+        Ok(broken)
+    }
+
+    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.store.released.subscribe())
+    }
+}
+

@@ -1,0 +1,415 @@
+//! The renewal engine: one scheduler task per manager renews every held lease.
+//!
+//! Leases wait in one ordered queue keyed by the instant they become eligible for renewal;
+//! a single task sleeps until the earliest, takes every lease eligible by then, and renews
+//! them through [`LeaseProvider::renew_many`] in batches of the provider's
+//! `max_renew_batch`, each batch one call (one pipelined round trip on Redis). A lease may
+//! be renewed up to `min(duration / 20, 1 s)` before its interval ends, so leases due at
+//! nearly the same time share a batch. Thousands of held leases cost one timer, not
+//! thousands.
+//!
+//! Each batch call is bounded by the earliest safety deadline in the batch. A failed
+//! renewal is retried after a jittered exponential backoff, never past the lease's safety
+//! deadline; a definitive `Lost` ends the lease at once.
+
+use crate::error::{ErrorKind, LeaseError, Result};
+use crate::lease::{LeaseShared, LostReason, RenewOutcome};
+use crate::provider::{LeaseGrant, LeaseProvider};
+use crate::telemetry::{Metrics, RESULT_SUCCESS, SPAN_AUTO_RENEWAL};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// What the manager and its leases share.
+pub(crate) struct Ctx {
+    pub(crate) provider: Arc<dyn LeaseProvider>,
+    pub(crate) metrics: Metrics,
+    tx: mpsc::UnboundedSender<Cmd>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
+    registry: Mutex<HashMap<u64, Weak<LeaseShared>>>,
+}
+
+enum Cmd {
+    Register(Arc<LeaseShared>),
+    Unregister(u64),
+    Release(Arc<LeaseShared>),
+}
+
+impl Ctx {
+    pub(crate) fn new(provider: Arc<dyn LeaseProvider>, metrics: Metrics) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Self {
+            provider,
+            metrics,
+            tx,
+            rx: Mutex::new(Some(rx)),
+            registry: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Tracks a new lease and hands it to the scheduler. Must run inside a runtime.
+    pub(crate) fn register(&self, lease: &Arc<LeaseShared>) {
+        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            tokio::spawn(run(Arc::clone(&self.provider), rx));
+        }
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lease.key, Arc::downgrade(lease));
+        // The scheduler task ends only when every sender is gone, and `self` holds one.
+        let _ = self.tx.send(Cmd::Register(Arc::clone(lease)));
+    }
+
+    /// Stops tracking and renewing a lease. Never blocks.
+    pub(crate) fn forget(&self, key: u64) {
+        self.registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        let _ = self.tx.send(Cmd::Unregister(key));
+    }
+
+    /// Releases a lease from the scheduler task. Never blocks and needs no runtime: if the
+    /// scheduler is gone, the backend expires the lease after its duration.
+    pub(crate) fn release_in_background(&self, lease: Arc<LeaseShared>) {
+        let _ = self.tx.send(Cmd::Release(lease));
+    }
+
+    /// The leases this manager holds (their handles are alive), lost ones included.
+    pub(crate) fn held(&self) -> Vec<Arc<LeaseShared>> {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect()
+    }
+}
+
+/// A `Lease.AutoRenewal` / `Lease.Renew` span for `lease`, linked to its acquisition.
+pub(crate) fn renewal_span(name: &'static str, lease: &LeaseShared) -> Span {
+    let span = if name == SPAN_AUTO_RENEWAL {
+        tracing::info_span!(
+            SPAN_AUTO_RENEWAL,
+            lease.name = %lease.grant.name,
+            lease.id = %lease.grant.lease_id,
+            lease.provider = lease.ctx.provider.provider_name(),
+            lease.duration = ?lease.grant.duration,
+            lease.result = tracing::field::Empty,
+            lease.retry_count = tracing::field::Empty,
+            lease.failure_reason = tracing::field::Empty,
+        )
+    } else {
+        tracing::info_span!(
+            crate::telemetry::SPAN_RENEW,
+            lease.name = %lease.grant.name,
+            lease.id = %lease.grant.lease_id,
+            lease.provider = lease.ctx.provider.provider_name(),
+            lease.duration = ?lease.grant.duration,
+            lease.result = tracing::field::Empty,
+            lease.retry_count = tracing::field::Empty,
+            lease.failure_reason = tracing::field::Empty,
+        )
+    };
+    if !span.is_disabled() && lease.acquire_cx.is_valid() {
+        span.add_link(lease.acquire_cx.clone());
+    }
+    span
+}
+
+/// Records `lease.result`, `lease.retry_count` and `lease.failure_reason` on `span`.
+pub(crate) fn record_span_result<T>(span: &Span, result: &Result<T>, retries: u32) {
+    span.record("lease.retry_count", retries);
+    match result {
+        Ok(_) => {
+            span.record("lease.result", RESULT_SUCCESS);
+        }
+        Err(e) => {
+            span.record("lease.result", "failure");
+            span.record("lease.failure_reason", e.kind().as_str());
+        }
+    }
+}
+
+/// The error of a renewal cut off at the lease's safety deadline.
+pub(crate) fn deadline_error(lease: &LeaseShared) -> LeaseError {
+    LeaseError::new(ErrorKind::ProviderUnavailable, "renewal did not complete before the safety deadline")
+        .with_lease_name(&lease.grant.name)
+        .with_lease_id(&lease.grant.lease_id)
+}
+
+struct Entry {
+    lease: Arc<LeaseShared>,
+    /// Queue key while queued.
+    queued: Option<Instant>,
+    /// Failures in a row.
+    failures: u32,
+}
+
+struct BatchDone {
+    keys: Vec<u64>,
+    sent: Instant,
+    elapsed: Duration,
+    results: Vec<Result<()>>,
+    spans: Vec<Span>,
+}
+
+struct Scheduler {
+    provider: Arc<dyn LeaseProvider>,
+    entries: HashMap<u64, Entry>,
+    queue: BTreeSet<(Instant, u64)>,
+    in_flight: JoinSet<BatchDone>,
+    rng: fastrand::Rng,
+}
+
+async fn run(provider: Arc<dyn LeaseProvider>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let mut s = Scheduler {
+        provider,
+        entries: HashMap::new(),
+        queue: BTreeSet::new(),
+        in_flight: JoinSet::new(),
+        rng: fastrand::Rng::new(),
+    };
+    loop {
+        let next = s.queue.first().map(|&(at, _)| at);
+        tokio::select! {
+            biased;
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => s.command(cmd),
+                None => break,
+            },
+            Some(done) = s.in_flight.join_next(), if !s.in_flight.is_empty() => {
+                // A renewal task only ends by returning: it is never aborted while we run.
+                if let Ok(done) = done {
+                    s.batch_done(done);
+                }
+            }
+            () = sleep_until_opt(next) => s.dispatch_due(),
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Scheduler {
+    fn command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Register(lease) => {
+                let Some(window) = lease.safety_window else {
+                    return; // infinite: nothing to renew, nothing expires
+                };
+                let key = lease.key;
+                let sent = lease.grant.sent_at;
+                let at = match lease.policy {
+                    Some(p) => sent + p.interval - early_slack(p.duration),
+                    // Manual renewal: only watch the safety deadline.
+                    None => sent + window,
+                };
+                self.entries.insert(key, Entry { lease, queued: None, failures: 0 });
+                self.enqueue(key, at);
+            }
+            Cmd::Unregister(key) => self.remove(key),
+            Cmd::Release(lease) => {
+                self.remove(lease.key);
+                spawn_release(lease);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: u64) {
+        if let Some(e) = self.entries.remove(&key) {
+            if let Some(at) = e.queued {
+                self.queue.remove(&(at, key));
+            }
+        }
+    }
+
+    fn enqueue(&mut self, key: u64, at: Instant) {
+        if let Some(e) = self.entries.get_mut(&key) {
+            if let Some(old) = e.queued.replace(at) {
+                self.queue.remove(&(old, key));
+            }
+            self.queue.insert((at, key));
+        }
+    }
+
+    fn dispatch_due(&mut self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        while let Some(&(at, key)) = self.queue.first() {
+            if at > now {
+                break;
+            }
+            self.queue.pop_first();
+            let Some(e) = self.entries.get_mut(&key) else { continue };
+            e.queued = None;
+            let lease = &e.lease;
+            if !lease.is_active() {
+                self.entries.remove(&key);
+                continue;
+            }
+            let deadline = lease.safety_deadline().unwrap_or(now);
+            if now >= deadline {
+                let lease = Arc::clone(lease);
+                self.entries.remove(&key);
+                if lease.mark_lost(LostReason::SafetyDeadline) {
+                    // It may still be ours on the backend; free it for the next holder.
+                    spawn_release(lease);
+                }
+                continue;
+            }
+            if lease.policy.is_none() {
+                // Manual lease renewed since: watch the new deadline.
+                self.enqueue(key, deadline);
+                continue;
+            }
+            due.push(key);
+        }
+        let batch = self.provider.capabilities().max_renew_batch.max(1);
+        for chunk in due.chunks(batch) {
+            self.spawn_batch(chunk.to_vec());
+        }
+    }
+
+    fn spawn_batch(&mut self, keys: Vec<u64>) {
+        let mut grants: Vec<Arc<LeaseGrant>> = Vec::with_capacity(keys.len());
+        let mut spans = Vec::with_capacity(keys.len());
+        let mut deadline: Option<Instant> = None;
+        for key in &keys {
+            let e = &self.entries[key];
+            grants.push(Arc::clone(&e.lease.grant));
+            let span = renewal_span(SPAN_AUTO_RENEWAL, &e.lease);
+            span.record("lease.retry_count", e.failures);
+            spans.push(span);
+            let d = e.lease.safety_deadline();
+            deadline = match (deadline, d) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        let provider = Arc::clone(&self.provider);
+        self.in_flight.spawn(async move {
+            let sent = Instant::now();
+            let call = provider.renew_many(&grants);
+            let results = match deadline {
+                Some(d) => tokio::time::timeout_at(d, call).await.ok(),
+                None => Some(call.await),
+            };
+            let n = grants.len();
+            let results = match results {
+                Some(r) if r.len() == n => r,
+                Some(r) => vec![
+                    Err(LeaseError::new(
+                        ErrorKind::Renewal,
+                        format!("provider returned {} results for {n} renewals", r.len()),
+                    ));
+                    n
+                ],
+                None => vec![
+                    Err(LeaseError::unavailable(
+                        "renewal did not complete before the safety deadline",
+                    ));
+                    n
+                ],
+            };
+            BatchDone { keys, sent, elapsed: sent.elapsed(), results, spans }
+        });
+    }
+
+    fn batch_done(&mut self, done: BatchDone) {
+        let now = Instant::now();
+        for ((key, result), span) in done.keys.into_iter().zip(done.results).zip(done.spans) {
+            let Some(e) = self.entries.get_mut(&key) else { continue };
+            let lease = Arc::clone(&e.lease);
+            if !lease.is_active() {
+                self.remove(key);
+                continue;
+            }
+            let result = result.map_err(|err| {
+                if err.lease_name().is_some() {
+                    err
+                } else {
+                    err.with_lease_name(&lease.grant.name).with_lease_id(&lease.grant.lease_id)
+                }
+            });
+            record_span_result(&span, &result, e.failures);
+            let attempt = e.failures + 1;
+            let Some(policy) = lease.policy else { continue };
+            match lease.on_renew_result(&result, done.sent, done.elapsed, attempt) {
+                RenewOutcome::Renewed => {
+                    e.failures = 0;
+                    let at = done.sent + policy.interval - early_slack(policy.duration);
+                    self.enqueue(key, at);
+                }
+                RenewOutcome::Lost => self.remove(key),
+                RenewOutcome::Failed => {
+                    e.failures = attempt;
+                    if attempt > policy.max_retries {
+                        self.remove(key);
+                        let err = result.err().unwrap_or_else(|| deadline_error(&lease));
+                        if lease.mark_lost(LostReason::RetriesExhausted(err)) {
+                            spawn_release(lease);
+                        }
+                        continue;
+                    }
+                    let pause = policy.jittered_backoff(attempt, &mut self.rng);
+                    let deadline = lease.safety_deadline().unwrap_or(now + pause);
+                    self.enqueue(key, (now + pause).min(deadline));
+                }
+            }
+        }
+    }
+}
+
+/// How early a lease may be renewed so that leases due together share a batch.
+fn early_slack(duration: Duration) -> Duration {
+    (duration / 20).min(Duration::from_secs(1))
+}
+
+fn spawn_release(lease: Arc<LeaseShared>) {
+    tokio::spawn(async move {
+        let timeout = lease.release_timeout();
+        if let Err(e) = release_now(&lease, timeout).await {
+            tracing::warn!(
+                lease.name = %lease.grant.name,
+                error = %e,
+                "background release failed; the backend will expire the lease"
+            );
+        }
+    });
+}
+
+/// Calls the provider's release for `lease` inside a `Lease.Release` span, bounded by
+/// `timeout`.
+pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Result<()> {
+    let span = tracing::info_span!(
+        crate::telemetry::SPAN_RELEASE,
+        lease.name = %lease.grant.name,
+        lease.id = %lease.grant.lease_id,
+        lease.provider = lease.ctx.provider.provider_name(),
+        lease.result = tracing::field::Empty,
+        lease.failure_reason = tracing::field::Empty,
+    );
+    let result = tokio::time::timeout(timeout, lease.ctx.provider.release(&lease.grant))
+        .instrument(span.clone())
+        .await
+        .unwrap_or_else(|_| {
+            Err(LeaseError::unavailable(format!("release did not complete within {timeout:?}")))
+        })
+        .map_err(|e| {
+            if e.lease_name().is_some() {
+                e
+            } else {
+                e.with_lease_name(&lease.grant.name).with_lease_id(&lease.grant.lease_id)
+            }
+        });
+    record_span_result(&span, &result, 0);
+    result
+}
