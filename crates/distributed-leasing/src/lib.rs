@@ -1,1 +1,7 @@
+#![doc = include_str!("../../../README.md")]
 
+pub use leasing_abstractions::*;
+
+/// The Redis and Redlock providers (feature `redis`).
+#[cfg(feature = "redis")]
+pub use leasing_redis as redis;

@@ -86,14 +86,20 @@ impl LeaseError {
 
     /// An [`ErrorKind::InvalidArgument`] naming the offending `field` and the rule broken.
     pub fn invalid_argument(field: &'static str, rule: impl Into<String>) -> Self {
-        let mut e = Self::new(ErrorKind::InvalidArgument, format!("invalid {field}: {}", rule.into()));
+        let mut e = Self::new(
+            ErrorKind::InvalidArgument,
+            format!("invalid {field}: {}", rule.into()),
+        );
         e.field = Some(field);
         e
     }
 
     /// An [`ErrorKind::Configuration`] naming the offending `field` and the rule broken.
     pub fn configuration(field: &'static str, rule: impl Into<String>) -> Self {
-        let mut e = Self::new(ErrorKind::Configuration, format!("invalid configuration {field}: {}", rule.into()));
+        let mut e = Self::new(
+            ErrorKind::Configuration,
+            format!("invalid configuration {field}: {}", rule.into()),
+        );
         e.field = Some(field);
         e
     }
@@ -205,7 +211,11 @@ mod tests {
 
     #[test]
     fn retryable_classification() {
-        let retryable = [ErrorKind::Conflict, ErrorKind::ProviderUnavailable, ErrorKind::Renewal];
+        let retryable = [
+            ErrorKind::Conflict,
+            ErrorKind::ProviderUnavailable,
+            ErrorKind::Renewal,
+        ];
         for kind in [
             ErrorKind::Conflict,
             ErrorKind::Timeout,
@@ -230,8 +240,14 @@ mod tests {
             .with_lease_name("job")
             .with_lease_id("abc")
             .with_source(io);
-        assert_eq!(e.to_string(), "provider_unavailable: backend down (lease \"job\", id abc)");
-        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("refused"));
+        assert_eq!(
+            e.to_string(),
+            "provider_unavailable: backend down (lease \"job\", id abc)"
+        );
+        assert_eq!(
+            e.source().map(|s| s.to_string()).as_deref(),
+            Some("refused")
+        );
         assert_eq!(e.lease_name(), Some("job"));
         assert_eq!(e.lease_id(), Some("abc"));
         assert!(format!("{e:?}").contains("refused"));

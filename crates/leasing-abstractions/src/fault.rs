@@ -191,7 +191,9 @@ where
 {
     match fault {
         Fault::Unavailable => Err(injected(op)),
-        Fault::Lost if op == Operation::Renew => Err(LeaseError::lost("injected fault: lease lost")),
+        Fault::Lost if op == Operation::Renew => {
+            Err(LeaseError::lost("injected fault: lease lost"))
+        }
         Fault::Lost => Err(injected(op)),
         Fault::Hang => std::future::pending().await,
         Fault::Delay(d) => {
@@ -220,20 +222,69 @@ impl LeaseProvider for FaultInjectingProvider {
     }
 
     async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        self.run(Operation::Acquire, self.inner.try_acquire(request)).await
+        self.run(Operation::Acquire, self.inner.try_acquire(request))
+            .await
     }
 
     async fn renew(&self, grant: &LeaseGrant) -> Result<()> {
         self.run(Operation::Renew, self.inner.renew(grant)).await
     }
 
+    /// Draws a fault per grant; grants without one go to the inner provider's
+    /// `renew_many` together, so batching is preserved.
     async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        let calls = grants.iter().map(|g| self.run(Operation::Renew, self.inner.renew(g)));
-        futures::future::join_all(calls).await
+        let mut latency = Duration::ZERO;
+        let plan: Vec<Option<Fault>> = grants
+            .iter()
+            .map(|_| {
+                let (fault, l) = self.control.next(Operation::Renew);
+                latency = l;
+                fault
+            })
+            .collect();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        let clean: Vec<Arc<LeaseGrant>> = grants
+            .iter()
+            .zip(&plan)
+            .filter(|(_, f)| f.is_none())
+            .map(|(g, _)| Arc::clone(g))
+            .collect();
+        let faulted = grants.iter().zip(&plan).filter_map(|(g, f)| {
+            f.clone()
+                .map(|f| apply(f, Operation::Renew, self.inner.renew(g)))
+        });
+        let (clean, faulted) = futures::join!(
+            async {
+                if clean.is_empty() {
+                    Vec::new()
+                } else {
+                    self.inner.renew_many(&clean).await
+                }
+            },
+            futures::future::join_all(faulted)
+        );
+        let (mut clean, mut faulted) = (clean.into_iter(), faulted.into_iter());
+        plan.iter()
+            .map(|f| {
+                let next = if f.is_none() {
+                    clean.next()
+                } else {
+                    faulted.next()
+                };
+                next.unwrap_or_else(|| {
+                    Err(LeaseError::unavailable(
+                        "inner provider returned too few results",
+                    ))
+                })
+            })
+            .collect()
     }
 
     async fn release(&self, grant: &LeaseGrant) -> Result<()> {
-        self.run(Operation::Release, self.inner.release(grant)).await
+        self.run(Operation::Release, self.inner.release(grant))
+            .await
     }
 
     async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
@@ -241,7 +292,8 @@ impl LeaseProvider for FaultInjectingProvider {
     }
 
     async fn break_lease(&self, name: &str) -> Result<bool> {
-        self.run(Operation::Break, self.inner.break_lease(name)).await
+        self.run(Operation::Break, self.inner.break_lease(name))
+            .await
     }
 
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {

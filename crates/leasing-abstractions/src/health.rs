@@ -76,16 +76,26 @@ pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> 
         }
     };
     let report = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(true)) => HealthReport::new(HealthStatus::Healthy, "probe lease acquired and released"),
-        Ok(Ok(false)) => HealthReport::new(HealthStatus::Healthy, "probe lease held by another instance (contention)"),
+        Ok(Ok(true)) => {
+            HealthReport::new(HealthStatus::Healthy, "probe lease acquired and released")
+        }
+        Ok(Ok(false)) => HealthReport::new(
+            HealthStatus::Healthy,
+            "probe lease held by another instance (contention)",
+        ),
         Ok(Err(e)) => {
             let status = match e.kind() {
-                ErrorKind::ProviderUnavailable | ErrorKind::Unauthorized | ErrorKind::Timeout => HealthStatus::Unhealthy,
+                ErrorKind::ProviderUnavailable | ErrorKind::Unauthorized | ErrorKind::Timeout => {
+                    HealthStatus::Unhealthy
+                }
                 _ => HealthStatus::Degraded,
             };
             HealthReport::new(status, format!("probe failed: {}", e.kind())).with("error", &e)
         }
-        Err(_) => HealthReport::new(HealthStatus::Unhealthy, format!("probe did not finish within {timeout:?}")),
+        Err(_) => HealthReport::new(
+            HealthStatus::Unhealthy,
+            format!("probe did not finish within {timeout:?}"),
+        ),
     };
     report
         .with("provider", provider.provider_name())
@@ -112,12 +122,20 @@ impl LeaseManager {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        let (held, at_risk, lost) = (count(LeaseState::Held), count(LeaseState::AtRisk), count(LeaseState::Lost));
+        let (held, at_risk, lost) = (
+            count(LeaseState::Held),
+            count(LeaseState::AtRisk),
+            count(LeaseState::Lost),
+        );
         let report = if lost > 0 {
-            HealthReport::new(HealthStatus::Unhealthy, format!("{lost} lease(s) lost")).with("lost_names", names(LeaseState::Lost))
+            HealthReport::new(HealthStatus::Unhealthy, format!("{lost} lease(s) lost"))
+                .with("lost_names", names(LeaseState::Lost))
         } else if at_risk > 0 {
-            HealthReport::new(HealthStatus::Degraded, format!("{at_risk} lease(s) at risk"))
-                .with("at_risk_names", names(LeaseState::AtRisk))
+            HealthReport::new(
+                HealthStatus::Degraded,
+                format!("{at_risk} lease(s) at risk"),
+            )
+            .with("at_risk_names", names(LeaseState::AtRisk))
         } else {
             HealthReport::new(HealthStatus::Healthy, format!("{held} lease(s) held"))
         };

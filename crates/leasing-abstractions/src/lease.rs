@@ -52,7 +52,9 @@ impl fmt::Display for LostReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LostReason::Revoked(e) => write!(f, "revoked by the backend: {e}"),
-            LostReason::SafetyDeadline => f.write_str("safety deadline passed without a successful renewal"),
+            LostReason::SafetyDeadline => {
+                f.write_str("safety deadline passed without a successful renewal")
+            }
             LostReason::RetriesExhausted(e) => write!(f, "renewal retries exhausted: {e}"),
         }
     }
@@ -138,7 +140,10 @@ impl LeaseShared {
     ) -> Self {
         let safety_window = grant.duration.as_finite().map(|d| {
             policy.map_or_else(
-                || d.mul_f64(safety_threshold).min(d.saturating_sub(clock_drift(d))),
+                || {
+                    d.mul_f64(safety_threshold)
+                        .min(d.saturating_sub(clock_drift(d)))
+                },
                 |p| p.safety_window(),
             )
         });
@@ -191,7 +196,9 @@ impl LeaseShared {
     }
 
     fn on_renewed(&self, sent: Instant, elapsed: Duration) {
-        self.ctx.metrics.renewal(&self.grant.name, RESULT_SUCCESS, elapsed);
+        self.ctx
+            .metrics
+            .renewal(&self.grant.name, RESULT_SUCCESS, elapsed);
         {
             let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
             if sent > *last {
@@ -212,7 +219,9 @@ impl LeaseShared {
     }
 
     fn on_renew_failed(&self, attempt: u32, error: LeaseError, elapsed: Duration) {
-        self.ctx.metrics.renewal(&self.grant.name, error.kind().as_str(), elapsed);
+        self.ctx
+            .metrics
+            .renewal(&self.grant.name, error.kind().as_str(), elapsed);
         let remaining = self.remaining().unwrap_or(Duration::MAX);
         tracing::warn!(
             lease.name = %self.grant.name,
@@ -249,8 +258,14 @@ impl LeaseShared {
             active
         });
         if ended {
-            let result = if to == LeaseState::Lost { "lost" } else { "released" };
-            self.ctx.metrics.ended(&self.grant.name, result, self.acquired.elapsed());
+            let result = if to == LeaseState::Lost {
+                "lost"
+            } else {
+                "released"
+            };
+            self.ctx
+                .metrics
+                .ended(&self.grant.name, result, self.acquired.elapsed());
             self.token.cancel();
         }
         ended
@@ -271,7 +286,9 @@ impl LeaseShared {
                 RenewOutcome::Renewed
             }
             Err(e) if e.kind() == crate::ErrorKind::Lost => {
-                self.ctx.metrics.renewal(&self.grant.name, e.kind().as_str(), elapsed);
+                self.ctx
+                    .metrics
+                    .renewal(&self.grant.name, e.kind().as_str(), elapsed);
                 self.mark_lost(LostReason::Revoked(e.clone()));
                 RenewOutcome::Lost
             }
@@ -415,7 +432,11 @@ impl Lease {
 
     /// Why the lease was lost, once it is.
     pub fn lost_reason(&self) -> Option<LostReason> {
-        self.shared.lost_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .lost_reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Resolves when the lease is lost, with the reason. Never resolves if the lease is
@@ -454,7 +475,9 @@ impl Lease {
         }
         let span = crate::renewal::renewal_span(SPAN_RENEW, s);
         let sent = Instant::now();
-        let deadline = s.safety_deadline().unwrap_or(sent + Duration::from_secs(30));
+        let deadline = s
+            .safety_deadline()
+            .unwrap_or(sent + Duration::from_secs(30));
         let result = tokio::time::timeout_at(deadline, s.ctx.provider.renew(&s.grant))
             .instrument(span.clone())
             .await

@@ -172,7 +172,11 @@ impl LeaseManager {
     ///
     /// # Cancellation safety
     /// As [`acquire`](Self::acquire).
-    pub async fn try_acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Option<Lease>> {
+    pub async fn try_acquire_with(
+        &self,
+        name: &str,
+        options: AcquireOptions,
+    ) -> Result<Option<Lease>> {
         let (request, policy) = self.prepare(name, options)?;
         let span = acquire_span(&request, self.provider().provider_name());
         let started = Instant::now();
@@ -189,7 +193,9 @@ impl LeaseManager {
             span.record("lease.failure_reason", label);
         }
         if !matches!(result, Ok(Some(_))) {
-            self.ctx.metrics.acquisition(&request.name, label, started.elapsed());
+            self.ctx
+                .metrics
+                .acquisition(&request.name, label, started.elapsed());
         }
         result
     }
@@ -227,8 +233,12 @@ impl LeaseManager {
         name: &str,
         options: AcquireOptions,
     ) -> Result<(AcquireRequest, Option<crate::RenewalPolicy>)> {
-        let duration = options.duration.unwrap_or(self.options.default_lease_duration);
-        let metadata = options.metadata.unwrap_or_else(|| self.options.metadata.clone());
+        let duration = options
+            .duration
+            .unwrap_or(self.options.default_lease_duration);
+        let metadata = options
+            .metadata
+            .unwrap_or_else(|| self.options.metadata.clone());
         let request = AcquireRequest::new(name, duration, metadata);
         validate_request(&request, &self.provider().capabilities())?;
         let policy = self.options.renewal_policy(duration)?;
@@ -257,7 +267,11 @@ impl LeaseManager {
                 Err(e) => {
                     span.record("lease.result", "failure");
                     span.record("lease.failure_reason", e.kind().as_str());
-                    self.ctx.metrics.acquisition(&request.name, e.kind().as_str(), started.elapsed());
+                    self.ctx.metrics.acquisition(
+                        &request.name,
+                        e.kind().as_str(),
+                        started.elapsed(),
+                    );
                     tracing::debug!(lease.name = %request.name, error = %e, "lease acquisition failed");
                 }
             }
@@ -266,7 +280,9 @@ impl LeaseManager {
         loop {
             attempts += 1;
             match self.attempt(&request, deadline).await {
-                Ok(Some(grant)) => return finish(Ok(self.make_lease(grant, policy, &span, started)), attempts),
+                Ok(Some(grant)) => {
+                    return finish(Ok(self.make_lease(grant, policy, &span, started)), attempts)
+                }
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::Timeout => return finish(Err(e), attempts),
                 Err(e) if e.is_retryable() => {
@@ -298,7 +314,11 @@ impl LeaseManager {
 
     /// One provider call, run in its own task so that a grant arriving after the caller
     /// gave up (dropped future, timeout) is released instead of leaked.
-    async fn attempt(&self, request: &AcquireRequest, deadline: Option<Instant>) -> Result<Option<LeaseGrant>> {
+    async fn attempt(
+        &self,
+        request: &AcquireRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Option<LeaseGrant>> {
         let (tx, rx) = oneshot::channel::<Result<Option<LeaseGrant>>>();
         let provider = Arc::clone(self.provider());
         let req = request.clone();
@@ -326,10 +346,22 @@ impl LeaseManager {
                         g
                     })
                 })
-                .map_err(|e| if e.lease_name().is_some() { e } else { e.with_lease_name(&request.name) }),
-            Some(Err(_)) => Err(LeaseError::new(ErrorKind::Acquisition, "the acquisition task panicked")
-                .with_lease_name(&request.name)),
-            None => Err(timeout_error(&request.name, deadline.map(|d| d.saturating_duration_since(sent)))),
+                .map_err(|e| {
+                    if e.lease_name().is_some() {
+                        e
+                    } else {
+                        e.with_lease_name(&request.name)
+                    }
+                }),
+            Some(Err(_)) => Err(LeaseError::new(
+                ErrorKind::Acquisition,
+                "the acquisition task panicked",
+            )
+            .with_lease_name(&request.name)),
+            None => Err(timeout_error(
+                &request.name,
+                deadline.map(|d| d.saturating_duration_since(sent)),
+            )),
         }
     }
 
@@ -348,7 +380,9 @@ impl LeaseManager {
             fencing_token = grant.fencing_token,
             "lease acquired"
         );
-        self.ctx.metrics.acquisition(&grant.name, RESULT_SUCCESS, elapsed);
+        self.ctx
+            .metrics
+            .acquisition(&grant.name, RESULT_SUCCESS, elapsed);
         let shared = Arc::new(LeaseShared::new(
             grant,
             policy,
@@ -383,7 +417,11 @@ fn timeout_error(name: &str, timeout: Option<Duration>) -> LeaseError {
 }
 
 /// Waits until `wake`, or until `name` is reported released.
-async fn wait_for_release(releases: &mut Option<broadcast::Receiver<String>>, name: &str, wake: Instant) {
+async fn wait_for_release(
+    releases: &mut Option<broadcast::Receiver<String>>,
+    name: &str,
+    wake: Instant,
+) {
     let sleep = tokio::time::sleep_until(wake);
     tokio::pin!(sleep);
     loop {

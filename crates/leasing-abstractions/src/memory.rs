@@ -109,16 +109,23 @@ impl LeaseProvider for InMemoryLeaseProvider {
     }
 
     fn capabilities(&self) -> ProviderCapabilities {
-        ProviderCapabilities::new(Duration::from_millis(1), Duration::from_secs(365 * 24 * 3600))
-            .with_infinite_leases(true)
-            .with_max_renew_batch(1024)
+        ProviderCapabilities::new(
+            Duration::from_millis(1),
+            Duration::from_secs(365 * 24 * 3600),
+        )
+        .with_infinite_leases(true)
+        .with_max_renew_batch(1024)
     }
 
     async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
         validate_request(request, &self.capabilities())?;
         let sent_at = Instant::now();
         let mut state = self.lock();
-        if state.leases.get(&request.name).is_some_and(|e| e.live(sent_at)) {
+        if state
+            .leases
+            .get(&request.name)
+            .is_some_and(|e| e.live(sent_at))
+        {
             return Ok(None);
         }
         let counter = state.counters.entry(request.name.clone()).or_insert(0);
@@ -136,7 +143,13 @@ impl LeaseProvider for InMemoryLeaseProvider {
                 metadata: request.metadata.clone(),
             },
         );
-        Ok(Some(LeaseGrant::new(request, lease_id, token, acquired_at, sent_at)))
+        Ok(Some(LeaseGrant::new(
+            request,
+            lease_id,
+            token,
+            acquired_at,
+            sent_at,
+        )))
     }
 
     async fn renew(&self, grant: &LeaseGrant) -> Result<()> {
@@ -146,14 +159,19 @@ impl LeaseProvider for InMemoryLeaseProvider {
     async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
         let now = Instant::now();
         let mut state = self.lock();
-        grants.iter().map(|g| Self::renew_locked(&mut state, g, now)).collect()
+        grants
+            .iter()
+            .map(|g| Self::renew_locked(&mut state, g, now))
+            .collect()
     }
 
     async fn release(&self, grant: &LeaseGrant) -> Result<()> {
         let removed = {
             let mut state = self.lock();
             match state.leases.get(&grant.name) {
-                Some(e) if e.lease_id == grant.lease_id => state.leases.remove(&grant.name).is_some(),
+                Some(e) if e.lease_id == grant.lease_id => {
+                    state.leases.remove(&grant.name).is_some()
+                }
                 _ => false,
             }
         };
@@ -199,4 +217,3 @@ impl LeaseProvider for InMemoryLeaseProvider {
         Some(self.store.released.subscribe())
     }
 }
-

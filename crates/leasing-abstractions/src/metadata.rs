@@ -31,7 +31,10 @@ pub fn validate_metadata(metadata: &Metadata) -> Result<()> {
     if metadata.len() > MAX_METADATA_ENTRIES {
         return Err(LeaseError::invalid_argument(
             "metadata",
-            format!("{} entries; the limit is {MAX_METADATA_ENTRIES}", metadata.len()),
+            format!(
+                "{} entries; the limit is {MAX_METADATA_ENTRIES}",
+                metadata.len()
+            ),
         ));
     }
     let mut seen = BTreeSet::new();
@@ -41,7 +44,9 @@ pub fn validate_metadata(metadata: &Metadata) -> Result<()> {
         if !seen.insert(key.to_ascii_lowercase()) {
             return Err(LeaseError::invalid_argument(
                 "metadata",
-                format!("key {key:?} differs from another key only by case (keys are case-insensitive)"),
+                format!(
+                    "key {key:?} differs from another key only by case (keys are case-insensitive)"
+                ),
             ));
         }
         if value.len() > MAX_METADATA_VALUE_BYTES {
@@ -66,7 +71,9 @@ pub fn validate_metadata(metadata: &Metadata) -> Result<()> {
 
 fn validate_metadata_key(key: &str) -> Result<()> {
     let mut chars = key.chars();
-    let ok_first = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     let ok_rest = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !ok_first || !ok_rest {
         return Err(LeaseError::invalid_argument(
@@ -77,7 +84,10 @@ fn validate_metadata_key(key: &str) -> Result<()> {
     if key.len() > MAX_METADATA_KEY_LEN {
         return Err(LeaseError::invalid_argument(
             "metadata",
-            format!("key {key:?} is {} characters; the limit is {MAX_METADATA_KEY_LEN}", key.len()),
+            format!(
+                "key {key:?} is {} characters; the limit is {MAX_METADATA_KEY_LEN}",
+                key.len()
+            ),
         ));
     }
     Ok(())
@@ -94,9 +104,11 @@ fn validate_metadata_key(key: &str) -> Result<()> {
 ///
 /// Missing sources leave the key out. Values are truncated to the value limit.
 pub fn environment_metadata(version: Option<&str>) -> Metadata {
-    environment_metadata_from(version, |k| std::env::var(k).ok(), || {
-        std::fs::read_to_string("/etc/hostname").ok()
-    })
+    environment_metadata_from(
+        version,
+        |k| std::env::var(k).ok(),
+        || std::fs::read_to_string("/etc/hostname").ok(),
+    )
 }
 
 fn environment_metadata_from(
@@ -104,7 +116,11 @@ fn environment_metadata_from(
     var: impl Fn(&str) -> Option<String>,
     etc_hostname: impl Fn() -> Option<String>,
 ) -> Metadata {
-    let var = |k: &str| var(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+    let var = |k: &str| {
+        var(k)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
     let first = |keys: &[&str]| keys.iter().find_map(|k| var(k));
     let mut m = Metadata::new();
     let host = var("HOSTNAME").or_else(|| {
@@ -117,7 +133,12 @@ fn environment_metadata_from(
     let version = version
         .map(str::to_owned)
         .or_else(|| first(&["SERVICE_VERSION", "APP_VERSION"]));
-    for (k, v) in [("host", host), ("pod", pod), ("region", region), ("version", version)] {
+    for (k, v) in [
+        ("host", host),
+        ("pod", pod),
+        ("region", region),
+        ("version", version),
+    ] {
         if let Some(mut v) = v {
             truncate_utf8(&mut v, MAX_METADATA_VALUE_BYTES);
             m.insert(k.to_owned(), v);
@@ -142,12 +163,20 @@ mod tests {
     use crate::ErrorKind;
 
     fn md(pairs: &[(&str, &str)]) -> Metadata {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn accepts_identifiers_and_any_utf8_value() {
-        validate_metadata(&md(&[("region", "westeurope"), ("_x1", "日本語 ✓"), ("A", "")])).unwrap();
+        validate_metadata(&md(&[
+            ("region", "westeurope"),
+            ("_x1", "日本語 ✓"),
+            ("A", ""),
+        ]))
+        .unwrap();
         validate_metadata(&Metadata::new()).unwrap();
     }
 
@@ -164,9 +193,14 @@ mod tests {
             (md(&[(&long_key, "v")]), "characters"),
             (md(&[("Key", "v"), ("key", "w")]), "case"),
             (md(&[("k", &big)]), "1025 bytes"),
-            (md(&[("a", &half), ("b", &half), ("c", &half)]), "keys and values"),
             (
-                (0..=MAX_METADATA_ENTRIES).map(|i| (format!("k{i}"), String::new())).collect(),
+                md(&[("a", &half), ("b", &half), ("c", &half)]),
+                "keys and values",
+            ),
+            (
+                (0..=MAX_METADATA_ENTRIES)
+                    .map(|i| (format!("k{i}"), String::new()))
+                    .collect(),
                 "entries",
             ),
         ];
@@ -174,24 +208,48 @@ mod tests {
             let e = validate_metadata(&m).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument);
             assert_eq!(e.field(), Some("metadata"));
-            assert!(e.to_string().contains(needle), "{e} should mention {needle}");
+            assert!(
+                e.to_string().contains(needle),
+                "{e} should mention {needle}"
+            );
         }
     }
 
     #[test]
     fn environment_helper_reads_sources_in_order() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let m = environment_metadata_from(
             None,
-            env(&[("HOSTNAME", "web-1"), ("KUBERNETES_SERVICE_HOST", "10.0.0.1"), ("AZURE_REGION", "eu"), ("REGION", "x"), ("APP_VERSION", "1.2")]),
+            env(&[
+                ("HOSTNAME", "web-1"),
+                ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+                ("AZURE_REGION", "eu"),
+                ("REGION", "x"),
+                ("APP_VERSION", "1.2"),
+            ]),
             || None,
         );
-        assert_eq!(m, md(&[("host", "web-1"), ("pod", "web-1"), ("region", "eu"), ("version", "1.2")]));
-        let m = environment_metadata_from(Some("9"), env(&[("POD_NAME", "p"), ("HOSTNAME", " ")]), || {
-            Some("box\n".into())
-        });
+        assert_eq!(
+            m,
+            md(&[
+                ("host", "web-1"),
+                ("pod", "web-1"),
+                ("region", "eu"),
+                ("version", "1.2")
+            ])
+        );
+        let m = environment_metadata_from(
+            Some("9"),
+            env(&[("POD_NAME", "p"), ("HOSTNAME", " ")]),
+            || Some("box\n".into()),
+        );
         assert_eq!(m, md(&[("host", "box"), ("pod", "p"), ("version", "9")]));
         let m = environment_metadata_from(None, env(&[]), || None);
         assert!(m.is_empty());

@@ -13,7 +13,8 @@ pub const MAX_NAME_LEN: usize = 256;
 
 /// Whether `c` may appear in a lease name.
 pub fn is_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~' | ':' | '/' | '@' | '%' | '+' | '=')
+    c.is_ascii_alphanumeric()
+        || matches!(c, '-' | '_' | '.' | '~' | ':' | '/' | '@' | '%' | '+' | '=')
 }
 
 /// Checks a lease name against the rules above.
@@ -107,7 +108,10 @@ impl LeaseNameParts {
         };
         let resource = unescape(segments[4])?;
         if resource.is_empty() {
-            return Err(LeaseError::invalid_argument("name", "the resource segment must not be empty"));
+            return Err(LeaseError::invalid_argument(
+                "name",
+                "the resource segment must not be empty",
+            ));
         }
         Ok(Self {
             environment: opt(segments[0])?,
@@ -169,7 +173,10 @@ impl LeaseNameBuilder {
     pub fn build(&self) -> Result<String> {
         let p = &self.parts;
         if p.resource.is_empty() {
-            return Err(LeaseError::invalid_argument("resource", "must not be empty"));
+            return Err(LeaseError::invalid_argument(
+                "resource",
+                "must not be empty",
+            ));
         }
         let mut out = String::new();
         for (field, part) in [
@@ -180,7 +187,10 @@ impl LeaseNameBuilder {
         ] {
             if let Some(v) = part {
                 if v.is_empty() {
-                    return Err(LeaseError::invalid_argument(field, "must not be empty when set"));
+                    return Err(LeaseError::invalid_argument(
+                        field,
+                        "must not be empty when set",
+                    ));
                 }
                 escape_into(v, &mut out);
             }
@@ -230,7 +240,9 @@ fn unescape(s: &str) -> Result<String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| LeaseError::invalid_argument("name", format!("malformed escape at byte {i}")))?;
+                .ok_or_else(|| {
+                    LeaseError::invalid_argument("name", format!("malformed escape at byte {i}"))
+                })?;
             out.push(hex);
             i += 3;
         } else {
@@ -288,17 +300,41 @@ mod tests {
         let only = LeaseNameBuilder::new().resource("job").build().unwrap();
         assert_eq!(only, "::::job");
         let p = LeaseNameParts::parse(&only).unwrap();
-        assert_eq!(p, LeaseNameParts { resource: "job".into(), ..Default::default() });
+        assert_eq!(
+            p,
+            LeaseNameParts {
+                resource: "job".into(),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
     fn builder_and_parser_reject_bad_input() {
-        assert_eq!(LeaseNameBuilder::new().build().unwrap_err().field(), Some("resource"));
-        let e = LeaseNameBuilder::new().tenant("").resource("r").build().unwrap_err();
+        assert_eq!(
+            LeaseNameBuilder::new().build().unwrap_err().field(),
+            Some("resource")
+        );
+        let e = LeaseNameBuilder::new()
+            .tenant("")
+            .resource("r")
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), Some("tenant"));
-        let e = LeaseNameBuilder::new().resource("é".repeat(100)).build().unwrap_err();
+        let e = LeaseNameBuilder::new()
+            .resource("é".repeat(100))
+            .build()
+            .unwrap_err();
         assert_eq!(e.field(), Some("name"));
-        for bad in ["a:b", "a:b:c:d:e:f", "a:b:c:d:", "::::%4", "::::%zz", "::::%FF", "bad name"] {
+        for bad in [
+            "a:b",
+            "a:b:c:d:e:f",
+            "a:b:c:d:",
+            "::::%4",
+            "::::%zz",
+            "::::%FF",
+            "bad name",
+        ] {
             assert_eq!(
                 LeaseNameParts::parse(bad).unwrap_err().kind(),
                 ErrorKind::InvalidArgument,

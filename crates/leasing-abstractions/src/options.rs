@@ -147,7 +147,10 @@ impl LeaseOptions {
     /// `InvalidArgument` naming the field and the rule broken.
     pub fn validate(&self) -> Result<()> {
         if self.acquire_retry_interval.is_zero() {
-            return Err(LeaseError::invalid_argument("acquire_retry_interval", "must be greater than zero"));
+            return Err(LeaseError::invalid_argument(
+                "acquire_retry_interval",
+                "must be greater than zero",
+            ));
         }
         validate_metadata(&self.metadata)?;
         self.renewal_policy(self.default_lease_duration).map(drop)
@@ -174,7 +177,10 @@ impl LeaseOptions {
         let d = match duration {
             LeaseDuration::Infinite => return Ok(None),
             LeaseDuration::Finite(d) if d.is_zero() => {
-                return Err(LeaseError::invalid_argument("lease_duration", "must be greater than zero"))
+                return Err(LeaseError::invalid_argument(
+                    "lease_duration",
+                    "must be greater than zero",
+                ))
             }
             LeaseDuration::Finite(d) => d,
         };
@@ -194,7 +200,9 @@ impl LeaseOptions {
         if i >= safe {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_interval",
-                format!("{i:?} must be less than duration × auto_renew_safety_threshold = {safe:?}"),
+                format!(
+                    "{i:?} must be less than duration × auto_renew_safety_threshold = {safe:?}"
+                ),
             ));
         }
         let r = self.auto_renew_retry_interval;
@@ -202,7 +210,9 @@ impl LeaseOptions {
         if r.is_zero() || r >= cap {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_retry_interval",
-                format!("{r:?} must be greater than zero and less than duration − interval = {cap:?}"),
+                format!(
+                    "{r:?} must be greater than zero and less than duration − interval = {cap:?}"
+                ),
             ));
         }
         let policy = RenewalPolicy {
@@ -328,7 +338,10 @@ mod tests {
         let p = o.renewal_policy(o.default_lease_duration).unwrap().unwrap();
         assert_eq!(p.interval, Duration::from_secs(20));
         assert_eq!(p.safety_window(), Duration::from_secs(27));
-        assert_eq!(LeaseDuration::Finite(secs(1.0)).as_finite(), Some(secs(1.0)));
+        assert_eq!(
+            LeaseDuration::Finite(secs(1.0)).as_finite(),
+            Some(secs(1.0))
+        );
         assert_eq!(LeaseDuration::Infinite.as_finite(), None);
     }
 
@@ -337,17 +350,50 @@ mod tests {
         let d = Duration::from_secs(30);
         let base = LeaseOptions::default();
         let cases: Vec<(LeaseOptions, &str)> = vec![
-            (base.clone().with_acquire_retry_interval(Duration::ZERO), "acquire_retry_interval"),
-            (base.clone().with_default_lease_duration(Duration::ZERO), "lease_duration"),
-            (base.clone().with_auto_renew_safety_threshold(0.49), "auto_renew_safety_threshold"),
-            (base.clone().with_auto_renew_safety_threshold(0.96), "auto_renew_safety_threshold"),
-            (base.clone().with_auto_renew_safety_threshold(f64::NAN), "auto_renew_safety_threshold"),
-            (base.clone().with_auto_renew_interval(Some(d)), "auto_renew_interval"),
-            (base.clone().with_auto_renew_interval(Some(Duration::ZERO)), "auto_renew_interval"),
-            (base.clone().with_auto_renew_interval(Some(secs(28.0))), "auto_renew_interval"),
-            (base.clone().with_auto_renew_retry_interval(Duration::ZERO), "auto_renew_retry_interval"),
-            (base.clone().with_auto_renew_retry_interval(secs(10.0)), "auto_renew_retry_interval"),
-            (base.clone().with_auto_renew_max_retries(6u32), "auto_renew_max_retries"),
+            (
+                base.clone().with_acquire_retry_interval(Duration::ZERO),
+                "acquire_retry_interval",
+            ),
+            (
+                base.clone().with_default_lease_duration(Duration::ZERO),
+                "lease_duration",
+            ),
+            (
+                base.clone().with_auto_renew_safety_threshold(0.49),
+                "auto_renew_safety_threshold",
+            ),
+            (
+                base.clone().with_auto_renew_safety_threshold(0.96),
+                "auto_renew_safety_threshold",
+            ),
+            (
+                base.clone().with_auto_renew_safety_threshold(f64::NAN),
+                "auto_renew_safety_threshold",
+            ),
+            (
+                base.clone().with_auto_renew_interval(Some(d)),
+                "auto_renew_interval",
+            ),
+            (
+                base.clone().with_auto_renew_interval(Some(Duration::ZERO)),
+                "auto_renew_interval",
+            ),
+            (
+                base.clone().with_auto_renew_interval(Some(secs(28.0))),
+                "auto_renew_interval",
+            ),
+            (
+                base.clone().with_auto_renew_retry_interval(Duration::ZERO),
+                "auto_renew_retry_interval",
+            ),
+            (
+                base.clone().with_auto_renew_retry_interval(secs(10.0)),
+                "auto_renew_retry_interval",
+            ),
+            (
+                base.clone().with_auto_renew_max_retries(6u32),
+                "auto_renew_max_retries",
+            ),
         ];
         for (o, field) in cases {
             let e = o.validate().unwrap_err();
@@ -356,7 +402,10 @@ mod tests {
         }
         let mut bad_md = Metadata::new();
         bad_md.insert("bad key".into(), "v".into());
-        assert_eq!(base.with_metadata(bad_md).validate().unwrap_err().field(), Some("metadata"));
+        assert_eq!(
+            base.with_metadata(bad_md).validate().unwrap_err().field(),
+            Some("metadata")
+        );
     }
 
     #[test]
@@ -365,7 +414,10 @@ mod tests {
         o.validate().unwrap();
         assert_eq!(o.renewal_policy(LeaseDuration::Infinite).unwrap(), None);
         let o = LeaseOptions::default().with_auto_renew(false);
-        assert_eq!(o.renewal_policy(Duration::from_secs(1).into()).unwrap(), None);
+        assert_eq!(
+            o.renewal_policy(Duration::from_secs(1).into()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -373,7 +425,10 @@ mod tests {
         let o = LeaseOptions::default()
             .with_auto_renew_retry_interval(secs(1.0))
             .with_auto_renew_max_retries(2u32);
-        let p = o.renewal_policy(Duration::from_secs(60).into()).unwrap().unwrap();
+        let p = o
+            .renewal_policy(Duration::from_secs(60).into())
+            .unwrap()
+            .unwrap();
         assert_eq!(p.retry_cap, Duration::from_secs(20));
         let seq: Vec<_> = (1..=7).map(|a| p.backoff(a)).collect();
         assert_eq!(seq, [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0].map(secs));
@@ -394,10 +449,16 @@ mod tests {
             .with_auto_renew_safety_threshold(0.95)
             .with_auto_renew_retry_interval(Duration::from_micros(100))
             .with_auto_renew_max_retries(1u32);
-        let p = o.renewal_policy(Duration::from_millis(20).into()).unwrap().unwrap();
+        let p = o
+            .renewal_policy(Duration::from_millis(20).into())
+            .unwrap()
+            .unwrap();
         // 20 ms × 0.95 = 19 ms, but drift is 0.2 + 2 ms, so the window is 17.8 ms.
         assert_eq!(p.safety_window(), Duration::from_micros(17_800));
-        assert_eq!(clock_drift(Duration::from_secs(10)), Duration::from_millis(102));
+        assert_eq!(
+            clock_drift(Duration::from_secs(10)),
+            Duration::from_millis(102)
+        );
     }
 
     #[test]
@@ -406,7 +467,10 @@ mod tests {
             .duration(Duration::from_secs(5))
             .timeout(None)
             .metadata(Metadata::new());
-        assert_eq!(a.duration, Some(LeaseDuration::Finite(Duration::from_secs(5))));
+        assert_eq!(
+            a.duration,
+            Some(LeaseDuration::Finite(Duration::from_secs(5)))
+        );
         assert_eq!(a.timeout, Some(None));
         assert_eq!(a.metadata, Some(Metadata::new()));
     }

@@ -24,7 +24,11 @@ pub struct AcquireRequest {
 
 impl AcquireRequest {
     /// A request for `name` held for `duration` with `metadata`.
-    pub fn new(name: impl Into<String>, duration: impl Into<LeaseDuration>, metadata: Metadata) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        duration: impl Into<LeaseDuration>,
+        metadata: Metadata,
+    ) -> Self {
         Self {
             name: name.into(),
             duration: duration.into(),
@@ -240,11 +244,17 @@ mod tests {
         assert_eq!(c.max_renew_batch, 1);
         c.check_duration(Duration::from_secs(15).into()).unwrap();
         c.check_duration(Duration::from_secs(60).into()).unwrap();
-        for bad in [LeaseDuration::Infinite, Duration::from_secs(14).into(), Duration::from_secs(61).into()] {
+        for bad in [
+            LeaseDuration::Infinite,
+            Duration::from_secs(14).into(),
+            Duration::from_secs(61).into(),
+        ] {
             let e = c.check_duration(bad).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidArgument);
             assert_eq!(e.field(), Some("lease_duration"));
         }
-        c.with_infinite_leases(true).check_duration(LeaseDuration::Infinite).unwrap();
+        c.with_infinite_leases(true)
+            .check_duration(LeaseDuration::Infinite)
+            .unwrap();
     }
 }

@@ -3,10 +3,10 @@
 //! Leases wait in one ordered queue keyed by the instant they become eligible for renewal;
 //! a single task sleeps until the earliest, takes every lease eligible by then, and renews
 //! them through [`LeaseProvider::renew_many`] in batches of the provider's
-//! `max_renew_batch`, each batch one call (one pipelined round trip on Redis). A lease may
-//! be renewed up to `min(duration / 20, 1 s)` before its interval ends, so leases due at
-//! nearly the same time share a batch. Thousands of held leases cost one timer, not
-//! thousands.
+//! `max_renew_batch`, each batch one call (one pipelined round trip on Redis). A lease is
+//! renewed when its interval ends, or up to `min(duration / 20, 1 s)` earlier when an
+//! earlier lease's batch goes out, so leases due at nearly the same time share a batch.
+//! Thousands of held leases cost one timer, not thousands.
 //!
 //! Each batch call is bounded by the earliest safety deadline in the batch. A failed
 //! renewal is retried after a jittered exponential backoff, never past the lease's safety
@@ -67,7 +67,10 @@ impl Ctx {
 
     /// Stops tracking and renewing a lease. Never blocks.
     pub(crate) fn forget(&self, key: u64) {
-        self.registry.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
         let _ = self.tx.send(Cmd::Unregister(key));
     }
 
@@ -135,15 +138,20 @@ pub(crate) fn record_span_result<T>(span: &Span, result: &Result<T>, retries: u3
 
 /// The error of a renewal cut off at the lease's safety deadline.
 pub(crate) fn deadline_error(lease: &LeaseShared) -> LeaseError {
-    LeaseError::new(ErrorKind::ProviderUnavailable, "renewal did not complete before the safety deadline")
-        .with_lease_name(&lease.grant.name)
-        .with_lease_id(&lease.grant.lease_id)
+    LeaseError::new(
+        ErrorKind::ProviderUnavailable,
+        "renewal did not complete before the safety deadline",
+    )
+    .with_lease_name(&lease.grant.name)
+    .with_lease_id(&lease.grant.lease_id)
 }
 
 struct Entry {
     lease: Arc<LeaseShared>,
-    /// Queue key while queued.
+    /// Queue key (the instant the action is due) while queued.
     queued: Option<Instant>,
+    /// How much earlier than due the entry may go, to share a batch with an earlier one.
+    early: Duration,
     /// Failures in a row.
     failures: u32,
 }
@@ -207,12 +215,20 @@ impl Scheduler {
                 };
                 let key = lease.key;
                 let sent = lease.grant.sent_at;
-                let at = match lease.policy {
-                    Some(p) => sent + p.interval - early_slack(p.duration),
+                let (at, early) = match lease.policy {
+                    Some(p) => (sent + p.interval, early_slack(p.duration)),
                     // Manual renewal: only watch the safety deadline.
-                    None => sent + window,
+                    None => (sent + window, Duration::ZERO),
                 };
-                self.entries.insert(key, Entry { lease, queued: None, failures: 0 });
+                self.entries.insert(
+                    key,
+                    Entry {
+                        lease,
+                        queued: None,
+                        early,
+                        failures: 0,
+                    },
+                );
                 self.enqueue(key, at);
             }
             Cmd::Unregister(key) => self.remove(key),
@@ -242,13 +258,21 @@ impl Scheduler {
 
     fn dispatch_due(&mut self) {
         let now = Instant::now();
+        // Everything due now, plus whatever may go early to share this batch.
+        let eligible: Vec<(Instant, u64)> = self
+            .queue
+            .range(..=(now + MAX_EARLY, u64::MAX))
+            .filter(|&&(at, key)| {
+                at <= now || self.entries.get(&key).is_some_and(|e| at - e.early <= now)
+            })
+            .copied()
+            .collect();
         let mut due = Vec::new();
-        while let Some(&(at, key)) = self.queue.first() {
-            if at > now {
-                break;
-            }
-            self.queue.pop_first();
-            let Some(e) = self.entries.get_mut(&key) else { continue };
+        for (at, key) in eligible {
+            self.queue.remove(&(at, key));
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
             e.queued = None;
             let lease = &e.lease;
             if !lease.is_active() {
@@ -319,14 +343,22 @@ impl Scheduler {
                     n
                 ],
             };
-            BatchDone { keys, sent, elapsed: sent.elapsed(), results, spans }
+            BatchDone {
+                keys,
+                sent,
+                elapsed: sent.elapsed(),
+                results,
+                spans,
+            }
         });
     }
 
     fn batch_done(&mut self, done: BatchDone) {
         let now = Instant::now();
         for ((key, result), span) in done.keys.into_iter().zip(done.results).zip(done.spans) {
-            let Some(e) = self.entries.get_mut(&key) else { continue };
+            let Some(e) = self.entries.get_mut(&key) else {
+                continue;
+            };
             let lease = Arc::clone(&e.lease);
             if !lease.is_active() {
                 self.remove(key);
@@ -336,7 +368,8 @@ impl Scheduler {
                 if err.lease_name().is_some() {
                     err
                 } else {
-                    err.with_lease_name(&lease.grant.name).with_lease_id(&lease.grant.lease_id)
+                    err.with_lease_name(&lease.grant.name)
+                        .with_lease_id(&lease.grant.lease_id)
                 }
             });
             record_span_result(&span, &result, e.failures);
@@ -345,8 +378,8 @@ impl Scheduler {
             match lease.on_renew_result(&result, done.sent, done.elapsed, attempt) {
                 RenewOutcome::Renewed => {
                     e.failures = 0;
-                    let at = done.sent + policy.interval - early_slack(policy.duration);
-                    self.enqueue(key, at);
+                    e.early = early_slack(policy.duration);
+                    self.enqueue(key, done.sent + policy.interval);
                 }
                 RenewOutcome::Lost => self.remove(key),
                 RenewOutcome::Failed => {
@@ -359,6 +392,7 @@ impl Scheduler {
                         }
                         continue;
                     }
+                    e.early = Duration::ZERO;
                     let pause = policy.jittered_backoff(attempt, &mut self.rng);
                     let deadline = lease.safety_deadline().unwrap_or(now + pause);
                     self.enqueue(key, (now + pause).min(deadline));
@@ -368,9 +402,13 @@ impl Scheduler {
     }
 }
 
-/// How early a lease may be renewed so that leases due together share a batch.
+/// The most any renewal goes early.
+const MAX_EARLY: Duration = Duration::from_secs(1);
+
+/// How early a lease may be renewed so that leases due together share a batch:
+/// 5 % of its duration, at most [`MAX_EARLY`].
 fn early_slack(duration: Duration) -> Duration {
-    (duration / 20).min(Duration::from_secs(1))
+    (duration / 20).min(MAX_EARLY)
 }
 
 fn spawn_release(lease: Arc<LeaseShared>) {
@@ -401,13 +439,16 @@ pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Resul
         .instrument(span.clone())
         .await
         .unwrap_or_else(|_| {
-            Err(LeaseError::unavailable(format!("release did not complete within {timeout:?}")))
+            Err(LeaseError::unavailable(format!(
+                "release did not complete within {timeout:?}"
+            )))
         })
         .map_err(|e| {
             if e.lease_name().is_some() {
                 e
             } else {
-                e.with_lease_name(&lease.grant.name).with_lease_id(&lease.grant.lease_id)
+                e.with_lease_name(&lease.grant.name)
+                    .with_lease_id(&lease.grant.lease_id)
             }
         });
     record_span_result(&span, &result, 0);

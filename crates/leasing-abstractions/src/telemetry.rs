@@ -79,23 +79,67 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new(meter: &Meter, provider: &'static str, options: &TelemetryOptions) -> Self {
         let counter = |name: &'static str, unit: &'static str, desc: &'static str| {
-            meter.u64_counter(name).with_unit(unit).with_description(desc).build()
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(desc)
+                .build()
         };
         let histogram = |name: &'static str, unit: &'static str, desc: &'static str| {
-            meter.f64_histogram(name).with_unit(unit).with_description(desc).build()
+            meter
+                .f64_histogram(name)
+                .with_unit(unit)
+                .with_description(desc)
+                .build()
         };
         Self {
             provider,
             include_name: options.include_lease_name,
-            acquisitions_total: counter("leasing.acquisitions.total", "{acquisition}", "Lease acquisitions attempted"),
-            acquisitions_succeeded: counter("leasing.acquisitions.succeeded", "{acquisition}", "Lease acquisitions that succeeded"),
-            acquisitions_failed: counter("leasing.acquisitions.failed", "{acquisition}", "Lease acquisitions that failed or timed out"),
-            acquisition_duration: histogram("leasing.acquisition.duration", "ms", "Time to acquire a lease, waiting included"),
-            renewals_total: counter("leasing.renewals.total", "{renewal}", "Lease renewals attempted"),
-            renewals_succeeded: counter("leasing.renewals.succeeded", "{renewal}", "Lease renewals that succeeded"),
-            renewals_failed: counter("leasing.renewals.failed", "{renewal}", "Lease renewals that failed"),
-            renewal_duration: histogram("leasing.renewal.duration", "ms", "Time of one renewal round trip"),
-            leases_lost: counter("leasing.leases_lost.total", "{lease}", "Leases lost while held"),
+            acquisitions_total: counter(
+                "leasing.acquisitions.total",
+                "{acquisition}",
+                "Lease acquisitions attempted",
+            ),
+            acquisitions_succeeded: counter(
+                "leasing.acquisitions.succeeded",
+                "{acquisition}",
+                "Lease acquisitions that succeeded",
+            ),
+            acquisitions_failed: counter(
+                "leasing.acquisitions.failed",
+                "{acquisition}",
+                "Lease acquisitions that failed or timed out",
+            ),
+            acquisition_duration: histogram(
+                "leasing.acquisition.duration",
+                "ms",
+                "Time to acquire a lease, waiting included",
+            ),
+            renewals_total: counter(
+                "leasing.renewals.total",
+                "{renewal}",
+                "Lease renewals attempted",
+            ),
+            renewals_succeeded: counter(
+                "leasing.renewals.succeeded",
+                "{renewal}",
+                "Lease renewals that succeeded",
+            ),
+            renewals_failed: counter(
+                "leasing.renewals.failed",
+                "{renewal}",
+                "Lease renewals that failed",
+            ),
+            renewal_duration: histogram(
+                "leasing.renewal.duration",
+                "ms",
+                "Time of one renewal round trip",
+            ),
+            leases_lost: counter(
+                "leasing.leases_lost.total",
+                "{lease}",
+                "Leases lost while held",
+            ),
             releases: counter("leasing.releases.total", "{lease}", "Leases released"),
             lease_duration: histogram("leasing.lease.duration", "s", "Time a lease was held"),
             active: meter

@@ -11,7 +11,10 @@ use crate::provider::{AcquireRequest, ProviderCapabilities};
 ///
 /// # Errors
 /// `InvalidArgument` naming the field (`name`, `metadata`, `lease_duration`) and the rule.
-pub fn validate_request(request: &AcquireRequest, capabilities: &ProviderCapabilities) -> Result<()> {
+pub fn validate_request(
+    request: &AcquireRequest,
+    capabilities: &ProviderCapabilities,
+) -> Result<()> {
     validate_name(&request.name)?;
     validate_metadata(&request.metadata)?;
     capabilities.check_duration(request.duration)

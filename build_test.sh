@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The one test command: formatting, lints, every test (with the servers they need),
+# docs, the quickstart example, and a line + branch coverage report per crate.
+# Needs only the Rust toolchain, Node and Python on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (all targets, all features, warnings denied)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tooling"
+if ! cargo llvm-cov --version >/dev/null 2>&1; then
+  rustup component add llvm-tools-preview
+  cargo install --locked cargo-llvm-cov
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi
+
+step "services"
+if [ -x scripts/redis-up.sh ]; then
+  scripts/redis-up.sh
+  # shellcheck disable=SC1091
+  source target/services/redis.env
+  trap 'scripts/redis-down.sh || true' EXIT
+fi
+# Under this script a test that cannot reach its server fails instead of skipping.
+export LEASING_REQUIRE_SERVICES=1
+
+step "tests with coverage (line and branch)"
+export RUSTC_BOOTSTRAP=1
+cargo llvm-cov clean --workspace
+cargo llvm-cov nextest --workspace --all-features --branch --no-report --no-fail-fast
+cargo llvm-cov report --json --summary-only --output-path target/coverage.json
+cargo llvm-cov report --summary-only | tail -n 1
+
+step "doc tests"
+cargo test --workspace --all-features --doc
+
+step "docs (warnings denied)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
+
+step "quickstart example"
+cargo run --quiet --example quickstart
+
+step "coverage per crate"
+python3 scripts/coverage_table.py target/coverage.json

@@ -1,0 +1,110 @@
+#![allow(dead_code, unreachable_pub, missing_docs)]
+//! Shared helpers of the engine tests.
+
+use leasing_abstractions::fault::{FaultControl, FaultInjectingProvider};
+use leasing_abstractions::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+pub fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// A manager over a fault-injecting wrapper of an in-memory store.
+pub struct Rig {
+    pub store: InMemoryLeaseProvider,
+    pub faults: FaultControl,
+    pub manager: LeaseManager,
+    pub counting: Arc<Counting>,
+}
+
+pub fn rig(options: LeaseOptions) -> Rig {
+    let store = InMemoryLeaseProvider::new();
+    let counting = Arc::new(Counting::new(Arc::new(store.clone())));
+    let faulty = FaultInjectingProvider::new(counting.clone());
+    let faults = faulty.control();
+    let manager = LeaseManager::new(Arc::new(faulty), options).expect("valid options");
+    Rig {
+        store,
+        faults,
+        manager,
+        counting,
+    }
+}
+
+/// Collects a lease's events with the (virtual) instant each arrived.
+pub fn record(lease: &Lease) -> Arc<Mutex<Vec<(Instant, LeaseEvent)>>> {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let mut rx = lease.events();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            sink.lock().unwrap().push((Instant::now(), ev));
+        }
+    });
+    log
+}
+
+/// Lets spawned tasks run without moving the clock.
+pub async fn settle() {
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Counts `renew_many` calls and their sizes, delegating to an inner provider.
+#[derive(Debug)]
+pub struct Counting {
+    inner: Arc<dyn LeaseProvider>,
+    pub batches: AtomicUsize,
+    pub sizes: Mutex<Vec<usize>>,
+}
+
+impl Counting {
+    pub fn new(inner: Arc<dyn LeaseProvider>) -> Self {
+        Self {
+            inner,
+            batches: AtomicUsize::new(0),
+            sizes: Mutex::new(Vec::new()),
+        }
+    }
+    pub fn batches(&self) -> usize {
+        self.batches.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl LeaseProvider for Counting {
+    fn provider_name(&self) -> &'static str {
+        self.inner.provider_name()
+    }
+    fn capabilities(&self) -> ProviderCapabilities {
+        self.inner.capabilities()
+    }
+    async fn try_acquire(&self, r: &AcquireRequest) -> Result<Option<LeaseGrant>> {
+        self.inner.try_acquire(r).await
+    }
+    async fn renew(&self, g: &LeaseGrant) -> Result<()> {
+        self.inner.renew(g).await
+    }
+    async fn renew_many(&self, g: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        self.sizes.lock().unwrap().push(g.len());
+        self.inner.renew_many(g).await
+    }
+    async fn release(&self, g: &LeaseGrant) -> Result<()> {
+        self.inner.release(g).await
+    }
+    async fn inspect(&self, n: &str) -> Result<Option<LeaseInfo>> {
+        self.inner.inspect(n).await
+    }
+    async fn break_lease(&self, n: &str) -> Result<bool> {
+        self.inner.break_lease(n).await
+    }
+    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+        self.inner.release_notifications()
+    }
+}
