@@ -12,8 +12,9 @@
 //! ```
 
 use crate::error::{LeaseError, Result};
-use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities};
-use async_trait::async_trait;
+use crate::provider::{
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -211,7 +212,6 @@ fn injected(op: Operation) -> LeaseError {
     LeaseError::unavailable(format!("injected fault: {op:?} unavailable"))
 }
 
-#[async_trait]
 impl LeaseProvider for FaultInjectingProvider {
     fn provider_name(&self) -> &'static str {
         self.inner.provider_name()
@@ -221,79 +221,90 @@ impl LeaseProvider for FaultInjectingProvider {
         self.inner.capabilities()
     }
 
-    async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        self.run(Operation::Acquire, self.inner.try_acquire(request))
-            .await
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move {
+            self.run(Operation::Acquire, self.inner.try_acquire(request))
+                .await
+        })
     }
 
-    async fn renew(&self, grant: &LeaseGrant) -> Result<()> {
-        self.run(Operation::Renew, self.inner.renew(grant)).await
+    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.run(Operation::Renew, self.inner.renew(grant)).await })
     }
 
     /// Draws a fault per grant; grants without one go to the inner provider's
     /// `renew_many` together, so batching is preserved.
-    async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        let mut latency = Duration::ZERO;
-        let plan: Vec<Option<Fault>> = grants
-            .iter()
-            .map(|_| {
-                let (fault, l) = self.control.next(Operation::Renew);
-                latency = l;
-                fault
-            })
-            .collect();
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        let clean: Vec<Arc<LeaseGrant>> = grants
-            .iter()
-            .zip(&plan)
-            .filter(|(_, f)| f.is_none())
-            .map(|(g, _)| Arc::clone(g))
-            .collect();
-        let faulted = grants.iter().zip(&plan).filter_map(|(g, f)| {
-            f.clone()
-                .map(|f| apply(f, Operation::Renew, self.inner.renew(g)))
-        });
-        let (clean, faulted) = futures::join!(
-            async {
-                if clean.is_empty() {
-                    Vec::new()
-                } else {
-                    self.inner.renew_many(&clean).await
-                }
-            },
-            futures::future::join_all(faulted)
-        );
-        let (mut clean, mut faulted) = (clean.into_iter(), faulted.into_iter());
-        plan.iter()
-            .map(|f| {
-                let next = if f.is_none() {
-                    clean.next()
-                } else {
-                    faulted.next()
-                };
-                next.unwrap_or_else(|| {
-                    Err(LeaseError::unavailable(
-                        "inner provider returned too few results",
-                    ))
+    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let mut latency = Duration::ZERO;
+            let plan: Vec<Option<Fault>> = grants
+                .iter()
+                .map(|_| {
+                    let (fault, l) = self.control.next(Operation::Renew);
+                    latency = l;
+                    fault
                 })
-            })
-            .collect()
+                .collect();
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
+            let clean: Vec<Arc<LeaseGrant>> = grants
+                .iter()
+                .zip(&plan)
+                .filter(|(_, f)| f.is_none())
+                .map(|(g, _)| Arc::clone(g))
+                .collect();
+            let faulted = grants.iter().zip(&plan).filter_map(|(g, f)| {
+                f.clone()
+                    .map(|f| apply(f, Operation::Renew, self.inner.renew(g)))
+            });
+            let (clean, faulted) = futures::join!(
+                async {
+                    if clean.is_empty() {
+                        Vec::new()
+                    } else {
+                        self.inner.renew_many(&clean).await
+                    }
+                },
+                futures::future::join_all(faulted)
+            );
+            let (mut clean, mut faulted) = (clean.into_iter(), faulted.into_iter());
+            plan.iter()
+                .map(|f| {
+                    let next = if f.is_none() {
+                        clean.next()
+                    } else {
+                        faulted.next()
+                    };
+                    next.unwrap_or_else(|| {
+                        Err(LeaseError::unavailable(
+                            "inner provider returned too few results",
+                        ))
+                    })
+                })
+                .collect()
+        })
     }
 
-    async fn release(&self, grant: &LeaseGrant) -> Result<()> {
-        self.run(Operation::Release, self.inner.release(grant))
-            .await
+    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.run(Operation::Release, self.inner.release(grant))
+                .await
+        })
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
-        self.run(Operation::Inspect, self.inner.inspect(name)).await
+    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move { self.run(Operation::Inspect, self.inner.inspect(name)).await })
     }
 
-    async fn break_lease(&self, name: &str) -> Result<bool> {
-        self.run(Operation::Break, self.inner.break_lease(name))
-            .await
+    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.run(Operation::Break, self.inner.break_lease(name))
+                .await
+        })
     }
 
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {

@@ -22,10 +22,11 @@ pub use memory::InMemoryLeaseProvider;
 pub use metadata::{environment_metadata, validate_metadata, Metadata};
 pub use name::{validate_name, LeaseNameBuilder, LeaseNameParts};
 pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions, RenewalPolicy};
-pub use provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities};
+pub use provider::{
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+};
 pub use telemetry::TelemetryOptions;
 pub use validate::validate_request;
 
-/// Re-exported so providers and users name the same versions.
-pub use async_trait::async_trait;
+/// Re-exported so users name the same version.
 pub use tokio_util::sync::CancellationToken;

@@ -301,14 +301,11 @@ impl LeaseManager {
                 );
             }
             let pause = self.options.acquire_retry_interval.mul_f64(0.5 + rng.f64());
-            let mut wake = Instant::now() + pause;
-            if let Some(d) = deadline {
-                if Instant::now() >= d {
-                    return finish(Err(timeout_error(&request.name, timeout)), attempts);
-                }
-                wake = wake.min(d);
-            }
+            let wake = deadline.map_or(Instant::now() + pause, |d| d.min(Instant::now() + pause));
             wait_for_release(&mut releases, &request.name, wake).await;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return finish(Err(timeout_error(&request.name, timeout)), attempts);
+            }
         }
     }
 

@@ -1,9 +1,10 @@
 //! [`InMemoryLeaseProvider`]: the full provider contract inside one process.
 
 use crate::error::{LeaseError, Result};
-use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities};
+use crate::provider::{
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+};
 use crate::validate::validate_request;
-use async_trait::async_trait;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -102,7 +103,6 @@ impl InMemoryLeaseProvider {
     }
 }
 
-#[async_trait]
 impl LeaseProvider for InMemoryLeaseProvider {
     fn provider_name(&self) -> &'static str {
         "in-memory"
@@ -117,100 +117,113 @@ impl LeaseProvider for InMemoryLeaseProvider {
         .with_max_renew_batch(1024)
     }
 
-    async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        validate_request(request, &self.capabilities())?;
-        let sent_at = Instant::now();
-        let mut state = self.lock();
-        if state
-            .leases
-            .get(&request.name)
-            .is_some_and(|e| e.live(sent_at))
-        {
-            return Ok(None);
-        }
-        let counter = state.counters.entry(request.name.clone()).or_insert(0);
-        *counter += 1;
-        let token = *counter;
-        let lease_id = uuid::Uuid::new_v4().to_string();
-        let acquired_at = SystemTime::now();
-        state.leases.insert(
-            request.name.clone(),
-            Entry {
-                lease_id: lease_id.clone(),
-                fencing_token: token,
-                acquired_at,
-                expires: request.duration.as_finite().map(|d| sent_at + d),
-                metadata: request.metadata.clone(),
-            },
-        );
-        Ok(Some(LeaseGrant::new(
-            request,
-            lease_id,
-            token,
-            acquired_at,
-            sent_at,
-        )))
-    }
-
-    async fn renew(&self, grant: &LeaseGrant) -> Result<()> {
-        Self::renew_locked(&mut self.lock(), grant, Instant::now())
-    }
-
-    async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        let now = Instant::now();
-        let mut state = self.lock();
-        grants
-            .iter()
-            .map(|g| Self::renew_locked(&mut state, g, now))
-            .collect()
-    }
-
-    async fn release(&self, grant: &LeaseGrant) -> Result<()> {
-        let removed = {
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move {
+            validate_request(request, &self.capabilities())?;
+            let sent_at = Instant::now();
             let mut state = self.lock();
-            match state.leases.get(&grant.name) {
-                Some(e) if e.lease_id == grant.lease_id => {
-                    state.leases.remove(&grant.name).is_some()
-                }
-                _ => false,
+            if state
+                .leases
+                .get(&request.name)
+                .is_some_and(|e| e.live(sent_at))
+            {
+                return Ok(None);
             }
-        };
-        if removed {
-            self.notify(&grant.name);
-        }
-        Ok(())
+            let counter = state.counters.entry(request.name.clone()).or_insert(0);
+            *counter += 1;
+            let token = *counter;
+            let lease_id = uuid::Uuid::new_v4().to_string();
+            let acquired_at = SystemTime::now();
+            state.leases.insert(
+                request.name.clone(),
+                Entry {
+                    lease_id: lease_id.clone(),
+                    fencing_token: token,
+                    acquired_at,
+                    expires: request.duration.as_finite().map(|d| sent_at + d),
+                    metadata: request.metadata.clone(),
+                },
+            );
+            Ok(Some(LeaseGrant::new(
+                request,
+                lease_id,
+                token,
+                acquired_at,
+                sent_at,
+            )))
+        })
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
-        crate::name::validate_name(name)?;
-        let now = Instant::now();
-        let wall = SystemTime::now();
-        let state = self.lock();
-        Ok(state.leases.get(name).filter(|e| e.live(now)).map(|e| {
-            LeaseInfo::new(
-                name,
-                Some(e.lease_id.clone()),
-                e.fencing_token,
-                e.acquired_at,
-                e.expires.map(|x| wall + x.saturating_duration_since(now)),
-                e.metadata.clone(),
-            )
-        }))
+    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Self::renew_locked(&mut self.lock(), grant, Instant::now()) })
     }
 
-    async fn break_lease(&self, name: &str) -> Result<bool> {
-        crate::name::validate_name(name)?;
-        let now = Instant::now();
-        let broken = {
+    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let now = Instant::now();
             let mut state = self.lock();
-            let live = state.leases.get(name).is_some_and(|e| e.live(now));
-            state.leases.remove(name);
-            live
-        };
-        if broken {
-            self.notify(name);
-        }
-        Ok(broken)
+            grants
+                .iter()
+                .map(|g| Self::renew_locked(&mut state, g, now))
+                .collect()
+        })
+    }
+
+    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let removed = {
+                let mut state = self.lock();
+                match state.leases.get(&grant.name) {
+                    Some(e) if e.lease_id == grant.lease_id => {
+                        state.leases.remove(&grant.name).is_some()
+                    }
+                    _ => false,
+                }
+            };
+            if removed {
+                self.notify(&grant.name);
+            }
+            Ok(())
+        })
+    }
+
+    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move {
+            crate::name::validate_name(name)?;
+            let now = Instant::now();
+            let wall = SystemTime::now();
+            let state = self.lock();
+            Ok(state.leases.get(name).filter(|e| e.live(now)).map(|e| {
+                LeaseInfo::new(
+                    name,
+                    Some(e.lease_id.clone()),
+                    e.fencing_token,
+                    e.acquired_at,
+                    e.expires.map(|x| wall + x.saturating_duration_since(now)),
+                    e.metadata.clone(),
+                )
+            }))
+        })
+    }
+
+    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            crate::name::validate_name(name)?;
+            let now = Instant::now();
+            let broken = {
+                let mut state = self.lock();
+                let live = state.leases.get(name).is_some_and(|e| e.live(now));
+                state.leases.remove(name);
+                live
+            };
+            if broken {
+                self.notify(name);
+            }
+            Ok(broken)
+        })
     }
 
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {

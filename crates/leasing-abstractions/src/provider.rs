@@ -3,8 +3,9 @@
 use crate::error::{LeaseError, Result};
 use crate::metadata::Metadata;
 use crate::options::LeaseDuration;
-use async_trait::async_trait;
 use std::fmt::Debug;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
@@ -179,6 +180,9 @@ impl ProviderCapabilities {
     }
 }
 
+/// A boxed, `Send` future: what every [`LeaseProvider`] method returns.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// A backend's lease primitives. Everything about timing lives in the core.
 ///
 /// Implementations must meet the guarantees of SPEC §2, which
@@ -188,7 +192,39 @@ impl ProviderCapabilities {
 ///
 /// Errors: definitive loss in [`renew`](Self::renew) is [`ErrorKind::Lost`](crate::ErrorKind::Lost);
 /// an unreachable backend is [`ErrorKind::ProviderUnavailable`](crate::ErrorKind::ProviderUnavailable).
-#[async_trait]
+///
+/// Methods return [`BoxFuture`]s, so the trait is object-safe (`Arc<dyn LeaseProvider>`);
+/// implement them as `Box::pin(async move { … })`. The trait does not use `async_trait`
+/// because LLVM 22's `llvm-cov` crashes reading branch coverage of `async_trait`
+/// expansions (rust-lang/rust#157358), and branch coverage is how we prove the providers.
+///
+/// ```
+/// use leasing_abstractions::provider::*;
+/// use leasing_abstractions::{LeaseError, Result};
+/// #[derive(Debug)]
+/// struct Down;
+/// impl LeaseProvider for Down {
+///     fn provider_name(&self) -> &'static str { "down" }
+///     fn capabilities(&self) -> ProviderCapabilities {
+///         ProviderCapabilities::new(std::time::Duration::from_secs(1), std::time::Duration::from_secs(60))
+///     }
+///     fn try_acquire<'a>(&'a self, _: &'a AcquireRequest) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+///         Box::pin(async move { Err(LeaseError::unavailable("always down")) })
+///     }
+///     fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+///         Box::pin(async move { Err(LeaseError::unavailable("always down")) })
+///     }
+///     fn release<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+///         Box::pin(async move { Ok(()) })
+///     }
+///     fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+///         Box::pin(async move { Ok(None) })
+///     }
+///     fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+///         Box::pin(async move { Ok(false) })
+///     }
+/// }
+/// ```
 pub trait LeaseProvider: Send + Sync + Debug + 'static {
     /// A short provider label for telemetry (`in-memory`, `redis`, `redlock`, `blob`…).
     fn provider_name(&self) -> &'static str;
@@ -198,28 +234,33 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
 
     /// Grants the lease if `request.name` is free or its previous lease expired; `Ok(None)`
     /// if someone else holds it.
-    async fn try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>>;
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>>;
 
     /// Extends `grant` by its duration. `Err` of kind `Lost` when the grant is no longer
     /// the holder.
-    async fn renew(&self, grant: &LeaseGrant) -> Result<()>;
+    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>>;
 
     /// Renews many grants, in one round trip where the backend allows it. Returns one
     /// result per grant, in order. The default renews them concurrently one by one.
-    async fn renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        futures::future::join_all(grants.iter().map(|g| self.renew(g))).await
+    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(futures::future::join_all(
+            grants.iter().map(|g| self.renew(g)),
+        ))
     }
 
     /// Releases `grant`. Idempotent: a grant already released, expired or taken over is
     /// `Ok(())` and the current holder is left alone.
-    async fn release(&self, grant: &LeaseGrant) -> Result<()>;
+    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>>;
 
     /// The current holder of `name`, `None` if free.
-    async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>>;
+    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>>;
 
     /// Operator force-release. `Ok(true)` if a lease was broken, `Ok(false)` if the name
     /// was free.
-    async fn break_lease(&self, name: &str) -> Result<bool>;
+    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
 
     /// Names released on this backend, for waking waiting acquirers; `None` if the provider
     /// cannot tell (waiters then poll with jittered backoff). Messages may be missed, so

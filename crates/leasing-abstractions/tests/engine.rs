@@ -414,8 +414,6 @@ async fn transient_acquire_failures_are_retried_and_fatal_ones_are_not() {
 
 #[derive(Debug)]
 struct Refusing;
-
-#[async_trait]
 impl LeaseProvider for Refusing {
     fn provider_name(&self) -> &'static str {
         "refusing"
@@ -423,20 +421,23 @@ impl LeaseProvider for Refusing {
     fn capabilities(&self) -> ProviderCapabilities {
         ProviderCapabilities::new(secs(0.001), secs(3600.0))
     }
-    async fn try_acquire(&self, _: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        Err(LeaseError::new(ErrorKind::Unauthorized, "bad credentials"))
+    fn try_acquire<'a>(
+        &'a self,
+        _: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move { Err(LeaseError::new(ErrorKind::Unauthorized, "bad credentials")) })
     }
-    async fn renew(&self, _: &LeaseGrant) -> Result<()> {
-        Err(LeaseError::new(ErrorKind::Unauthorized, "bad credentials"))
+    fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Err(LeaseError::new(ErrorKind::Unauthorized, "bad credentials")) })
     }
-    async fn release(&self, _: &LeaseGrant) -> Result<()> {
-        Ok(())
+    fn release<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { Ok(()) })
     }
-    async fn inspect(&self, _: &str) -> Result<Option<LeaseInfo>> {
-        Err(LeaseError::new(ErrorKind::Acquisition, "weird"))
+    fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move { Err(LeaseError::new(ErrorKind::Acquisition, "weird")) })
     }
-    async fn break_lease(&self, _: &str) -> Result<bool> {
-        Ok(false)
+    fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(false) })
     }
 }
 

@@ -41,8 +41,6 @@ mod broken {
 
     #[derive(Debug, Default)]
     pub(crate) struct AlwaysGrants(AtomicU64);
-
-    #[async_trait]
     impl LeaseProvider for AlwaysGrants {
         fn provider_name(&self) -> &'static str {
             "broken"
@@ -50,27 +48,32 @@ mod broken {
         fn capabilities(&self) -> ProviderCapabilities {
             ProviderCapabilities::new(Duration::from_millis(1), Duration::from_secs(60))
         }
-        async fn try_acquire(&self, r: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-            let t = self.0.fetch_add(1, Ordering::SeqCst) + 1;
-            Ok(Some(LeaseGrant::new(
-                r,
-                t.to_string(),
-                t,
-                SystemTime::now(),
-                tokio::time::Instant::now(),
-            )))
+        fn try_acquire<'a>(
+            &'a self,
+            r: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            Box::pin(async move {
+                let t = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+                Ok(Some(LeaseGrant::new(
+                    r,
+                    t.to_string(),
+                    t,
+                    SystemTime::now(),
+                    tokio::time::Instant::now(),
+                )))
+            })
         }
-        async fn renew(&self, _: &LeaseGrant) -> Result<()> {
-            Ok(())
+        fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move { Ok(()) })
         }
-        async fn release(&self, _: &LeaseGrant) -> Result<()> {
-            Ok(())
+        fn release<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async move { Ok(()) })
         }
-        async fn inspect(&self, _: &str) -> Result<Option<LeaseInfo>> {
-            Ok(None)
+        fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+            Box::pin(async move { Ok(None) })
         }
-        async fn break_lease(&self, _: &str) -> Result<bool> {
-            Ok(false)
+        fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+            Box::pin(async move { Ok(false) })
         }
     }
 }

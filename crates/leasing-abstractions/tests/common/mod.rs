@@ -75,8 +75,6 @@ impl Counting {
         self.batches.load(Ordering::SeqCst)
     }
 }
-
-#[async_trait]
 impl LeaseProvider for Counting {
     fn provider_name(&self) -> &'static str {
         self.inner.provider_name()
@@ -84,25 +82,30 @@ impl LeaseProvider for Counting {
     fn capabilities(&self) -> ProviderCapabilities {
         self.inner.capabilities()
     }
-    async fn try_acquire(&self, r: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        self.inner.try_acquire(r).await
+    fn try_acquire<'a>(
+        &'a self,
+        r: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move { self.inner.try_acquire(r).await })
     }
-    async fn renew(&self, g: &LeaseGrant) -> Result<()> {
-        self.inner.renew(g).await
+    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.inner.renew(g).await })
     }
-    async fn renew_many(&self, g: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        self.batches.fetch_add(1, Ordering::SeqCst);
-        self.sizes.lock().unwrap().push(g.len());
-        self.inner.renew_many(g).await
+    fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            self.batches.fetch_add(1, Ordering::SeqCst);
+            self.sizes.lock().unwrap().push(g.len());
+            self.inner.renew_many(g).await
+        })
     }
-    async fn release(&self, g: &LeaseGrant) -> Result<()> {
-        self.inner.release(g).await
+    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.inner.release(g).await })
     }
-    async fn inspect(&self, n: &str) -> Result<Option<LeaseInfo>> {
-        self.inner.inspect(n).await
+    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move { self.inner.inspect(n).await })
     }
-    async fn break_lease(&self, n: &str) -> Result<bool> {
-        self.inner.break_lease(n).await
+    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { self.inner.break_lease(n).await })
     }
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
         self.inner.release_notifications()

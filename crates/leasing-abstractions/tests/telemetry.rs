@@ -1,0 +1,403 @@
+//! Metrics and spans, asserted through the OpenTelemetry SDK's in-memory exporters.
+
+mod common;
+
+use common::*;
+use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::*;
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::Value;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::time::advance;
+use tracing_subscriber::layer::SubscriberExt;
+
+struct Telemetry {
+    metrics: InMemoryMetricExporter,
+    meter_provider: SdkMeterProvider,
+    spans: InMemorySpanExporter,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+fn telemetry() -> Telemetry {
+    let metrics = InMemoryMetricExporter::default();
+    let meter_provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(metrics.clone()).build())
+        .build();
+    let spans = InMemorySpanExporter::default();
+    let tracer_provider = SdkTracerProvider::builder()
+        .with_simple_exporter(spans.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("test")));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    Telemetry {
+        metrics,
+        meter_provider,
+        spans,
+        _guard,
+    }
+}
+
+/// One observed point: (value, attributes).
+type Points = Vec<(f64, BTreeMap<String, String>)>;
+
+impl Telemetry {
+    /// name -> (unit, points); histograms report their count.
+    fn collect(&self) -> BTreeMap<String, (String, Points)> {
+        self.meter_provider.force_flush().unwrap();
+        let mut out = BTreeMap::new();
+        let finished = self.metrics.get_finished_metrics().unwrap();
+        let last = finished.last().expect("an export happened");
+        for sm in last.scope_metrics() {
+            assert_eq!(sm.scope().name(), "distributed_leasing");
+            for m in sm.metrics() {
+                let attrs = |it: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+                    it.map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                        .collect::<BTreeMap<_, _>>()
+                };
+                let mut points: Points = Vec::new();
+                match m.data() {
+                    AggregatedMetrics::U64(MetricData::Sum(s)) => {
+                        for p in s.data_points() {
+                            points.push((p.value() as f64, attrs(&mut p.attributes())));
+                        }
+                    }
+                    AggregatedMetrics::I64(MetricData::Sum(s)) => {
+                        for p in s.data_points() {
+                            points.push((p.value() as f64, attrs(&mut p.attributes())));
+                        }
+                    }
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        for p in h.data_points() {
+                            points.push((p.count() as f64, attrs(&mut p.attributes())));
+                        }
+                    }
+                    other => panic!("unexpected data for {}: {other:?}", m.name()),
+                }
+                out.insert(m.name().to_owned(), (m.unit().to_owned(), points));
+            }
+        }
+        out
+    }
+}
+
+fn total(points: &Points, result: Option<&str>) -> f64 {
+    points
+        .iter()
+        .filter(|(_, a)| result.is_none_or(|r| a.get("result").map(String::as_str) == Some(r)))
+        .map(|(v, _)| v)
+        .sum()
+}
+
+fn attr<'a>(span: &'a SpanData, key: &str) -> Option<&'a Value> {
+    span.attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .map(|kv| &kv.value)
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_instrument_is_recorded_with_its_name_unit_and_attributes() {
+    let t = telemetry();
+    let store = InMemoryLeaseProvider::new();
+    let faulty = fault::FaultInjectingProvider::new(Arc::new(store.clone()));
+    let faults = faulty.control();
+    let manager = LeaseManager::builder(Arc::new(faulty))
+        .options(
+            LeaseOptions::default()
+                .with_default_lease_duration(secs(30.0))
+                .with_acquire_timeout(Some(secs(1.0))),
+        )
+        .meter(t.meter_provider.meter("distributed_leasing"))
+        .build()
+        .unwrap();
+    let a = manager.acquire("a").await.unwrap();
+    let b = manager.acquire("b").await.unwrap();
+    assert_eq!(
+        manager.acquire("a").await.unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    assert!(manager.try_acquire("a").await.unwrap().is_none());
+    // One renewal round fails for both leases, the next succeeds.
+    faults.script(Operation::Renew, [Fault::Unavailable, Fault::Unavailable]);
+    advance(secs(20.0)).await;
+    settle().await;
+    advance(secs(1.0)).await;
+    settle().await;
+    // b is lost through an operator break at its next renewal; a is released.
+    store.break_lease("b").await.unwrap();
+    advance(secs(20.0)).await;
+    settle().await;
+    assert_eq!(b.state(), LeaseState::Lost);
+    a.release().await.unwrap();
+
+    let m = t.collect();
+    let expect_units = [
+        ("leasing.acquisitions.total", "{acquisition}"),
+        ("leasing.acquisitions.succeeded", "{acquisition}"),
+        ("leasing.acquisitions.failed", "{acquisition}"),
+        ("leasing.acquisition.duration", "ms"),
+        ("leasing.renewals.total", "{renewal}"),
+        ("leasing.renewals.succeeded", "{renewal}"),
+        ("leasing.renewals.failed", "{renewal}"),
+        ("leasing.renewal.duration", "ms"),
+        ("leasing.leases_lost.total", "{lease}"),
+        ("leasing.releases.total", "{lease}"),
+        ("leasing.lease.duration", "s"),
+        ("leasing.active_leases.current", "{lease}"),
+    ];
+    for (name, unit) in expect_units {
+        let (u, _) = m
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing; have {:?}", m.keys()));
+        assert_eq!(u, unit, "{name}");
+    }
+    let p = |n: &str| &m[n].1;
+    assert_eq!(total(p("leasing.acquisitions.total"), None), 4.0);
+    assert_eq!(total(p("leasing.acquisitions.succeeded"), None), 2.0);
+    assert_eq!(
+        total(p("leasing.acquisitions.failed"), Some("timeout")),
+        1.0
+    );
+    assert_eq!(
+        total(p("leasing.acquisitions.failed"), Some("conflict")),
+        1.0
+    );
+    assert_eq!(total(p("leasing.acquisition.duration"), None), 4.0);
+    // Round 1: 2 failures; retry: 2 successes; round 2: a succeeds, b is lost.
+    assert_eq!(total(p("leasing.renewals.total"), None), 6.0);
+    assert_eq!(total(p("leasing.renewals.succeeded"), None), 3.0);
+    assert_eq!(
+        total(p("leasing.renewals.failed"), Some("provider_unavailable")),
+        2.0
+    );
+    assert_eq!(total(p("leasing.renewals.failed"), Some("lost")), 1.0);
+    assert_eq!(total(p("leasing.renewal.duration"), None), 6.0);
+    assert_eq!(total(p("leasing.leases_lost.total"), None), 1.0);
+    assert_eq!(total(p("leasing.releases.total"), None), 1.0);
+    assert_eq!(total(p("leasing.lease.duration"), None), 2.0);
+    assert_eq!(
+        total(p("leasing.active_leases.current"), None),
+        0.0,
+        "both ended"
+    );
+    for (name, (_, points)) in &m {
+        for (_, a) in points {
+            assert_eq!(
+                a.get("provider").map(String::as_str),
+                Some("in-memory"),
+                "{name}"
+            );
+            assert!(
+                !a.contains_key("lease.name"),
+                "{name}: lease names are off by default"
+            );
+        }
+    }
+    drop(b);
+}
+
+#[tokio::test(start_paused = true)]
+async fn lease_names_are_attributes_only_when_opted_in() {
+    let t = telemetry();
+    let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
+        .meter(t.meter_provider.meter("distributed_leasing"))
+        .telemetry(TelemetryOptions::default().with_lease_name(true))
+        .build()
+        .unwrap();
+    let lease = manager.acquire("named").await.unwrap();
+    let m = t.collect();
+    let (_, points) = &m["leasing.active_leases.current"];
+    assert_eq!(points[0].0, 1.0, "one lease held");
+    assert_eq!(
+        points[0].1.get("lease.name").map(String::as_str),
+        Some("named")
+    );
+    drop(lease);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spans_carry_their_fields_and_renewals_link_to_the_acquisition() {
+    let t = telemetry();
+    let rig = rig(LeaseOptions::default().with_default_lease_duration(secs(30.0)));
+    rig.faults.script(Operation::Acquire, [Fault::Unavailable]);
+    let lease = rig.manager.acquire("job").await.unwrap();
+    advance(secs(20.0)).await;
+    settle().await;
+    lease.renew().await.unwrap();
+    let id = lease.lease_id().to_owned();
+    lease.release().await.unwrap();
+
+    let spans = t.spans.get_finished_spans().unwrap();
+    let find = |name: &str| {
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!(
+                "no {name} span in {:?}",
+                spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+            )
+        })
+    };
+    let acquire = find("Lease.Acquire");
+    assert_eq!(
+        attr(acquire, "lease.name").map(Value::to_string).as_deref(),
+        Some("job")
+    );
+    assert_eq!(
+        attr(acquire, "lease.id").map(Value::to_string),
+        Some(id.clone())
+    );
+    assert_eq!(
+        attr(acquire, "lease.provider")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("in-memory")
+    );
+    assert_eq!(
+        attr(acquire, "lease.result")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("success")
+    );
+    assert_eq!(
+        attr(acquire, "lease.retry_count")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("1")
+    );
+    assert!(attr(acquire, "lease.duration").is_some());
+    for name in ["Lease.AutoRenewal", "Lease.Renew"] {
+        let renew = find(name);
+        assert_eq!(
+            attr(renew, "lease.result").map(Value::to_string).as_deref(),
+            Some("success"),
+            "{name}"
+        );
+        assert_eq!(
+            attr(renew, "lease.id").map(Value::to_string),
+            Some(id.clone())
+        );
+        assert!(
+            renew.links.iter().any(|l| l.span_context.trace_id()
+                == acquire.span_context.trace_id()
+                && l.span_context.span_id() == acquire.span_context.span_id()),
+            "{name} is not linked to the acquisition"
+        );
+    }
+    let release = find("Lease.Release");
+    assert_eq!(
+        attr(release, "lease.result")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("success")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_operations_record_the_failure_reason() {
+    let t = telemetry();
+    let rig = rig(LeaseOptions::default()
+        .with_default_lease_duration(secs(30.0))
+        .with_acquire_timeout(Some(secs(1.0))));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    rig.faults.script(Operation::Renew, [Fault::Unavailable]);
+    advance(secs(20.0)).await;
+    settle().await;
+    assert_eq!(
+        rig.manager.acquire("job").await.unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
+    settle().await;
+    let spans = t.spans.get_finished_spans().unwrap();
+    let failed_renewal = spans
+        .iter()
+        .find(|s| {
+            s.name == "Lease.AutoRenewal"
+                && attr(s, "lease.result").map(Value::to_string).as_deref() == Some("failure")
+        })
+        .expect("a failed renewal span");
+    assert_eq!(
+        attr(failed_renewal, "lease.failure_reason")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("provider_unavailable")
+    );
+    let failed_acquire = spans
+        .iter()
+        .find(|s| {
+            s.name == "Lease.Acquire"
+                && attr(s, "lease.result").map(Value::to_string).as_deref() == Some("failure")
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "a failed acquire span: {:#?}",
+                spans
+                    .iter()
+                    .filter(|s| s.name == "Lease.Acquire")
+                    .map(|s| &s.attributes)
+                    .collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(
+        attr(failed_acquire, "lease.failure_reason")
+            .map(Value::to_string)
+            .as_deref(),
+        Some("timeout")
+    );
+    drop(lease);
+}
+
+/// Log events at the review's levels: acquired/released info, renewal failure warn, lost error.
+#[tokio::test(start_paused = true)]
+async fn log_events_use_the_stated_levels() {
+    use std::sync::Mutex;
+    #[derive(Clone, Default)]
+    struct Levels(Arc<Mutex<Vec<(tracing::Level, String)>>>);
+    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Levels {
+        fn on_event(
+            &self,
+            event: &tracing::Event<'_>,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Msg(String);
+            impl tracing::field::Visit for Msg {
+                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                    if f.name() == "message" {
+                        self.0 = format!("{v:?}");
+                    }
+                }
+            }
+            let mut m = Msg(String::new());
+            event.record(&mut m);
+            self.0
+                .lock()
+                .unwrap()
+                .push((*event.metadata().level(), m.0));
+        }
+    }
+    let levels = Levels::default();
+    let _g = tracing::subscriber::set_default(tracing_subscriber::registry().with(levels.clone()));
+    let rig = rig(LeaseOptions::default().with_default_lease_duration(secs(30.0)));
+    let a = rig.manager.acquire("a").await.unwrap();
+    let b = rig.manager.acquire("b").await.unwrap();
+    rig.faults
+        .script(Operation::Renew, [Fault::Unavailable, Fault::Lost]);
+    advance(secs(20.0)).await;
+    settle().await;
+    a.release().await.unwrap();
+    let seen = levels.0.lock().unwrap().clone();
+    let level_of = |needle: &str| {
+        seen.iter()
+            .find(|(_, m)| m.contains(needle))
+            .map(|(l, _)| *l)
+    };
+    assert_eq!(level_of("lease acquired"), Some(tracing::Level::INFO));
+    assert_eq!(level_of("lease released"), Some(tracing::Level::INFO));
+    assert_eq!(level_of("lease renewal failed"), Some(tracing::Level::WARN));
+    assert_eq!(level_of("lease lost"), Some(tracing::Level::ERROR));
+    drop(b);
+}
