@@ -126,6 +126,18 @@ impl LeaseError {
         self
     }
 
+    /// Attaches the lease name and id unless the error already names a lease.
+    pub fn or_lease(self, name: &str, id: Option<&str>) -> Self {
+        if self.lease_name.is_some() {
+            return self;
+        }
+        let e = self.with_lease_name(name);
+        match id {
+            Some(id) => e.with_lease_id(id),
+            None => e,
+        }
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(Arc::from(source.into()));
@@ -256,6 +268,19 @@ mod tests {
         assert_eq!(plain.message(), "gone");
         let named = LeaseError::lost("gone").with_lease_name("n");
         assert_eq!(named.to_string(), "lost: gone (lease \"n\")");
+        let kept = named.clone().or_lease("other", Some("id"));
+        assert_eq!(kept.lease_name(), Some("n"));
+        assert_eq!(kept.lease_id(), None);
+        let filled = LeaseError::lost("gone").or_lease("x", Some("i"));
+        assert_eq!(
+            (filled.lease_name(), filled.lease_id()),
+            (Some("x"), Some("i"))
+        );
+        let name_only = LeaseError::lost("gone").or_lease("x", None);
+        assert_eq!(
+            (name_only.lease_name(), name_only.lease_id()),
+            (Some("x"), None)
+        );
     }
 
     #[test]

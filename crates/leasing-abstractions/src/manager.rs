@@ -304,7 +304,10 @@ impl LeaseManager {
             let wake = deadline.map_or(Instant::now() + pause, |d| d.min(Instant::now() + pause));
             wait_for_release(&mut releases, &request.name, wake).await;
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return finish(Err(timeout_error(&request.name, timeout)), attempts);
+                return finish(
+                    Err(timeout_error(&request.name, timeout.unwrap_or_default())),
+                    attempts,
+                );
             }
         }
     }
@@ -343,13 +346,7 @@ impl LeaseManager {
                         g
                     })
                 })
-                .map_err(|e| {
-                    if e.lease_name().is_some() {
-                        e
-                    } else {
-                        e.with_lease_name(&request.name)
-                    }
-                }),
+                .map_err(|e| e.or_lease(&request.name, None)),
             Some(Err(_)) => Err(LeaseError::new(
                 ErrorKind::Acquisition,
                 "the acquisition task panicked",
@@ -357,7 +354,7 @@ impl LeaseManager {
             .with_lease_name(&request.name)),
             None => Err(timeout_error(
                 &request.name,
-                deadline.map(|d| d.saturating_duration_since(sent)),
+                deadline.unwrap_or(sent).saturating_duration_since(sent),
             )),
         }
     }
@@ -405,12 +402,12 @@ fn acquire_span(request: &AcquireRequest, provider: &'static str) -> Span {
     )
 }
 
-fn timeout_error(name: &str, timeout: Option<Duration>) -> LeaseError {
-    let msg = match timeout {
-        Some(t) => format!("not acquired within {t:?}"),
-        None => "not acquired".to_owned(),
-    };
-    LeaseError::new(ErrorKind::Timeout, msg).with_lease_name(name)
+fn timeout_error(name: &str, timeout: Duration) -> LeaseError {
+    LeaseError::new(
+        ErrorKind::Timeout,
+        format!("not acquired within {timeout:?}"),
+    )
+    .with_lease_name(name)
 }
 
 /// Waits until `wake`, or until `name` is reported released.

@@ -247,11 +247,10 @@ impl Scheduler {
         }
     }
 
+    /// Queues an entry that is not queued (every caller has just taken it off the queue).
     fn enqueue(&mut self, key: u64, at: Instant) {
         if let Some(e) = self.entries.get_mut(&key) {
-            if let Some(old) = e.queued.replace(at) {
-                self.queue.remove(&(old, key));
-            }
+            e.queued = Some(at);
             self.queue.insert((at, key));
         }
     }
@@ -305,27 +304,25 @@ impl Scheduler {
     fn spawn_batch(&mut self, keys: Vec<u64>) {
         let mut grants: Vec<Arc<LeaseGrant>> = Vec::with_capacity(keys.len());
         let mut spans = Vec::with_capacity(keys.len());
-        let mut deadline: Option<Instant> = None;
+        // Each renewing lease has a safety deadline; the batch is bounded by the earliest.
+        let mut deadline = Instant::now() + Duration::from_secs(24 * 3600);
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
             let span = renewal_span(SPAN_AUTO_RENEWAL, &e.lease);
             span.record("lease.retry_count", e.failures);
             spans.push(span);
-            let d = e.lease.safety_deadline();
-            deadline = match (deadline, d) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            deadline = e
+                .lease
+                .safety_deadline()
+                .map_or(deadline, |d| d.min(deadline));
         }
         let provider = Arc::clone(&self.provider);
         self.in_flight.spawn(async move {
             let sent = Instant::now();
-            let call = provider.renew_many(&grants);
-            let results = match deadline {
-                Some(d) => tokio::time::timeout_at(d, call).await.ok(),
-                None => Some(call.await),
-            };
+            let results = tokio::time::timeout_at(deadline, provider.renew_many(&grants))
+                .await
+                .ok();
             let n = grants.len();
             let results = match results {
                 Some(r) if r.len() == n => r,
@@ -364,14 +361,8 @@ impl Scheduler {
                 self.remove(key);
                 continue;
             }
-            let result = result.map_err(|err| {
-                if err.lease_name().is_some() {
-                    err
-                } else {
-                    err.with_lease_name(&lease.grant.name)
-                        .with_lease_id(&lease.grant.lease_id)
-                }
-            });
+            let result =
+                result.map_err(|err| err.or_lease(&lease.grant.name, Some(&lease.grant.lease_id)));
             record_span_result(&span, &result, e.failures);
             let attempt = e.failures + 1;
             let Some(policy) = lease.policy else { continue };
@@ -443,14 +434,7 @@ pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Resul
                 "release did not complete within {timeout:?}"
             )))
         })
-        .map_err(|e| {
-            if e.lease_name().is_some() {
-                e
-            } else {
-                e.with_lease_name(&lease.grant.name)
-                    .with_lease_id(&lease.grant.lease_id)
-            }
-        });
+        .map_err(|e| e.or_lease(&lease.grant.name, Some(&lease.grant.lease_id)));
     record_span_result(&span, &result, 0);
     result
 }

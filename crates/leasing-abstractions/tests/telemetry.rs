@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Metrics and spans, asserted through the OpenTelemetry SDK's in-memory exporters.
 
 mod common;

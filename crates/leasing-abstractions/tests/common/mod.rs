@@ -1,4 +1,4 @@
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
 //! Shared helpers of the engine tests.
 
 use leasing_abstractions::fault::{FaultControl, FaultInjectingProvider};

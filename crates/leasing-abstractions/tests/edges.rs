@@ -1,0 +1,287 @@
+//! Edge cases of the manager and the renewal engine.
+
+mod common;
+
+use common::*;
+use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::time::{advance, Instant};
+
+fn opts(d: f64) -> LeaseOptions {
+    LeaseOptions::default().with_default_lease_duration(secs(d))
+}
+
+/// Delegates to the in-memory store but has no release notifications and no batch
+/// `renew_many` of its own (the trait's default), like a simple polling backend. It can
+/// also be told to answer renewals with the wrong number of results, or to panic.
+#[derive(Debug)]
+struct Plain {
+    inner: InMemoryLeaseProvider,
+    short_results: AtomicBool,
+    panic_on_acquire: AtomicBool,
+}
+
+impl Plain {
+    fn new(inner: InMemoryLeaseProvider) -> Self {
+        Self {
+            inner,
+            short_results: AtomicBool::new(false),
+            panic_on_acquire: AtomicBool::new(false),
+        }
+    }
+}
+
+impl LeaseProvider for Plain {
+    fn provider_name(&self) -> &'static str {
+        "plain"
+    }
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(secs(0.001), secs(3600.0)).with_max_renew_batch(2)
+    }
+    fn try_acquire<'a>(
+        &'a self,
+        r: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move {
+            assert!(
+                !self.panic_on_acquire.load(Ordering::SeqCst),
+                "provider bug"
+            );
+            self.inner.try_acquire(r).await
+        })
+    }
+    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.inner.renew(g).await })
+    }
+    fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        if self.short_results.load(Ordering::SeqCst) {
+            return Box::pin(async move { Vec::new() });
+        }
+        // The trait's default: one renew per grant, concurrently.
+        Box::pin(futures::future::join_all(g.iter().map(|g| self.renew(g))))
+    }
+    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move { self.inner.release(g).await })
+    }
+    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move { self.inner.inspect(n).await })
+    }
+    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { self.inner.break_lease(n).await })
+    }
+}
+
+/// Only `renew` is implemented beyond the required methods: exercises the trait's
+/// default `renew_many` and `release_notifications`.
+#[derive(Debug)]
+struct Minimal(InMemoryLeaseProvider);
+
+impl LeaseProvider for Minimal {
+    fn provider_name(&self) -> &'static str {
+        "minimal"
+    }
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(secs(0.001), secs(3600.0)).with_max_renew_batch(8)
+    }
+    fn try_acquire<'a>(
+        &'a self,
+        r: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        self.0.try_acquire(r)
+    }
+    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        self.0.renew(g)
+    }
+    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        self.0.release(g)
+    }
+    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        self.0.inspect(n)
+    }
+    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.0.break_lease(n)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn providers_without_notifications_are_polled_and_default_renew_many_works() {
+    let store = InMemoryLeaseProvider::new();
+    let m = LeaseManager::new(
+        Arc::new(Minimal(store.clone())),
+        opts(30.0).with_acquire_retry_interval(secs(2.0)),
+    )
+    .unwrap();
+    assert!(m.provider().release_notifications().is_none());
+    let held = m.acquire("job").await.unwrap();
+    let other = m.acquire("other").await.unwrap();
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move { (m2.acquire("job").await.unwrap(), Instant::now()) });
+    advance(secs(0.5)).await;
+    settle().await;
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let (lease, at) = waiter.await.unwrap();
+    let waited = at - released;
+    assert!(
+        waited > secs(0.0) && waited <= secs(3.0),
+        "found by the next poll (jittered 1–3 s): {waited:?}"
+    );
+    // Default renew_many renews both leases.
+    advance(secs(21.0)).await;
+    settle().await;
+    assert_eq!(lease.state(), LeaseState::Held);
+    assert_eq!(other.state(), LeaseState::Held);
+    assert!(lease.remaining_validity().unwrap() > secs(20.0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_ignore_other_names_and_retry_after_missed_notifications() {
+    let store = InMemoryLeaseProvider::new();
+    let m = LeaseManager::new(
+        Arc::new(store.clone()),
+        opts(30.0)
+            .with_acquire_retry_interval(secs(100.0))
+            .with_acquire_timeout(None),
+    )
+    .unwrap();
+    let held = m.acquire("job").await.unwrap();
+    let m2 = m.clone();
+    let waiter = tokio::spawn(async move { m2.acquire("job").await.unwrap() });
+    settle().await;
+    // Releases of other names do not wake it into a wasted attempt.
+    for i in 0..3 {
+        let l = m.acquire(&format!("noise-{i}")).await.unwrap();
+        l.release().await.unwrap();
+    }
+    settle().await;
+    assert!(!waiter.is_finished());
+    // Overflow the notification channel: the waiter lags, tries again, and waits on.
+    let mut noise = Vec::new();
+    for i in 0..1100 {
+        noise.push(
+            store
+                .try_acquire(&AcquireRequest::new(
+                    format!("n{i}"),
+                    secs(30.0),
+                    Metadata::new(),
+                ))
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    for g in &noise {
+        store.release(g).await.unwrap();
+    }
+    settle().await;
+    assert!(!waiter.is_finished());
+    held.release().await.unwrap();
+    let lease = waiter.await.unwrap();
+    assert_eq!(lease.fencing_token(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_provider_is_an_acquisition_error_not_a_crash() {
+    let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
+    plain.panic_on_acquire.store(true, Ordering::SeqCst);
+    let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
+    let e = m.acquire("job").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Acquisition);
+    assert_eq!(e.lease_name(), Some("job"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_answering_too_few_renewals_puts_leases_at_risk() {
+    let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
+    let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
+    let a = m.acquire("a").await.unwrap();
+    let mut ev = a.events();
+    plain.short_results.store(true, Ordering::SeqCst);
+    advance(secs(20.0)).await;
+    settle().await;
+    assert_eq!(a.state(), LeaseState::AtRisk);
+    match ev.recv().await.unwrap() {
+        LeaseEvent::RenewalFailed { error, .. } => {
+            assert_eq!(error.kind(), ErrorKind::Renewal);
+            assert!(error.to_string().contains("0 results for 1"), "{error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    plain.short_results.store(false, Ordering::SeqCst);
+    advance(secs(1.0)).await;
+    settle().await;
+    assert_eq!(a.state(), LeaseState::Held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn releasing_during_an_inflight_renewal_ignores_its_result() {
+    let rig = rig(opts(30.0));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    let mut ev = lease.events();
+    rig.faults
+        .script(Operation::Renew, [Fault::Delay(secs(2.0))]);
+    advance(secs(20.5)).await;
+    settle().await;
+    assert_eq!(rig.faults.calls(Operation::Renew), 1, "renewal in flight");
+    lease.release().await.unwrap();
+    advance(secs(3.0)).await;
+    settle().await;
+    assert!(matches!(ev.recv().await.unwrap(), LeaseEvent::Released));
+    assert!(ev.try_recv().is_err(), "no Renewed after Released");
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_background_release_is_logged_and_the_backend_expires_the_lease() {
+    let rig = rig(opts(30.0));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    rig.faults.script(Operation::Release, [Fault::Unavailable]);
+    drop(lease);
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.unwrap().is_some(),
+        "release failed"
+    );
+    advance(secs(31.0)).await;
+    assert!(rig.store.inspect("job").await.unwrap().is_none(), "expired");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scheduler_stops_when_the_manager_and_its_leases_are_gone() {
+    let store = InMemoryLeaseProvider::new();
+    let counting = Arc::new(Counting::new(Arc::new(store.clone())));
+    let weak = Arc::downgrade(&counting);
+    let m = LeaseManager::new(counting, opts(30.0)).unwrap();
+    let lease = m.acquire("job").await.unwrap();
+    lease.release().await.unwrap();
+    drop(m);
+    settle().await;
+    assert!(
+        weak.upgrade().is_none(),
+        "the scheduler task ended and dropped the provider"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn manager_operator_calls_and_debug() {
+    let rig = rig(opts(30.0));
+    let lease = rig
+        .manager
+        .try_acquire_with("job", AcquireOptions::new().timeout(Some(secs(1.0))))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rig.manager.break_lease("job").await.unwrap());
+    assert!(!rig.manager.break_lease("job").await.unwrap());
+    let reason = lease.lost().await;
+    assert!(reason.to_string().contains("revoked"), "{reason}");
+    let b = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()));
+    assert!(format!("{b:?}").contains("LeaseManagerBuilder"));
+    for r in [
+        LostReason::SafetyDeadline,
+        LostReason::RetriesExhausted(LeaseError::unavailable("x")),
+    ] {
+        assert!(!r.to_string().is_empty());
+    }
+}
