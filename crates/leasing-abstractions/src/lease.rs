@@ -8,7 +8,7 @@ use crate::renewal::Ctx;
 use crate::telemetry::{RESULT_SUCCESS, SPAN_RENEW};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
@@ -123,7 +123,9 @@ pub(crate) struct LeaseShared {
     last_sent: Mutex<Instant>,
     state: watch::Sender<LeaseState>,
     lost_reason: Mutex<Option<LostReason>>,
-    events: broadcast::Sender<LeaseEvent>,
+    /// Created on the first subscription: most leases have no listener, and a channel's
+    /// buffer is the largest part of a lease's memory.
+    events: OnceLock<broadcast::Sender<LeaseEvent>>,
     token: CancellationToken,
     acquired: Instant,
     /// The acquisition span's OpenTelemetry context, linked from renewal spans.
@@ -156,7 +158,7 @@ impl LeaseShared {
             ctx,
             state: watch::channel(LeaseState::Held).0,
             lost_reason: Mutex::new(None),
-            events: broadcast::channel(64).0,
+            events: OnceLock::new(),
             token: CancellationToken::new(),
             acquired: Instant::now(),
             acquire_cx,
@@ -192,7 +194,9 @@ impl LeaseShared {
 
     fn emit(&self, event: LeaseEvent) {
         // No subscribers is fine.
-        let _ = self.events.send(event);
+        if let Some(tx) = self.events.get() {
+            let _ = tx.send(event);
+        }
     }
 
     fn on_renewed(&self, sent: Instant, elapsed: Duration) {
@@ -422,7 +426,10 @@ impl Lease {
     /// Events from now on. A slow subscriber misses old events (`Lagged`), never blocks the
     /// renewal.
     pub fn events(&self) -> broadcast::Receiver<LeaseEvent> {
-        self.shared.events.subscribe()
+        self.shared
+            .events
+            .get_or_init(|| broadcast::channel(64).0)
+            .subscribe()
     }
 
     /// State changes, as a watch channel.

@@ -1,7 +1,8 @@
 //! The renewal engine: one scheduler task per manager renews every held lease.
 //!
-//! Leases wait in one ordered queue keyed by the instant they become eligible for renewal;
-//! a single task sleeps until the earliest, takes every lease eligible by then, and renews
+//! Leases wait in two ordered queues, by the instant they are due and by the instant they
+//! become eligible (a little earlier); a single task sleeps until the earliest due one,
+//! takes every lease eligible by then (each step O(log n)), and renews
 //! them through [`LeaseProvider::renew_many`] in batches of the provider's
 //! `max_renew_batch`, each batch one call (one pipelined round trip on Redis). A lease is
 //! renewed when its interval ends, or up to `min(duration / 20, 1 s)` earlier when an
@@ -148,8 +149,8 @@ pub(crate) fn deadline_error(lease: &LeaseShared) -> LeaseError {
 
 struct Entry {
     lease: Arc<LeaseShared>,
-    /// Queue key (the instant the action is due) while queued.
-    queued: Option<Instant>,
+    /// While queued: (due, eligible), its keys in the two queues.
+    queued: Option<(Instant, Instant)>,
     /// How much earlier than due the entry may go, to share a batch with an earlier one.
     early: Duration,
     /// Failures in a row.
@@ -167,7 +168,10 @@ struct BatchDone {
 struct Scheduler {
     provider: Arc<dyn LeaseProvider>,
     entries: HashMap<u64, Entry>,
+    /// By due instant: the scheduler wakes at the first.
     queue: BTreeSet<(Instant, u64)>,
+    /// By eligible instant (due − early): a wake-up takes every entry eligible by then.
+    eligible: BTreeSet<(Instant, u64)>,
     in_flight: JoinSet<BatchDone>,
     rng: fastrand::Rng,
 }
@@ -177,6 +181,7 @@ async fn run(provider: Arc<dyn LeaseProvider>, mut rx: mpsc::UnboundedReceiver<C
         provider,
         entries: HashMap::new(),
         queue: BTreeSet::new(),
+        eligible: BTreeSet::new(),
         in_flight: JoinSet::new(),
         rng: fastrand::Rng::new(),
     };
@@ -241,8 +246,9 @@ impl Scheduler {
 
     fn remove(&mut self, key: u64) {
         if let Some(e) = self.entries.remove(&key) {
-            if let Some(at) = e.queued {
-                self.queue.remove(&(at, key));
+            if let Some((due, eligible)) = e.queued {
+                self.queue.remove(&(due, key));
+                self.eligible.remove(&(eligible, key));
             }
         }
     }
@@ -250,29 +256,28 @@ impl Scheduler {
     /// Queues an entry that is not queued (every caller has just taken it off the queue).
     fn enqueue(&mut self, key: u64, at: Instant) {
         if let Some(e) = self.entries.get_mut(&key) {
-            e.queued = Some(at);
+            let eligible = at.checked_sub(e.early).unwrap_or(at);
+            e.queued = Some((at, eligible));
             self.queue.insert((at, key));
+            self.eligible.insert((eligible, key));
         }
     }
 
     fn dispatch_due(&mut self) {
         let now = Instant::now();
         // Everything due now, plus whatever may go early to share this batch.
-        let eligible: Vec<(Instant, u64)> = self
-            .queue
-            .range(..=(now + MAX_EARLY, u64::MAX))
-            .filter(|&&(at, key)| {
-                at <= now || self.entries.get(&key).is_some_and(|e| at - e.early <= now)
-            })
-            .copied()
-            .collect();
         let mut due = Vec::new();
-        for (at, key) in eligible {
-            self.queue.remove(&(at, key));
+        while let Some(&(eligible, key)) = self.eligible.first() {
+            if eligible > now {
+                break;
+            }
+            self.eligible.pop_first();
             let Some(e) = self.entries.get_mut(&key) else {
                 continue;
             };
-            e.queued = None;
+            if let Some((at, _)) = e.queued.take() {
+                self.queue.remove(&(at, key));
+            }
             let lease = &e.lease;
             if !lease.is_active() {
                 self.entries.remove(&key);

@@ -150,51 +150,59 @@ impl Metrics {
         }
     }
 
-    fn attrs(&self, name: &str, result: Option<&'static str>) -> Vec<KeyValue> {
-        let mut a = Vec::with_capacity(3);
-        a.push(KeyValue::new("provider", self.provider));
-        if let Some(r) = result {
-            a.push(KeyValue::new("result", r));
+    /// Calls `f` with the attributes of one recording, built on the stack.
+    fn with_attrs(&self, name: &str, result: Option<&'static str>, f: impl FnOnce(&[KeyValue])) {
+        let provider = KeyValue::new("provider", self.provider);
+        match (result, self.include_name) {
+            (Some(r), false) => f(&[provider, KeyValue::new("result", r)]),
+            (None, false) => f(&[provider]),
+            (Some(r), true) => f(&[
+                provider,
+                KeyValue::new("result", r),
+                KeyValue::new("lease.name", name.to_owned()),
+            ]),
+            (None, true) => f(&[provider, KeyValue::new("lease.name", name.to_owned())]),
         }
-        if self.include_name {
-            a.push(KeyValue::new("lease.name", name.to_owned()));
-        }
-        a
     }
 
     pub(crate) fn acquisition(&self, name: &str, result: &'static str, elapsed: Duration) {
-        let a = self.attrs(name, Some(result));
-        self.acquisitions_total.add(1, &a);
+        self.with_attrs(name, Some(result), |a| {
+            self.acquisitions_total.add(1, a);
+            if result == RESULT_SUCCESS {
+                self.acquisitions_succeeded.add(1, a);
+            } else {
+                self.acquisitions_failed.add(1, a);
+            }
+            self.acquisition_duration.record(ms(elapsed), a);
+        });
         if result == RESULT_SUCCESS {
-            self.acquisitions_succeeded.add(1, &a);
-            self.active.add(1, &self.attrs(name, None));
-        } else {
-            self.acquisitions_failed.add(1, &a);
+            self.with_attrs(name, None, |a| self.active.add(1, a));
         }
-        self.acquisition_duration.record(ms(elapsed), &a);
     }
 
     pub(crate) fn renewal(&self, name: &str, result: &'static str, elapsed: Duration) {
-        let a = self.attrs(name, Some(result));
-        self.renewals_total.add(1, &a);
-        if result == RESULT_SUCCESS {
-            self.renewals_succeeded.add(1, &a);
-        } else {
-            self.renewals_failed.add(1, &a);
-        }
-        self.renewal_duration.record(ms(elapsed), &a);
+        self.with_attrs(name, Some(result), |a| {
+            self.renewals_total.add(1, a);
+            if result == RESULT_SUCCESS {
+                self.renewals_succeeded.add(1, a);
+            } else {
+                self.renewals_failed.add(1, a);
+            }
+            self.renewal_duration.record(ms(elapsed), a);
+        });
     }
 
     /// A held lease ended: `result` is `released` or `lost`.
     pub(crate) fn ended(&self, name: &str, result: &'static str, held: Duration) {
-        let a = self.attrs(name, Some(result));
-        if result == "lost" {
-            self.leases_lost.add(1, &a);
-        } else {
-            self.releases.add(1, &a);
-        }
-        self.lease_duration.record(held.as_secs_f64(), &a);
-        self.active.add(-1, &self.attrs(name, None));
+        self.with_attrs(name, Some(result), |a| {
+            if result == "lost" {
+                self.leases_lost.add(1, a);
+            } else {
+                self.releases.add(1, a);
+            }
+            self.lease_duration.record(held.as_secs_f64(), a);
+        });
+        self.with_attrs(name, None, |a| self.active.add(-1, a));
     }
 }
 
