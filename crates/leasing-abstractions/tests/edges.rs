@@ -285,3 +285,39 @@ async fn manager_operator_calls_and_debug() {
         assert!(!r.to_string().is_empty());
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn retrying_leases_do_not_share_a_batch_with_healthy_ones() {
+    let rig = rig(opts(30.0).with_auto_renew_retry_interval(secs(0.5)));
+    let sick = rig.manager.acquire("sick").await.unwrap();
+    // healthy is due at 21.1 s and may go up to 1 s early, from 20.1 s: after sick's
+    // first renewal (20 s), before sick's retry (20.25–20.5 s).
+    advance(secs(1.1)).await;
+    let healthy = rig.manager.acquire("healthy").await.unwrap();
+    // The first round renews "sick" alone (healthy is not yet eligible) and fails.
+    rig.faults.script(Operation::Renew, [Fault::Unavailable]);
+    advance(secs(18.8)).await;
+    settle().await;
+    advance(secs(0.1)).await;
+    settle().await;
+    assert_eq!(sick.state(), LeaseState::AtRisk);
+    assert!(
+        rig.counting.sizes.lock().unwrap().is_empty(),
+        "healthy was not eligible yet"
+    );
+    // Its retry (0.25–0.5 s later) and healthy's renewal fall in one wake-up window but
+    // go out as two calls.
+    for _ in 0..10 {
+        advance(secs(0.1)).await;
+        settle().await;
+    }
+    assert_eq!(sick.state(), LeaseState::Held);
+    assert_eq!(healthy.state(), LeaseState::Held);
+    let sizes = rig.counting.sizes.lock().unwrap().clone();
+    assert!(sizes.iter().all(|&n| n == 1), "{sizes:?}");
+    assert_eq!(
+        sizes.len(),
+        2,
+        "sick's retry and healthy's renewal: {sizes:?}"
+    );
+}
