@@ -1,0 +1,477 @@
+//! Configuration of the Redis providers: the builder, the redacting config, credentials.
+
+use leasing_abstractions::{BoxError, BoxFuture, LeaseError, Result};
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Environment variable [`RedisLeaseProviderBuilder::from_env`] reads the URL from.
+pub const URL_ENV: &str = "LEASING_REDIS_URL";
+/// URL used when [`URL_ENV`] is not set.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// Default key prefix.
+pub const DEFAULT_KEY_PREFIX: &str = "lease:";
+/// Default deadline of one Redis call.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default deadline for establishing a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time before a token's expiry at which it is replaced.
+pub const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(120);
+
+/// A credential for token authentication (Microsoft Entra ID on Azure Cache for Redis):
+/// the username (the identity's object id) and an access token used as the password.
+#[derive(Clone)]
+pub struct AccessToken {
+    /// The user the token authenticates (for Entra ID: the object id of the identity).
+    pub username: String,
+    /// The token, sent as the `AUTH` password. Never printed.
+    pub token: String,
+    /// When the token stops being accepted.
+    pub expires_at: SystemTime,
+}
+
+impl AccessToken {
+    /// A token for `username` valid until `expires_at`.
+    pub fn new(
+        username: impl Into<String>,
+        token: impl Into<String>,
+        expires_at: SystemTime,
+    ) -> Self {
+        Self {
+            username: username.into(),
+            token: token.into(),
+            expires_at,
+        }
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("username", &self.username)
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A source of access tokens. Connections authenticate with the current token and
+/// re-authenticate with a fresh one [`refresh_before_expiry`](RedisLeaseProviderBuilder::refresh_before_expiry)
+/// before it expires; a reconnect asks for a fresh token too.
+///
+/// For Microsoft Entra ID, implement it over `azure_identity`'s `TokenCredential` with the
+/// scope `https://redis.azure.com/.default` and the identity's object id as the username.
+///
+/// (The method returns a boxed future rather than using `async_trait`, like the core's
+/// provider trait, so branch coverage of implementations can be measured.)
+pub trait TokenCredential: Send + Sync + fmt::Debug + 'static {
+    /// A token that is valid now.
+    fn get_token(&self) -> BoxFuture<'_, std::result::Result<AccessToken, BoxError>>;
+}
+
+/// Everything a Redis provider is built from. `Debug` leaves out the password and token
+/// and the userinfo of the URL.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL (may carry `user:password@`).
+    pub url: String,
+    /// Prefix of every key (default `lease:`); must not contain `{` or `}`.
+    pub key_prefix: String,
+    /// ACL user (overrides the URL's).
+    pub username: Option<String>,
+    /// Password (overrides the URL's).
+    pub password: Option<String>,
+    /// PEM of the CA that signed the server certificate, for `rediss://`.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Token credential; takes precedence over username and password.
+    pub credential: Option<Arc<dyn TokenCredential>>,
+    /// Deadline of one call (each call on the renewal path is also bounded by the lease
+    /// duration).
+    pub call_timeout: Duration,
+    /// Deadline for establishing a connection.
+    pub connect_timeout: Duration,
+    /// How long before a token expires it is replaced.
+    pub refresh_before_expiry: Duration,
+    /// Most grants renewed in one pipelined round trip.
+    pub max_renew_batch: usize,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_URL.to_owned(),
+            key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
+            username: None,
+            password: None,
+            ca_cert_pem: None,
+            credential: None,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            refresh_before_expiry: DEFAULT_REFRESH_BEFORE_EXPIRY,
+            max_renew_batch: 256,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "ca_cert_pem",
+                &self
+                    .ca_cert_pem
+                    .as_ref()
+                    .map(|p| format!("{} bytes", p.len())),
+            )
+            .field(
+                "credential",
+                &self.credential.as_ref().map(|_| "<token credential>"),
+            )
+            .field("call_timeout", &self.call_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("refresh_before_expiry", &self.refresh_before_expiry)
+            .field("max_renew_batch", &self.max_renew_batch)
+            .finish()
+    }
+}
+
+/// The URL with any `userinfo@` replaced by `***@`.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisConfig {
+    /// Checks every field; errors name the field and the rule.
+    ///
+    /// # Errors
+    /// `Configuration` naming the field.
+    pub fn validate(&self) -> Result<()> {
+        validate_url(&self.url)?;
+        if self.key_prefix.contains(['{', '}']) {
+            return Err(LeaseError::configuration(
+                "key_prefix",
+                "must not contain '{' or '}' (they delimit the cluster hash tag)",
+            ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(LeaseError::configuration(
+                "call_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(LeaseError::configuration(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if self.max_renew_batch == 0 {
+            return Err(LeaseError::configuration(
+                "max_renew_batch",
+                "must be at least 1",
+            ));
+        }
+        if self.ca_cert_pem.is_some() && !self.url.starts_with("rediss://") {
+            return Err(LeaseError::configuration(
+                "ca_cert_pem",
+                "a CA is only used with a rediss:// url",
+            ));
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn validate_url(url: &str) -> Result<()> {
+    if url.starts_with("redis://") {
+        return Ok(());
+    }
+    if url.starts_with("rediss://") {
+        if cfg!(feature = "tls") {
+            return Ok(());
+        }
+        return Err(LeaseError::configuration(
+            "url",
+            "rediss:// needs the `tls` feature of leasing-redis (`redis-tls` of distributed-leasing)",
+        ));
+    }
+    Err(LeaseError::configuration(
+        "url",
+        format!(
+            "must start with redis:// or rediss://, got {:?}",
+            redact_url(url)
+        ),
+    ))
+}
+
+macro_rules! common_setters {
+    () => {
+        /// Prefix of every key (default `lease:`); must not contain `{` or `}`.
+        pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+            self.config.key_prefix = prefix.into();
+            self
+        }
+
+        /// ACL username.
+        pub fn username(mut self, username: impl Into<String>) -> Self {
+            self.config.username = Some(username.into());
+            self
+        }
+
+        /// Password (never printed).
+        pub fn password(mut self, password: impl Into<String>) -> Self {
+            self.config.password = Some(password.into());
+            self
+        }
+
+        /// PEM of the CA that signed the server's certificate (for `rediss://`).
+        pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.config.ca_cert_pem = Some(pem.into());
+            self
+        }
+
+        /// Reads the CA PEM from a file.
+        ///
+        /// # Errors
+        /// `Configuration` (field `ca_file`) if the file cannot be read.
+        pub fn ca_file(
+            mut self,
+            path: impl AsRef<std::path::Path>,
+        ) -> leasing_abstractions::Result<Self> {
+            let pem = std::fs::read(path.as_ref()).map_err(|e| {
+                leasing_abstractions::LeaseError::configuration(
+                    "ca_file",
+                    format!("cannot read {:?}: {e}", path.as_ref()),
+                )
+            })?;
+            self.config.ca_cert_pem = Some(pem);
+            Ok(self)
+        }
+
+        /// Token authentication (Microsoft Entra ID): re-authenticates before the token expires.
+        pub fn credential(
+            mut self,
+            credential: std::sync::Arc<dyn $crate::config::TokenCredential>,
+        ) -> Self {
+            self.config.credential = Some(credential);
+            self
+        }
+
+        /// Deadline of one Redis call (default 2 s).
+        pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.call_timeout = timeout;
+            self
+        }
+
+        /// Deadline for establishing a connection (default 2 s).
+        pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.config.connect_timeout = timeout;
+            self
+        }
+
+        /// How long before a token's expiry it is replaced (default 2 min; halved
+        /// lifetimes are used for tokens shorter than twice this).
+        pub fn refresh_before_expiry(mut self, before: std::time::Duration) -> Self {
+            self.config.refresh_before_expiry = before;
+            self
+        }
+
+        /// Most grants renewed in one pipelined round trip (default 256).
+        pub fn max_renew_batch(mut self, n: usize) -> Self {
+            self.config.max_renew_batch = n;
+            self
+        }
+
+        /// The configuration so far.
+        pub fn config(&self) -> &$crate::config::RedisConfig {
+            &self.config
+        }
+    };
+}
+pub(crate) use common_setters;
+
+/// Builds a [`RedisLeaseProvider`](crate::RedisLeaseProvider).
+///
+/// ```no_run
+/// # async fn f() -> leasing_abstractions::Result<()> {
+/// use leasing_redis::RedisLeaseProvider;
+/// let provider = RedisLeaseProvider::builder()
+///     .url("redis://127.0.0.1:6379")
+///     .key_prefix("lease:")
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RedisLeaseProviderBuilder {
+    pub(crate) config: RedisConfig,
+}
+
+impl RedisLeaseProviderBuilder {
+    /// A builder with the defaults (`redis://127.0.0.1:6379`, prefix `lease:`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder whose URL comes from `LEASING_REDIS_URL` (default `redis://127.0.0.1:6379`).
+    pub fn from_env() -> Self {
+        Self::new().url(std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned()))
+    }
+
+    /// The server URL, `redis://[user:password@]host[:port][/db]` or `rediss://…`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.config.url = url.into();
+        self
+    }
+
+    common_setters!();
+
+    /// Validates the configuration, connects, and starts the release-notification
+    /// subscriber (ended when the provider is dropped).
+    ///
+    /// # Errors
+    /// `Configuration` naming the field; `ProviderUnavailable` if the server cannot be
+    /// reached; `Unauthorized` if it rejects the credentials.
+    pub async fn build(self) -> Result<crate::RedisLeaseProvider> {
+        crate::RedisLeaseProvider::from_config(self.config).await
+    }
+}
+
+/// When to fetch the next token for one that expires at `expires_at`.
+pub(crate) fn refresh_delay(expires_at: SystemTime, before: Duration, now: SystemTime) -> Duration {
+    let remaining = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
+    let wait = if remaining > before * 2 {
+        remaining - before
+    } else {
+        remaining / 2
+    };
+    wait.max(Duration::from_millis(100))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasing_abstractions::ErrorKind;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let mut c = RedisConfig {
+            url: "redis://user:hunter2@host:6379/0".into(),
+            password: Some("s3cret".into()),
+            ca_cert_pem: Some(b"pem".to_vec()),
+            ..RedisConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && !d.contains("s3cret"), "{d}");
+        assert!(d.contains("redis://***@host:6379/0"));
+        c.url = "redis://host".into();
+        assert!(format!("{c:?}").contains("redis://host"));
+        let t = AccessToken::new("u", "tok-secret", SystemTime::now());
+        assert!(!format!("{t:?}").contains("tok-secret"));
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let ok = RedisConfig::default();
+        ok.validate().unwrap();
+        let cases: Vec<(RedisConfig, &str)> = vec![
+            (
+                RedisConfig {
+                    url: "http://x".into(),
+                    ..ok.clone()
+                },
+                "url",
+            ),
+            (
+                RedisConfig {
+                    key_prefix: "a{".into(),
+                    ..ok.clone()
+                },
+                "key_prefix",
+            ),
+            (
+                RedisConfig {
+                    call_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "call_timeout",
+            ),
+            (
+                RedisConfig {
+                    connect_timeout: Duration::ZERO,
+                    ..ok.clone()
+                },
+                "connect_timeout",
+            ),
+            (
+                RedisConfig {
+                    max_renew_batch: 0,
+                    ..ok.clone()
+                },
+                "max_renew_batch",
+            ),
+            (
+                RedisConfig {
+                    ca_cert_pem: Some(vec![1]),
+                    ..ok.clone()
+                },
+                "ca_cert_pem",
+            ),
+        ];
+        for (c, field) in cases {
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Configuration);
+            assert_eq!(e.field(), Some(field));
+        }
+        let tls = validate_url("rediss://localhost:1");
+        assert_eq!(tls.is_ok(), cfg!(feature = "tls"));
+    }
+
+    #[test]
+    fn builder_setters() {
+        let b = RedisLeaseProviderBuilder::new()
+            .url("redis://h")
+            .key_prefix("p:")
+            .username("u")
+            .password("p")
+            .ca_cert_pem(b"x".to_vec())
+            .call_timeout(Duration::from_millis(5))
+            .connect_timeout(Duration::from_millis(6))
+            .refresh_before_expiry(Duration::from_secs(1))
+            .max_renew_batch(3);
+        let c = b.config();
+        assert_eq!(c.url, "redis://h");
+        assert_eq!(c.key_prefix, "p:");
+        assert_eq!(c.username.as_deref(), Some("u"));
+        assert_eq!(c.call_timeout, Duration::from_millis(5));
+        assert_eq!(c.connect_timeout, Duration::from_millis(6));
+        assert_eq!(c.max_renew_batch, 3);
+        let e = RedisLeaseProviderBuilder::new()
+            .ca_file("/nonexistent/ca.pem")
+            .unwrap_err();
+        assert_eq!(e.field(), Some("ca_file"));
+        let _ = RedisLeaseProviderBuilder::from_env();
+    }
+
+    #[test]
+    fn refresh_timing() {
+        let now = SystemTime::now();
+        let before = Duration::from_secs(10);
+        assert_eq!(
+            refresh_delay(now + Duration::from_secs(60), before, now),
+            Duration::from_secs(50)
+        );
+        assert_eq!(
+            refresh_delay(now + Duration::from_secs(4), before, now),
+            Duration::from_secs(2)
+        );
+        assert_eq!(refresh_delay(now, before, now), Duration::from_millis(100));
+    }
+}

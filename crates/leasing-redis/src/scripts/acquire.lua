@@ -1,0 +1,28 @@
+-- Acquire a lease if the name is free.
+-- KEYS[1] lease hash, KEYS[2] fencing counter (same hash slot)
+-- ARGV[1] lease id, ARGV[2] ttl ms, ARGV[3] token floor ("0" outside Redlock),
+-- ARGV[4] owner, ARGV[5..] metadata field/value pairs (fields already prefixed "meta_")
+-- Returns nil when held, else {fencing token, acquired-at ms (server clock)}.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return false
+end
+local t = redis.call('TIME')
+local token = redis.call('INCR', KEYS[2])
+local counted = token
+local floor = tonumber(ARGV[3])
+if token == 1 then
+  -- The counter was absent (first use, or a restart without persistence): seed it from
+  -- the server clock in microseconds so tokens keep increasing across restarts.
+  token = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+if token <= floor then
+  token = floor + 1
+end
+if token ~= counted then
+  redis.call('SET', KEYS[2], string.format('%.0f', token))
+end
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'fencingToken', string.format('%.0f', token),
+  'owner', ARGV[4], 'acquiredAt', string.format('%.0f', now_ms), unpack(ARGV, 5))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {token, now_ms}

@@ -1,0 +1,8 @@
+-- Operator force-release, announced like a release.
+-- KEYS[1] lease hash; ARGV[1] notification channel, ARGV[2] lease name
+-- Returns 1 when a lease was deleted, 0 when the name was free.
+if redis.call('DEL', KEYS[1]) == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+  return 1
+end
+return 0

@@ -1,0 +1,157 @@
+//! Shared helpers of the integration tests: service discovery and a private server fixture.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The value of `var`, or `None` after a loud SKIPPED line. Under
+/// `LEASING_REQUIRE_SERVICES=1` a missing variable fails the test.
+pub fn service_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if required() => panic!("{var} is not set but LEASING_REQUIRE_SERVICES=1: start the servers with scripts/redis-up.sh and source target/services/redis.env"),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; start the servers with scripts/redis-up.sh and source target/services/redis.env");
+            None
+        }
+    }
+}
+
+pub fn required() -> bool {
+    std::env::var("LEASING_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// Whether `redis-server` can be run; otherwise SKIPPED (or a failure when required).
+pub fn have_redis_server() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !required(),
+            "redis-server is not installed but LEASING_REQUIRE_SERVICES=1"
+        );
+        eprintln!("SKIPPED: redis-server is not installed; run scripts/redis-up.sh");
+    }
+    ok
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+pub fn unique(test: &str) -> String {
+    format!("{test}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A private redis-server on a free loopback port, killed on drop; `restart` keeps the port
+/// (and, without persistence, forgets every key).
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "leasing-redis-fixture-{port}-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let mut s = Self {
+            port,
+            dir,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "fixture redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let started = Instant::now();
+        while std::net::TcpStream::connect(self.addr()).is_ok()
+            && started.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A raw redis-rs connection for assertions and admin commands.
+pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect")
+}

@@ -1,0 +1,824 @@
+//! Integration scenarios against real redis-server: restarts, network faults through the
+//! testkit proxy, fencing after a restart, ACL password rotation through the credential
+//! hook, release notifications, pipelined renewal, and competing OS processes.
+
+mod common;
+
+use common::{raw, service_env, unique, RedisServer};
+use leasing_abstractions::{
+    AcquireRequest, BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseManager, LeaseOptions,
+    LeaseProvider, LeaseState, Metadata,
+};
+use leasing_redis::{AccessToken, RedisLeaseProvider, RedlockLeaseProvider, TokenCredential};
+use leasing_testkit::proxy::FaultProxy;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
+
+fn req(name: &str, d: Duration) -> AcquireRequest {
+    AcquireRequest::new(name, d, Metadata::new())
+}
+
+fn renewing_options(d: Duration) -> LeaseOptions {
+    LeaseOptions::default()
+        .with_default_lease_duration(d)
+        .with_auto_renew_interval(Some(d / 3))
+        .with_auto_renew_retry_interval(Duration::from_millis(100))
+        .with_auto_renew_max_retries(3u32)
+        .with_acquire_timeout(Some(Duration::from_secs(10)))
+}
+
+async fn wait_state(
+    lease: &leasing_abstractions::Lease,
+    want: LeaseState,
+    limit: Duration,
+) -> Instant {
+    let mut rx = lease.state_changes();
+    tokio::time::timeout(limit, rx.wait_for(|s| *s == want))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "lease did not become {want:?} within {limit:?}; it is {:?}",
+                lease.state()
+            )
+        })
+        .expect("state channel");
+    Instant::now()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_lease_is_reported_lost_never_silently() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let p = RedisLeaseProvider::builder()
+        .url(server.url())
+        .call_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("connect");
+    let d = Duration::from_secs(3);
+    let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
+    let name = unique("restart");
+    let lease = manager.acquire(&name).await.expect("acquire");
+    let sent = lease.grant().sent_at;
+    // Down for a while, then back without the data (no persistence).
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    server.restart();
+    let lost_at = wait_state(&lease, LeaseState::Lost, d * 2).await;
+    // The holder learned of the loss before its lease could have expired on its own clock
+    // (renewals before the outage extend the deadline, never shorten it).
+    assert!(lease.lost_reason().is_some());
+    assert!(lost_at > sent);
+    // And the name is usable again after the restart.
+    let again = manager.acquire(&name).await.expect("acquire after restart");
+    assert!(
+        again.fencing_token() > lease.fencing_token(),
+        "fencing went backwards across a restart"
+    );
+    again.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
+    let p = RedisLeaseProvider::builder()
+        .url(format!("redis://{}", proxy.addr()))
+        .call_timeout(Duration::from_millis(200))
+        .connect_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect");
+    let d = Duration::from_secs(3);
+    let options = renewing_options(d)
+        .with_auto_renew_interval(Some(Duration::from_secs(1)))
+        .with_auto_renew_retry_interval(Duration::from_millis(200));
+    let manager = LeaseManager::new(Arc::new(p), options).expect("manager");
+    let name = unique("blip");
+    let lease = manager.acquire(&name).await.expect("acquire");
+    // A cut shorter than the retry budget, just before a renewal: the renewal fails, is
+    // retried, and succeeds after the manager reconnects.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+    tokio::time::sleep(d).await;
+    assert!(
+        lease.state().is_active(),
+        "a short cut lost the lease: {:?}",
+        lease.lost_reason()
+    );
+    let direct = RedisLeaseProvider::builder()
+        .url(server.url())
+        .build()
+        .await
+        .expect("direct");
+    let info = direct
+        .inspect(&name)
+        .await
+        .expect("inspect")
+        .expect("still held on the server");
+    assert_eq!(info.fencing_token, lease.fencing_token());
+    lease.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
+    let via_proxy = RedisLeaseProvider::builder()
+        .url(format!("redis://{}", proxy.addr()))
+        .call_timeout(Duration::from_millis(200))
+        .build()
+        .await
+        .expect("connect");
+    let direct = RedisLeaseProvider::builder()
+        .url(server.url())
+        .build()
+        .await
+        .expect("direct");
+    let d = Duration::from_secs(2);
+    let manager = LeaseManager::new(Arc::new(via_proxy), renewing_options(d)).expect("manager");
+    let name = unique("cut");
+    let lease = manager.acquire(&name).await.expect("acquire");
+    proxy.partition();
+    // Another client polls the server directly until it gets the name.
+    let r = req(&name, d);
+    let taken_at = loop {
+        if let Some(g) = direct.try_acquire(&r).await.expect("direct try_acquire") {
+            assert!(g.fencing_token > lease.fencing_token());
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        lease.state(),
+        LeaseState::Lost,
+        "another client acquired while the holder still believed it held the lease"
+    );
+    let lost_at = wait_state(
+        &lease,
+        LeaseState::Lost,
+        Duration::ZERO.max(Duration::from_millis(1)),
+    )
+    .await;
+    assert!(lost_at <= taken_at + Duration::from_millis(5));
+    proxy.restore();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
+    let p = RedisLeaseProvider::builder()
+        .url(format!("redis://{}", proxy.addr()))
+        .call_timeout(Duration::from_millis(400))
+        .build()
+        .await
+        .expect("connect");
+    proxy.set_latency(Duration::from_millis(30));
+    let name = unique("latency");
+    let g = p
+        .try_acquire(&req(&name, Duration::from_secs(5)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    p.renew(&g).await.expect("renew under latency");
+    p.release(&g).await.expect("release under latency");
+    // Latency beyond the call deadline: a transient error, not a hang.
+    proxy.set_latency(Duration::from_millis(600));
+    let started = Instant::now();
+    let e = p
+        .try_acquire(&req(&name, Duration::from_secs(5)))
+        .await
+        .expect_err("must time out");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(e.is_retryable());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "a call outlived its deadline by far"
+    );
+    proxy.set_latency(Duration::ZERO);
+    // Works again afterwards (the manager reconnects if needed).
+    let mut ok = false;
+    for _ in 0..50 {
+        if let Ok(Some(g)) = p.try_acquire(&req(&name, Duration::from_secs(5))).await {
+            p.release(&g).await.expect("release");
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "the provider did not recover after latency went away");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let mut server = RedisServer::start();
+    let p = RedisLeaseProvider::builder()
+        .url(server.url())
+        .call_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("connect");
+    let name = unique("fence-restart");
+    let r = req(&name, Duration::from_secs(5));
+    let mut last = 0;
+    for _ in 0..3 {
+        let g = p.try_acquire(&r).await.expect("acquire").expect("free");
+        assert!(g.fencing_token > last);
+        last = g.fencing_token;
+        p.release(&g).await.expect("release");
+    }
+    server.restart();
+    let mut after = None;
+    for _ in 0..50 {
+        match p.try_acquire(&r).await {
+            Ok(g) => {
+                after = g;
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    let g = after.expect("acquire after restart");
+    assert!(
+        g.fencing_token > last,
+        "token {} after restart is not above {last}",
+        g.fencing_token
+    );
+    // The lease's own reported acquisition time comes from the server clock.
+    let info = p.inspect(&name).await.expect("inspect").expect("held");
+    assert!(info.expires_at.expect("expiry") > SystemTime::now() - Duration::from_secs(5));
+}
+
+#[derive(Debug)]
+struct RotatingCredential {
+    user: String,
+    password: Mutex<String>,
+    calls: AtomicUsize,
+    lifetime: Duration,
+}
+
+impl TokenCredential for RotatingCredential {
+    fn get_token(&self) -> BoxFuture<'_, Result<AccessToken, BoxError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let pw = self.password.lock().expect("lock").clone();
+            if pw.is_empty() {
+                return Err("no token".into());
+            }
+            Ok(AccessToken::new(
+                &self.user,
+                pw,
+                SystemTime::now() + self.lifetime,
+            ))
+        })
+    }
+}
+
+async fn acl(admin: &mut redis::aio::MultiplexedConnection, args: &[&str]) {
+    let mut c = redis::cmd("ACL");
+    for a in args {
+        c.arg(*a);
+    }
+    let _: redis::Value = c.query_async(admin).await.expect("ACL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_password_rotation_through_the_credential_hook() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let mut admin = raw(&url).await;
+    let user = unique("rot");
+    let pw1 = format!("one-{}", uuid::Uuid::new_v4().simple());
+    let pw2 = format!("two-{}", uuid::Uuid::new_v4().simple());
+    acl(
+        &mut admin,
+        &[
+            "SETUSER",
+            &user,
+            "on",
+            &format!(">{pw1}"),
+            "~*",
+            "&*",
+            "+@all",
+        ],
+    )
+    .await;
+    let cred = Arc::new(RotatingCredential {
+        user: user.clone(),
+        password: Mutex::new(pw1.clone()),
+        calls: AtomicUsize::new(0),
+        lifetime: Duration::from_millis(800),
+    });
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .credential(cred.clone())
+        .refresh_before_expiry(Duration::from_millis(400))
+        .call_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect("connect with a token");
+    let dbg = format!("{p:?}");
+    assert!(!dbg.contains(&pw1));
+    let d = Duration::from_secs(3);
+    let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
+    let name = unique("rotation");
+    let lease = manager.acquire(&name).await.expect("acquire");
+    // Rotate: the server accepts both, the credential hands out the new one, then the old
+    // password is removed and every connection of the user is killed.
+    acl(&mut admin, &["SETUSER", &user, &format!(">{pw2}")]).await;
+    *cred.password.lock().expect("lock") = pw2.clone();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    acl(&mut admin, &["SETUSER", &user, &format!("<{pw1}")]).await;
+    let _: redis::Value = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("USER")
+        .arg(&user)
+        .query_async(&mut admin)
+        .await
+        .expect("kill");
+    tokio::time::sleep(d).await;
+    assert!(
+        lease.state().is_active(),
+        "rotation lost the lease: {:?}",
+        lease.lost_reason()
+    );
+    assert!(
+        cred.calls.load(Ordering::SeqCst) >= 3,
+        "the token was not refreshed"
+    );
+    let other = manager
+        .try_acquire(&unique("rotation-2"))
+        .await
+        .expect("works with the new password");
+    other.expect("free").release().await.expect("release");
+    lease.release().await.expect("release");
+    // A credential that fails is Unauthorized at build time, without the password.
+    *cred.password.lock().expect("lock") = String::new();
+    let e = RedisLeaseProvider::builder()
+        .url(&url)
+        .credential(cred.clone())
+        .build()
+        .await
+        .expect_err("no token");
+    assert!(!e.to_string().contains(&pw2));
+    acl(&mut admin, &["DELUSER", &user]).await;
+}
+
+#[tokio::test]
+async fn failed_connections_never_show_the_password() {
+    let secret = "Sup3rS3cretPw";
+    let e = RedisLeaseProvider::builder()
+        .url(format!(
+            "redis://user:{secret}@127.0.0.1:{}",
+            common::free_port()
+        ))
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    let text = format!(
+        "{e} {e:?} {:?}",
+        std::error::Error::source(&e).map(|s| s.to_string())
+    );
+    assert!(!text.contains(secret), "{text}");
+    let e = RedisLeaseProvider::builder()
+        .url("http://x")
+        .build()
+        .await
+        .expect_err("bad scheme");
+    assert_eq!(e.kind(), ErrorKind::Configuration);
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let e = RedisLeaseProvider::builder()
+        .url(&url)
+        .username("nobody-like-this")
+        .password(secret)
+        .build()
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    let text = format!(
+        "{e} {e:?} {:?}",
+        std::error::Error::source(&e).map(|s| s.to_string())
+    );
+    assert!(!text.contains(secret), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acquirer_wakes_on_release_not_on_polling() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let build = || RedisLeaseProvider::builder().url(&url).build();
+    let slow_polling = LeaseOptions::default()
+        .with_acquire_retry_interval(Duration::from_secs(20))
+        .with_acquire_timeout(Some(Duration::from_secs(30)));
+    let a =
+        LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
+    let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");
+    let name = unique("handoff");
+    let held = a.acquire(&name).await.expect("acquire");
+    let waiter = {
+        let name = name.clone();
+        tokio::spawn(async move {
+            let l = b.acquire(&name).await.expect("waiter acquires");
+            (Instant::now(), l.fencing_token(), l.release().await)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let first = held.fencing_token();
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let (got_at, token, rel) = waiter.await.expect("join");
+    rel.expect("release");
+    assert!(token > first);
+    // Far below the 20 s polling interval: the release notification woke the waiter.
+    assert!(
+        got_at - released_at < Duration::from_secs(5),
+        "hand-off took {:?}",
+        got_at - released_at
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_many_is_one_pipeline_and_reloads_flushed_scripts() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .max_renew_batch(64)
+        .build()
+        .await
+        .expect("connect");
+    assert_eq!(p.capabilities().max_renew_batch, 64);
+    assert_eq!(p.provider_name(), "redis");
+    assert!(p.config().url.starts_with("redis://"));
+    let prefix = unique("many");
+    let mut grants: Vec<Arc<LeaseGrant>> = Vec::new();
+    for i in 0..40 {
+        let g = p
+            .try_acquire(&req(&format!("{prefix}-{i}"), Duration::from_secs(10)))
+            .await
+            .expect("acquire")
+            .expect("free");
+        grants.push(Arc::new(g));
+    }
+    assert!(p.renew_many(&grants).await.iter().all(Result::is_ok));
+    assert!(p.break_lease(&grants[3].name).await.expect("break"));
+    let mut admin = raw(&url).await;
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut admin)
+        .await
+        .expect("flush");
+    let results = p.renew_many(&grants).await;
+    for (i, r) in results.iter().enumerate() {
+        if i == 3 {
+            assert_eq!(r.as_ref().expect_err("broken").kind(), ErrorKind::Lost);
+        } else {
+            r.as_ref().expect("renewed after NOSCRIPT reload");
+        }
+    }
+    assert!(p.renew_many(&[]).await.is_empty());
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut admin)
+        .await
+        .expect("flush");
+    for g in &grants {
+        p.release(g).await.expect("release");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_renews_many_leases_through_the_provider() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .build()
+        .await
+        .expect("connect");
+    let d = Duration::from_millis(1500);
+    let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
+    let prefix = unique("batch");
+    let mut leases = Vec::new();
+    for i in 0..20 {
+        leases.push(
+            manager
+                .acquire(&format!("{prefix}-{i}"))
+                .await
+                .expect("acquire"),
+        );
+    }
+    tokio::time::sleep(d * 3).await;
+    assert!(
+        leases.iter().all(|l| l.is_held()),
+        "a lease was not renewed"
+    );
+    for l in leases {
+        l.release().await.expect("release");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_fencing_survives_lost_counters_and_uneven_servers() {
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    let p = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(p.provider_name(), "redlock");
+    assert!(p.release_notifications().is_some());
+    let name = unique("rl-fence");
+    let mut md = Metadata::new();
+    md.insert("region".into(), "eu".into());
+    let r = AcquireRequest::new(&name, Duration::from_secs(5), md.clone());
+    let g1 = p.try_acquire(&r).await.expect("acquire").expect("free");
+    assert!(p.try_acquire(&r).await.expect("contended").is_none());
+    let info = p.inspect(&name).await.expect("inspect").expect("held");
+    assert_eq!(info.metadata, md);
+    assert_eq!(info.fencing_token, g1.fencing_token);
+    p.release(&g1).await.expect("release");
+    // Two servers forget their counters (a restart without persistence) and one jumps ahead.
+    let mut sorted = urls.clone();
+    sorted.sort();
+    for u in &sorted[..2] {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("DEL")
+            .arg(format!("lease:{{{name}}}:fence"))
+            .query_async(&mut c)
+            .await
+            .expect("del");
+    }
+    let mut c = raw(&sorted[4]).await;
+    let ahead = g1.fencing_token + 1_000_000;
+    let _: () = redis::cmd("SET")
+        .arg(format!("lease:{{{name}}}:fence"))
+        .arg(ahead)
+        .query_async(&mut c)
+        .await
+        .expect("set");
+    let g2 = p.try_acquire(&r).await.expect("acquire").expect("free");
+    assert!(
+        g2.fencing_token > ahead,
+        "token {} not above the highest counter {ahead}",
+        g2.fencing_token
+    );
+    let info = p.inspect(&name).await.expect("inspect").expect("held");
+    assert_eq!(info.fencing_token, g2.fencing_token);
+    p.release(&g2).await.expect("release");
+    let g3 = p.try_acquire(&r).await.expect("acquire").expect("free");
+    assert!(g3.fencing_token > g2.fencing_token);
+    // Renew and batch renew on all; lost once a majority no longer holds it.
+    p.renew(&g3).await.expect("renew");
+    let arc = Arc::new(g3.clone());
+    assert!(p.renew_many(std::slice::from_ref(&arc)).await[0].is_ok());
+    assert!(p.break_lease(&name).await.expect("break"));
+    assert_eq!(
+        p.renew(&g3).await.expect_err("lost").kind(),
+        ErrorKind::Lost
+    );
+    assert_eq!(
+        p.renew_many(&[arc]).await[0]
+            .as_ref()
+            .expect_err("lost")
+            .kind(),
+        ErrorKind::Lost
+    );
+    assert!(!p.break_lease(&name).await.expect("break"));
+}
+
+#[tokio::test]
+async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
+    let mut all = up.clone();
+    for _ in 0..3 {
+        all.push(format!("redis://127.0.0.1:{}", common::free_port()));
+    }
+    let p = RedlockLeaseProvider::builder()
+        .urls(&all)
+        .call_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("build");
+    let name = unique("rl-minority");
+    let r = req(&name, Duration::from_secs(5));
+    let e = p.try_acquire(&r).await.expect_err("no majority");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    for u in &up {
+        let mut c = raw(u).await;
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(format!("lease:{{{name}}}"))
+            .query_async(&mut c)
+            .await
+            .expect("exists");
+        assert!(!exists, "a partial acquisition was left on {u}");
+    }
+    assert_eq!(
+        p.inspect(&name).await.expect_err("no majority").kind(),
+        ErrorKind::ProviderUnavailable
+    );
+    assert_eq!(
+        p.break_lease(&name).await.expect_err("no majority").kind(),
+        ErrorKind::ProviderUnavailable
+    );
+    let fake = LeaseGrant::new(&r, "nope", 1, SystemTime::now(), Instant::now());
+    assert_eq!(
+        p.renew(&fake).await.expect_err("no majority").kind(),
+        ErrorKind::ProviderUnavailable
+    );
+    assert_eq!(
+        p.release(&fake).await.expect_err("no majority").kind(),
+        ErrorKind::ProviderUnavailable
+    );
+    // All servers down: the first phase cannot find any server.
+    let dead: Vec<String> = (0..3)
+        .map(|_| format!("redis://127.0.0.1:{}", common::free_port()))
+        .collect();
+    let p = RedlockLeaseProvider::builder()
+        .urls(&dead)
+        .build()
+        .await
+        .expect("build");
+    assert_eq!(
+        p.try_acquire(&r).await.expect_err("down").kind(),
+        ErrorKind::ProviderUnavailable
+    );
+}
+
+#[tokio::test]
+async fn redlock_split_votes_are_cleaned_up_and_report_contention() {
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let mut urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    urls.sort();
+    let p = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .build()
+        .await
+        .expect("build");
+    let name = unique("rl-split");
+    // Someone else holds the name on three of the five servers, but not on the first.
+    for u in &urls[2..] {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("HSET")
+            .arg(format!("lease:{{{name}}}"))
+            .arg("leaseId")
+            .arg("other")
+            .query_async(&mut c)
+            .await
+            .expect("hset");
+        let _: () = redis::cmd("PEXPIRE")
+            .arg(format!("lease:{{{name}}}"))
+            .arg(5000)
+            .query_async(&mut c)
+            .await
+            .expect("pexpire");
+    }
+    let r = req(&name, Duration::from_secs(5));
+    assert!(p
+        .try_acquire(&r)
+        .await
+        .expect("contention is not an error")
+        .is_none());
+    let mut c = raw(&urls[0]).await;
+    let exists: bool = redis::cmd("EXISTS")
+        .arg(format!("lease:{{{name}}}"))
+        .query_async(&mut c)
+        .await
+        .expect("exists");
+    assert!(
+        !exists,
+        "the partial acquisition on the first server was not cleaned up"
+    );
+    assert!(p
+        .inspect(&name)
+        .await
+        .expect("inspect")
+        .is_some_and(|i| i.lease_id.as_deref() == Some("other")));
+    assert!(p.break_lease(&name).await.expect("break"));
+}
+
+/// One worker of `competing_processes_hold_the_lease_one_at_a_time`; a no-op unless run
+/// as a child with `LEASING_WORKER_NAME` set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_process() {
+    let Ok(name) = std::env::var("LEASING_WORKER_NAME") else {
+        return;
+    };
+    let url = std::env::var("LEASING_REDIS_URL").expect("url");
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .build()
+        .await
+        .expect("connect");
+    let manager =
+        LeaseManager::new(Arc::new(p), renewing_options(Duration::from_secs(5))).expect("manager");
+    let mut c = raw(&url).await;
+    for _ in 0..5 {
+        let lease = manager.acquire(&name).await.expect("acquire");
+        let inside: i64 = redis::cmd("INCR")
+            .arg(format!("{name}:inside"))
+            .query_async(&mut c)
+            .await
+            .expect("incr");
+        assert_eq!(inside, 1, "two processes inside the critical section");
+        let _: () = redis::cmd("RPUSH")
+            .arg(format!("{name}:tokens"))
+            .arg(lease.fencing_token())
+            .query_async(&mut c)
+            .await
+            .expect("rpush");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let _: i64 = redis::cmd("DECR")
+            .arg(format!("{name}:inside"))
+            .query_async(&mut c)
+            .await
+            .expect("decr");
+        lease.release().await.expect("release");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn competing_processes_hold_the_lease_one_at_a_time() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let name = unique("procs");
+    let exe = std::env::current_exe().expect("test binary");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "worker_process",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("LEASING_WORKER_NAME", &name)
+                .env("LEASING_REDIS_URL", &url)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn worker")
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().expect("wait").success(), "a worker process failed");
+    }
+    let mut c = raw(&url).await;
+    let tokens: Vec<u64> = redis::cmd("LRANGE")
+        .arg(format!("{name}:tokens"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut c)
+        .await
+        .expect("lrange");
+    assert_eq!(tokens.len(), 20);
+    assert!(
+        tokens.windows(2).all(|w| w[0] < w[1]),
+        "tokens not strictly increasing in critical-section order: {tokens:?}"
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{name}:tokens"))
+        .arg(format!("{name}:inside"))
+        .query_async(&mut c)
+        .await
+        .expect("del");
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Installs redis-server (apt) when missing and starts the instances the tests use, on
+# loopback: plain 6390, TLS 6391, Redlock 6401-6405. Idempotent. Writes
+# target/services/redis.env. Stop them with scripts/redis-down.sh.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="$ROOT/target/services/redis"
+ENV_FILE="$ROOT/target/services/redis.env"
+mkdir -p "$DIR"
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "redis-up: installing redis-server with apt-get" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# Debian starts a system instance on 6379 after install; we leave it alone.
+
+# TLS material: a CA and a leaf for localhost/127.0.0.1 (absolute paths).
+TLS="$DIR/tls"
+if [ ! -s "$TLS/server.crt" ]; then
+  mkdir -p "$TLS"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=leasing-test-ca" \
+    -keyout "$TLS/ca.key" -out "$TLS/ca.crt" >/dev/null 2>&1
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$TLS/server.key" -out "$TLS/server.csr" >/dev/null 2>&1
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n' >"$TLS/ext.cnf"
+  openssl x509 -req -in "$TLS/server.csr" -CA "$TLS/ca.crt" -CAkey "$TLS/ca.key" -CAcreateserial \
+    -days 3650 -extfile "$TLS/ext.cnf" -out "$TLS/server.crt" >/dev/null 2>&1
+  chmod 600 "$TLS"/*.key
+fi
+
+ping_port() { # port [tls]
+  if [ "${2:-}" = "tls" ]; then
+    redis-cli --tls --cacert "$TLS/ca.crt" -h localhost -p "$1" ping 2>/dev/null
+  else
+    redis-cli -h 127.0.0.1 -p "$1" ping 2>/dev/null
+  fi
+}
+
+start() { # name port [tls]
+  local name="$1" port="$2" mode="${3:-}"
+  local pidfile="$DIR/$name.pid"
+  if [ -s "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    return 0
+  fi
+  local args=(--bind 127.0.0.1 --save '' --appendonly no --daemonize yes
+    --pidfile "$pidfile" --logfile "$DIR/$name.log" --dir "$DIR" --dbfilename "$name.rdb")
+  if [ "$mode" = "tls" ]; then
+    args+=(--port 0 --tls-port "$port" --tls-cert-file "$TLS/server.crt" --tls-key-file "$TLS/server.key"
+      --tls-ca-cert-file "$TLS/ca.crt" --tls-auth-clients no)
+  else
+    args+=(--port "$port")
+  fi
+  redis-server "${args[@]}"
+}
+
+wait_up() { # port [tls]
+  for _ in $(seq 1 100); do
+    if [ "$(ping_port "$@")" = "PONG" ]; then return 0; fi
+    sleep 0.1
+  done
+  echo "redis-up: instance on port $1 did not answer PING" >&2
+  exit 1
+}
+
+start plain 6390
+start tls 6391 tls
+for p in 6401 6402 6403 6404 6405; do start "redlock-$p" "$p"; done
+wait_up 6390
+wait_up 6391 tls
+for p in 6401 6402 6403 6404 6405; do wait_up "$p"; done
+
+cat >"$ENV_FILE" <<ENV
+export LEASING_REDIS_URL=redis://127.0.0.1:6390
+export LEASING_REDIS_TLS_URL=rediss://localhost:6391
+export LEASING_REDIS_TLS_CA=$TLS/ca.crt
+export LEASING_REDLOCK_URLS=redis://127.0.0.1:6401,redis://127.0.0.1:6402,redis://127.0.0.1:6403,redis://127.0.0.1:6404,redis://127.0.0.1:6405
+ENV
+echo "redis-up: plain 6390, TLS 6391, Redlock 6401-6405 up; source $ENV_FILE" >&2
