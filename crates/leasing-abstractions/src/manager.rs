@@ -254,7 +254,10 @@ impl LeaseManager {
     ) -> Result<Lease> {
         let started = Instant::now();
         let deadline = timeout.map(|t| started + t);
-        let mut releases = self.provider().release_notifications();
+        // Subscribed to release notifications only once the name is found held, so that
+        // uncontended acquisitions cost the backend no subscription.
+        let mut releases = None;
+        let mut subscribed = false;
         let mut rng = fastrand::Rng::new();
         let mut attempts: u32 = 0;
         let finish = |result: Result<Lease>, attempts: u32| {
@@ -289,6 +292,15 @@ impl LeaseManager {
                     tracing::debug!(lease.name = %request.name, error = %e, "acquisition attempt failed; retrying");
                 }
                 Err(e) => return finish(Err(e), attempts),
+            }
+            if !subscribed {
+                subscribed = true;
+                releases = self.provider().release_notifications();
+                if releases.is_some() {
+                    // A release between the failed attempt and the subscription would be
+                    // missed: look again now that we would hear of the next one.
+                    continue;
+                }
             }
             if deadline.is_none() && attempts >= MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT {
                 return finish(

@@ -321,3 +321,25 @@ async fn retrying_leases_do_not_share_a_batch_with_healthy_ones() {
         "sick's retry and healthy's renewal: {sizes:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn only_waiters_subscribe_to_release_notifications() {
+    let rig = rig(opts(30.0));
+    let held = rig.manager.acquire("job").await.unwrap();
+    assert_eq!(
+        rig.counting.subscriptions.load(Ordering::SeqCst),
+        0,
+        "an uncontended acquire does not subscribe"
+    );
+    let m = rig.manager.clone();
+    let waiter = tokio::spawn(async move { m.acquire("job").await.unwrap() });
+    settle().await;
+    assert_eq!(rig.counting.subscriptions.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        rig.faults.calls(Operation::Acquire),
+        3,
+        "held, then once more right after subscribing"
+    );
+    held.release().await.unwrap();
+    assert_eq!(waiter.await.unwrap().fencing_token(), 2);
+}

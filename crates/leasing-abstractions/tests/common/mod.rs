@@ -61,6 +61,7 @@ pub struct Counting {
     inner: Arc<dyn LeaseProvider>,
     pub batches: AtomicUsize,
     pub sizes: Mutex<Vec<usize>>,
+    pub subscriptions: AtomicUsize,
 }
 
 impl Counting {
@@ -69,6 +70,7 @@ impl Counting {
             inner,
             batches: AtomicUsize::new(0),
             sizes: Mutex::new(Vec::new()),
+            subscriptions: AtomicUsize::new(0),
         }
     }
     pub fn batches(&self) -> usize {
@@ -108,6 +110,7 @@ impl LeaseProvider for Counting {
         Box::pin(async move { self.inner.break_lease(n).await })
     }
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+        self.subscriptions.fetch_add(1, Ordering::SeqCst);
         self.inner.release_notifications()
     }
 }
