@@ -45,6 +45,9 @@ cargo test --workspace --all-features --doc
 step "docs (warnings denied)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
 
+step "observability: alert rules (promtool) and dashboard queries"
+scripts/check-observability.sh
+
 step "quickstart example"
 cargo run --quiet --example quickstart
 

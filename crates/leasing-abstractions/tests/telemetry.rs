@@ -187,6 +187,42 @@ async fn every_instrument_is_recorded_with_its_name_unit_and_attributes() {
         0.0,
         "both ended"
     );
+    // The Prometheus names documented for the dashboard and alert rules are exactly the
+    // instruments recorded here, converted the way an OpenTelemetry exporter does.
+    let documented = include_str!("../../../docs/observability/README.md");
+    let mut expected: Vec<String> = m
+        .iter()
+        .map(|(name, (unit, points))| {
+            let base = name.replace('.', "_");
+            let with_unit = match unit.as_str() {
+                "ms" => format!("{base}_milliseconds"),
+                "s" => format!("{base}_seconds"),
+                _ => base,
+            };
+            let monotonic_counter =
+                !name.ends_with(".current") && !name.ends_with(".duration") && !points.is_empty();
+            if monotonic_counter && !with_unit.ends_with("_total") {
+                format!("{with_unit}_total")
+            } else {
+                with_unit
+            }
+        })
+        .collect();
+    expected.sort();
+    let mut listed: Vec<String> = documented
+        .lines()
+        .filter(|l| l.starts_with("| `leasing."))
+        .filter_map(|l| {
+            l.split('`')
+                .nth(3)
+                .map(|s| s.trim_end_matches("_{bucket,sum,count}").to_owned())
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed, expected,
+        "docs/observability/README.md is out of date"
+    );
     for (name, (_, points)) in &m {
         for (_, a) in points {
             assert_eq!(
