@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 const TASKS: usize = 64;
 const SEQ_OPS: usize = 3000;
-const PER_TASK: usize = 250;
+const PER_TASK: usize = 1000;
 const TTL: Duration = Duration::from_secs(30);
 
 struct Row {
@@ -22,6 +22,70 @@ struct Row {
     p99: f64,
     ops: f64,
     tp50: f64,
+    /// Per op of the 64-task phase: server CPU µs (summed over the servers the row talks
+    /// to), server commands (including those run inside scripts), client process CPU µs.
+    server_us: f64,
+    cmds: f64,
+    client_us: f64,
+}
+
+/// CPU seconds (user + system) of this process.
+fn own_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// (CPU seconds, commands processed) summed over `urls`, from INFO.
+async fn server_stats(urls: &[String]) -> (f64, f64) {
+    let mut cpu = 0.0;
+    let mut cmds = 0.0;
+    for u in urls {
+        let mut c = redis::Client::open(u.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("all")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        for line in info.lines() {
+            let field = |k: &str| {
+                line.strip_prefix(k)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            if let Some(v) = field("used_cpu_user:").or_else(|| field("used_cpu_sys:")) {
+                cpu += v;
+            }
+            // Every command, top-level or run by a script, minus this function's own
+            // connection set-up and INFO.
+            if line.starts_with("cmdstat_")
+                && !["cmdstat_info:", "cmdstat_client|", "cmdstat_hello:"]
+                    .iter()
+                    .any(|p| line.starts_with(p))
+            {
+                if let Some(calls) = line
+                    .split(&[':', ','][..])
+                    .find_map(|kv| kv.strip_prefix("calls="))
+                    .and_then(|v| v.parse::<f64>().ok())
+                {
+                    cmds += calls;
+                }
+            }
+        }
+    }
+    (cpu, cmds)
+}
+
+/// Which rows to run: `LEASING_BENCH_ONLY=raw,ours,rslock,redlock,rslock5,handoff`
+/// (default all); for profiling one row at a time.
+fn wanted(row: &str) -> bool {
+    std::env::var("LEASING_BENCH_ONLY").map_or(true, |v| v.split(',').any(|r| r == row))
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -30,7 +94,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 /// Sequential latency (one task) and 64-task throughput of `op(task, i)`.
-async fn measure<F, Fut>(name: &str, op: F) -> Row
+async fn measure<F, Fut>(name: &str, servers: &[String], op: F) -> Row
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + Clone + 'static,
     Fut: Future<Output = ()> + Send,
@@ -44,6 +108,8 @@ where
         op(0, i + 1000).await;
         lat.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let (cpu0, cmds0) = server_stats(servers).await;
+    let own0 = own_cpu();
     let started = Instant::now();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
@@ -63,8 +129,16 @@ where
     for t in tasks {
         all.extend(t.await.unwrap());
     }
-    let ops = (TASKS * PER_TASK) as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let own1 = own_cpu();
+    let (cpu1, cmds1) = server_stats(servers).await;
+    let n = (TASKS * PER_TASK) as f64;
+    let ops = n / elapsed;
     Row {
+        server_us: (cpu1 - cpu0) * 1e6 / n,
+        // minus the INFO calls of the two snapshots
+        cmds: (cmds1 - cmds0) / n,
+        client_us: (own1 - own0) * 1e6 / n,
         name: name.to_owned(),
         p50: pct(&mut lat, 0.5),
         p99: pct(&mut lat, 0.99),
@@ -77,12 +151,12 @@ fn run_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
 }
 
-async fn ours(p: Arc<dyn LeaseProvider>, label: &str) -> Row {
+async fn ours(p: Arc<dyn LeaseProvider>, label: &str, servers: &[String]) -> Row {
     let run = run_id();
     let mut md = Metadata::new();
     md.insert("host".into(), "bench-host".into());
     md.insert("region".into(), "westeurope".into());
-    measure(label, move |t, _| {
+    measure(label, servers, move |t, _| {
         let p = p.clone();
         let req = AcquireRequest::new(format!("bench-{run}-{t}"), TTL, md.clone());
         async move {
@@ -97,11 +171,21 @@ const CAD: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.ca
 
 async fn raw(url: &str) -> Row {
     let client = redis::Client::open(url).unwrap();
-    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    // The same connection set-up as the provider's (see node.rs).
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)))
+        .set_number_of_retries(0)
+        .set_min_delay(Duration::from_millis(1))
+        .set_max_delay(Duration::from_millis(10));
+    let conn = redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .unwrap();
     let script = Arc::new(redis::Script::new(CAD));
     let run = run_id();
     measure(
         "raw redis-rs SET NX PX + compare-and-delete",
+        &[url.to_owned()],
         move |t, _| {
             let mut c = conn.clone();
             let script = script.clone();
@@ -131,9 +215,9 @@ async fn raw(url: &str) -> Row {
 }
 
 async fn rslock(urls: Vec<String>, label: &str) -> Row {
-    let lm = Arc::new(rslock::LockManager::new(urls));
+    let lm = Arc::new(rslock::LockManager::new(urls.clone()));
     let run = run_id();
-    measure(label, move |t, _| {
+    measure(label, &urls, move |t, _| {
         let lm = lm.clone();
         let key = format!("rslockbench-{run}-{t}");
         async move {
@@ -199,33 +283,54 @@ async fn main() {
             .await
             .unwrap(),
     );
+    let single_urls = [url.clone()];
     let mut rows = Vec::new();
-    rows.push(raw(&url).await);
-    rows.push(
-        ours(
-            single.clone(),
-            "leasing-redis (fencing + 2 metadata fields)",
-        )
-        .await,
-    );
-    rows.push(rslock(vec![url.clone()], "rslock 0.10 (1 instance)").await);
-    rows.push(ours(rl.clone(), "leasing-redis Redlock over 5").await);
-    rows.push(rslock(redlock.clone(), "rslock 0.10 over 5").await);
-    println!("\n| acquire+release | p50 µs (1 task) | p99 µs (1 task) | ops/s (64 tasks) | p50 µs (64 tasks) |");
-    println!("|---|---:|---:|---:|---:|");
-    for r in &rows {
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |",
-            r.name, r.p50, r.p99, r.ops, r.tp50
+    if wanted("raw") {
+        rows.push(raw(&url).await);
+    }
+    if wanted("ours") {
+        rows.push(
+            ours(
+                single.clone(),
+                "leasing-redis (fencing + 2 metadata fields)",
+                &single_urls,
+            )
+            .await,
         );
     }
-    let (raw_p50, raw_ops) = (rows[0].p50, rows[0].ops);
-    println!(
-        "\nours/raw: p50 {:.2}×, throughput {:.2}×; ours/rslock throughput {:.2}×",
-        rows[1].p50 / raw_p50,
-        rows[1].ops / raw_ops,
-        rows[1].ops / rows[2].ops
-    );
+    if wanted("rslock") {
+        rows.push(rslock(single_urls.to_vec(), "rslock 0.10 (1 instance)").await);
+    }
+    if wanted("redlock") {
+        rows.push(ours(rl.clone(), "leasing-redis Redlock over 5", &redlock).await);
+    }
+    if wanted("rslock5") {
+        rows.push(rslock(redlock.clone(), "rslock 0.10 over 5").await);
+    }
+    println!("\n| acquire+release | p50 µs (1 task) | p99 µs (1 task) | ops/s (64 tasks) | p50 µs (64 tasks) | server CPU µs/op | server cmds/op | client CPU µs/op |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} |",
+            r.name, r.p50, r.p99, r.ops, r.tp50, r.server_us, r.cmds, r.client_us
+        );
+    }
+    let find = |prefix: &str| rows.iter().find(|r| r.name.starts_with(prefix));
+    if let (Some(raw), Some(ours), Some(rs)) = (
+        find("raw"),
+        find("leasing-redis (fencing"),
+        find("rslock 0.10 (1"),
+    ) {
+        println!(
+            "\nours/raw: p50 {:.2}×, throughput {:.2}×; ours/rslock throughput {:.2}×",
+            ours.p50 / raw.p50,
+            ours.ops / raw.ops,
+            ours.ops / rs.ops
+        );
+    }
+    if !wanted("handoff") {
+        return;
+    }
     let mut hand = Vec::new();
     let s1: Arc<dyn LeaseProvider> = Arc::new(
         RedisLeaseProvider::builder()

@@ -140,11 +140,13 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// The URL with any `userinfo@` replaced by `***@`.
+/// The URL with any `userinfo@` replaced by `***@` (also when the scheme is missing, as
+/// in a mistyped `user:password@host`).
 pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
+    let start = url.find("://").map_or(0, |s| s + 3);
+    match url[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -369,7 +371,8 @@ mod tests {
             ..RedisConfig::default()
         };
         let d = format!("{c:?}");
-        assert!(!d.contains("hunter2") && !d.contains("s3cret"), "{d}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(!d.contains("s3cret"), "{d}");
         assert!(d.contains("redis://***@host:6379/0"));
         c.url = "redis://host".into();
         assert!(format!("{c:?}").contains("redis://host"));
@@ -430,6 +433,11 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Configuration);
             assert_eq!(e.field(), Some(field));
         }
+        // A mistyped URL is reported without its password.
+        let e = validate_url("user:hunter2@host:6379").unwrap_err();
+        assert_eq!(e.field(), Some("url"));
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("***@host:6379"), "{e}");
         let tls = validate_url("rediss://localhost:1");
         assert_eq!(tls.is_ok(), cfg!(feature = "tls"));
     }

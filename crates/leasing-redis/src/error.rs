@@ -56,13 +56,7 @@ pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
             | ServerErrorKind::Moved
             | ServerErrorKind::Ask,
         ) => ErrorKind::ProviderUnavailable,
-        _ if err.is_io_error()
-            || err.is_timeout()
-            || err.is_connection_dropped()
-            || err.is_connection_refusal() =>
-        {
-            ErrorKind::ProviderUnavailable
-        }
+        // (redis-rs 1.8 reports timeouts, refused and dropped connections as `Io`.)
         _ if op == Op::Renew => ErrorKind::Renewal,
         _ => ErrorKind::Acquisition,
     }
@@ -120,6 +114,134 @@ mod tests {
 
     fn server(code: &str) -> RedisError {
         redis::make_extension_error(code.to_owned(), Some("detail".to_owned()))
+    }
+
+    /// A server error exactly as redis-rs parses it off the wire.
+    fn wire(reply: &str) -> RedisError {
+        redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+            .expect("parse")
+            .extract_error()
+            .expect_err("an error reply")
+    }
+
+    fn io(kind: std::io::ErrorKind) -> RedisError {
+        std::io::Error::new(kind, "io").into()
+    }
+
+    #[test]
+    fn maps_server_replies_and_io_failures() {
+        use ErrorKind::*;
+        let cases: Vec<(RedisError, Op, ErrorKind)> = vec![
+            (
+                wire("LOADING Redis is loading the dataset in memory"),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("TRYAGAIN Multiple keys request during rehashing of slot"),
+                Op::Renew,
+                ProviderUnavailable,
+            ),
+            (
+                wire("CLUSTERDOWN The cluster is down"),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("MASTERDOWN Link with MASTER is down"),
+                Op::Release,
+                ProviderUnavailable,
+            ),
+            (
+                wire("READONLY You can't write against a read only replica."),
+                Op::Renew,
+                ProviderUnavailable,
+            ),
+            (
+                wire("MOVED 3999 127.0.0.1:6381"),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("ASK 3999 127.0.0.1:6381"),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("NOPERM User u has no permissions to run the 'evalsha' command"),
+                Op::Acquire,
+                Unauthorized,
+            ),
+            (
+                wire("NOAUTH Authentication required."),
+                Op::Renew,
+                Unauthorized,
+            ),
+            (
+                wire("WRONGPASS invalid username-password pair or user is disabled."),
+                Op::Connect,
+                Unauthorized,
+            ),
+            (
+                wire("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                Op::Renew,
+                Renewal,
+            ),
+            (
+                wire("WRONGTYPE Operation against a key holding the wrong kind of value"),
+                Op::Acquire,
+                Acquisition,
+            ),
+            (
+                wire("NOSCRIPT No matching script."),
+                Op::Inspect,
+                Acquisition,
+            ),
+            (
+                wire("BUSY Redis is busy running a script."),
+                Op::Break,
+                Acquisition,
+            ),
+            (
+                io(std::io::ErrorKind::TimedOut),
+                Op::Renew,
+                ProviderUnavailable,
+            ),
+            (
+                io(std::io::ErrorKind::BrokenPipe),
+                Op::Release,
+                ProviderUnavailable,
+            ),
+            (
+                io(std::io::ErrorKind::ConnectionReset),
+                Op::Inspect,
+                ProviderUnavailable,
+            ),
+            (
+                (redis::ErrorKind::ClusterConnectionNotFound, "gone").into(),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                (redis::ErrorKind::UnexpectedReturnType, "type").into(),
+                Op::Renew,
+                Renewal,
+            ),
+        ];
+        for (err, op, want) in cases {
+            assert_eq!(classify(&err, op), want, "{err} during {op:?}");
+            let mapped = map_err(err, op, None);
+            assert_eq!(mapped.kind(), want);
+            assert_eq!(mapped.lease_name(), None);
+            assert!(mapped.to_string().contains(op.as_str()), "{mapped}");
+        }
+        // The message names the server's code, or the client-side kind.
+        assert!(map_err(wire("READONLY x"), Op::Renew, None)
+            .to_string()
+            .ends_with("READONLY"));
+        assert!(map_err(io(std::io::ErrorKind::TimedOut), Op::Renew, None)
+            .to_string()
+            .ends_with("Io"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod error;
 mod node;
 mod provider;
 mod redlock;
+mod releases;
 
 pub use config::{AccessToken, RedisConfig, RedisLeaseProviderBuilder, TokenCredential};
 pub use provider::{RedisLeaseProvider, MAX_DURATION, MIN_DURATION};

@@ -3,15 +3,17 @@
 
 use crate::config::{redact_url, refresh_delay, RedisConfig, TokenCredential};
 use crate::error::{map_err, timeout, Op};
+use crate::releases::{plan, Releases, CHECK_PERIOD};
 use futures::StreamExt;
 use leasing_abstractions::{LeaseError, Metadata, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, IntoConnectionInfo, RedisResult, Script};
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 pub(crate) struct Scripts {
@@ -49,7 +51,6 @@ pub(crate) struct RawInfo {
 pub(crate) struct Node {
     conn: ConnectionManager,
     prefix: String,
-    channel: String,
     call_timeout: Duration,
     redacted_url: String,
     _subscriber: AbortOnDropHandle<()>,
@@ -140,7 +141,7 @@ impl Node {
     pub(crate) async fn connect(
         config: &RedisConfig,
         url: &str,
-        notify: broadcast::Sender<String>,
+        releases: Arc<Releases>,
         lazy: bool,
     ) -> Result<Self> {
         crate::config::validate_url(url)?;
@@ -161,12 +162,12 @@ impl Node {
             });
         }
         let conn = if lazy {
-            ConnectionManager::new_lazy_with_config(base.clone(), mc)
+            ConnectionManager::new_lazy_with_config(base, mc)
                 .map_err(|e| map_err(e, Op::Connect, None))?
         } else {
             match tokio::time::timeout(
                 config.connect_timeout * 2,
-                ConnectionManager::new_with_config(base.clone(), mc),
+                ConnectionManager::new_with_config(base, mc),
             )
             .await
             {
@@ -174,29 +175,15 @@ impl Node {
                 Err(_) => return Err(timeout(Op::Connect, None, config.connect_timeout * 2)),
             }
         };
-        let channel = format!("{}released", config.key_prefix);
-        let (ready_tx, mut ready_rx) = watch::channel(false);
-        let sub = subscriber(
-            config.clone(),
-            url.to_owned(),
-            channel.clone(),
-            notify,
-            ready_tx,
-        );
-        let handle = AbortOnDropHandle::new(tokio::spawn(sub));
-        let node = Self {
+        // Idle (no connection) until a waiter asks for release notifications.
+        let sub = subscriber(config.clone(), url.to_owned(), releases);
+        Ok(Self {
             conn,
             prefix: config.key_prefix.clone(),
-            channel,
             call_timeout: config.call_timeout,
             redacted_url,
-            _subscriber: handle,
-        };
-        if !lazy {
-            // Wait (bounded) for the subscription so the first waiter does not miss a release.
-            let _ = tokio::time::timeout(config.connect_timeout, ready_rx.wait_for(|r| *r)).await;
-        }
-        Ok(node)
+            _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
+        })
     }
 
     pub(crate) fn lease_key(&self, name: &str) -> String {
@@ -205,6 +192,10 @@ impl Node {
 
     pub(crate) fn fence_key(&self, name: &str) -> String {
         format!("{}{{{name}}}:fence", self.prefix)
+    }
+
+    fn channel(&self, name: &str) -> String {
+        channel(&self.prefix, name)
     }
 
     async fn call<T>(
@@ -301,27 +292,7 @@ impl Node {
                 Err(e) => Err(e),
             };
         }
-        match results {
-            Ok(v) if v.len() == items.len() => v
-                .into_iter()
-                .zip(items)
-                .map(|(r, i)| r.map_err(|e| map_err(e, Op::Renew, Some(i.0))))
-                .collect(),
-            Ok(_) => items
-                .iter()
-                .map(|i| {
-                    Err(LeaseError::new(
-                        leasing_abstractions::ErrorKind::Renewal,
-                        "redis answered a renewal batch with the wrong number of replies",
-                    )
-                    .with_lease_name(i.0))
-                })
-                .collect(),
-            Err(e) => items
-                .iter()
-                .map(|i| Err(e.clone().with_lease_name(i.0)))
-                .collect(),
-        }
+        per_item(results, items)
     }
 
     async fn renew_pipeline(
@@ -352,7 +323,7 @@ impl Node {
         let mut inv = SCRIPTS.release.prepare_invoke();
         inv.key(self.lease_key(name))
             .arg(lease_id)
-            .arg(&self.channel)
+            .arg(self.channel(name))
             .arg(name);
         let mut conn = self.conn.clone();
         self.call(Op::Release, name, self.call_timeout, async move {
@@ -364,7 +335,9 @@ impl Node {
     /// Deletes whatever holds `name`; `true` if something did.
     pub(crate) async fn break_lease(&self, name: &str) -> Result<bool> {
         let mut inv = SCRIPTS.breaks.prepare_invoke();
-        inv.key(self.lease_key(name)).arg(&self.channel).arg(name);
+        inv.key(self.lease_key(name))
+            .arg(self.channel(name))
+            .arg(name);
         let mut conn = self.conn.clone();
         self.call(Op::Break, name, self.call_timeout, async move {
             inv.invoke_async::<bool>(&mut conn).await
@@ -385,6 +358,41 @@ impl Node {
             .await?;
         Ok(raw.map(|(fields, pttl, now_ms)| parse_info(fields, pttl, now_ms)))
     }
+}
+
+/// One result per renewed item from a pipeline's replies.
+fn per_item(
+    results: Result<Vec<RedisResult<bool>>>,
+    items: &[(&str, &str, Duration)],
+) -> Vec<Result<bool>> {
+    match results {
+        // redis-rs reads one reply per command; the count is checked all the same, since
+        // the core relies on one result per grant.
+        Ok(v) if v.len() == items.len() => v
+            .into_iter()
+            .zip(items)
+            .map(|(r, i)| r.map_err(|e| map_err(e, Op::Renew, Some(i.0))))
+            .collect(),
+        Ok(_) => items
+            .iter()
+            .map(|i| {
+                Err(LeaseError::new(
+                    leasing_abstractions::ErrorKind::Renewal,
+                    "redis answered a renewal batch with the wrong number of replies",
+                )
+                .with_lease_name(i.0))
+            })
+            .collect(),
+        Err(e) => items
+            .iter()
+            .map(|i| Err(e.clone().with_lease_name(i.0)))
+            .collect(),
+    }
+}
+
+/// The channel a release of `name` is announced on (hash-tagged like the lease's keys).
+pub(crate) fn channel(prefix: &str, name: &str) -> String {
+    format!("{prefix}{{{name}}}:released")
 }
 
 pub(crate) fn parse_info(fields: Vec<(String, String)>, pttl: i64, now_ms: u64) -> RawInfo {
@@ -418,37 +426,86 @@ pub(crate) fn system_time_ms(ms: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// Forwards release announcements into `notify`, reconnecting (with a fresh token when a
-/// credential is configured) whenever the subscription drops.
-async fn subscriber(
-    config: RedisConfig,
-    url: String,
-    channel: String,
-    notify: broadcast::Sender<String>,
-    ready: watch::Sender<bool>,
-) {
+/// Keeps one server's subscriptions equal to [`Releases::wanted`]: no connection until a
+/// waiter asks, reconnecting (with a fresh token when a credential is configured) whenever
+/// the subscription drops while wanted.
+async fn subscriber(config: RedisConfig, url: String, releases: Arc<Releases>) {
+    let mut changed = releases.watch();
     let mut pause = Duration::from_millis(50);
     loop {
-        if let Ok(mut stream) = subscribe(&config, &url, &channel).await {
-            let _ = ready.send(true);
-            pause = Duration::from_millis(50);
-            while let Some(msg) = stream.next().await {
-                if let Ok(name) = msg.get_payload::<String>() {
-                    let _ = notify.send(name);
-                }
+        while releases.wanted().is_empty() {
+            // The sender lives in `releases`, which this task holds: this cannot fail.
+            let _ = changed.changed().await;
+        }
+        match pubsub(&config, &url).await {
+            Ok(conn) => {
+                pause = Duration::from_millis(50);
+                serve(conn, &config.key_prefix, &releases, &mut changed).await;
+                tracing::debug!("release subscription dropped; reconnecting when wanted");
             }
-            tracing::debug!("release subscription dropped; reconnecting");
+            Err(e) => tracing::debug!(error = %e, "release subscription failed; retrying"),
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
-async fn subscribe(
-    config: &RedisConfig,
-    url: &str,
-    channel: &str,
-) -> Result<redis::aio::PubSubStream> {
+/// Subscribes and unsubscribes as waiters come and go, forwarding announcements, until the
+/// connection drops.
+async fn serve(
+    conn: redis::aio::PubSub,
+    prefix: &str,
+    releases: &Releases,
+    changed: &mut watch::Receiver<()>,
+) {
+    let (mut sink, mut stream) = conn.split();
+    let mut subscribed: HashSet<String> = HashSet::new();
+    loop {
+        let (add, remove) = plan(&releases.wanted(), &subscribed);
+        if !add.is_empty() {
+            let channels: Vec<String> = add.iter().map(|n| channel(prefix, n)).collect();
+            if sink.subscribe(&channels).await.is_err() {
+                return;
+            }
+            for name in add {
+                // Anything released before the subscription was active went unheard:
+                // its waiters try again now.
+                releases.wake(name.clone());
+                subscribed.insert(name);
+            }
+        }
+        if !remove.is_empty() {
+            let channels: Vec<String> = remove.iter().map(|n| channel(prefix, n)).collect();
+            if sink.unsubscribe(&channels).await.is_err() {
+                return;
+            }
+            for name in &remove {
+                subscribed.remove(name);
+            }
+        }
+        // While subscribed, look every CHECK_PERIOD for receivers that are gone (dropping a
+        // receiver signals nothing); idle, only a new waiter or the connection matters.
+        let check = tokio::time::sleep(if subscribed.is_empty() {
+            Duration::MAX / 4
+        } else {
+            CHECK_PERIOD
+        });
+        tokio::select! {
+            msg = stream.next() => match msg {
+                Some(msg) => {
+                    if let Ok(name) = msg.get_payload::<String>() {
+                        releases.wake(name);
+                    }
+                }
+                None => return,
+            },
+            _ = changed.changed() => {}
+            () = check => {}
+        }
+    }
+}
+
+async fn pubsub(config: &RedisConfig, url: &str) -> Result<redis::aio::PubSub> {
     let auth = match &config.credential {
         Some(c) => Some(
             c.get_token()
@@ -465,12 +522,7 @@ async fn subscribe(
     };
     let client = client(config, url, auth)?;
     let limit = config.connect_timeout;
-    let fut = async move {
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(channel).await?;
-        Ok::<_, redis::RedisError>(pubsub.into_on_message())
-    };
-    match tokio::time::timeout(limit, fut).await {
+    match tokio::time::timeout(limit, client.get_async_pubsub()).await {
         Ok(r) => r.map_err(|e| map_err(e, Op::Connect, None)),
         Err(_) => Err(timeout(Op::Connect, None, limit)),
     }
@@ -479,6 +531,28 @@ async fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_result_per_renewed_item() {
+        let d = Duration::from_secs(1);
+        let items = [("a", "1", d), ("b", "2", d)];
+        let wrongtype = redis::parse_redis_value(b"-WRONGTYPE x\r\n")
+            .expect("parse")
+            .extract_error()
+            .expect_err("error reply");
+        let r = per_item(Ok(vec![Ok(true), Err(wrongtype)]), &items);
+        assert!(matches!(r[0], Ok(true)));
+        let e = r[1].as_ref().expect_err("wrongtype");
+        assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Renewal);
+        assert_eq!(e.lease_name(), Some("b"));
+        // A short reply is an error for every item, never a shorter result list.
+        let r = per_item(Ok(vec![Ok(true)]), &items);
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(Result::is_err));
+        let r = per_item(Err(LeaseError::unavailable("down")), &items);
+        assert_eq!(r[1].as_ref().expect_err("down").lease_name(), Some("b"));
+        assert_eq!(channel("lease:", "n"), "lease:{n}:released");
+    }
 
     #[test]
     fn parses_hash_fields() {

@@ -2,6 +2,7 @@
 
 use crate::config::{RedisConfig, RedisLeaseProviderBuilder};
 use crate::node::{system_time_ms, Node};
+use crate::releases::Releases;
 use leasing_abstractions::{
     validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo,
     LeaseProvider, ProviderCapabilities, Result,
@@ -31,7 +32,9 @@ pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Durat
 /// Storage: one hash per lease at `{prefix}{<name>}` with fields `leaseId`,
 /// `fencingToken`, `owner`, `acquiredAt` (server ms) and `meta_<key>`, with a PEXPIRE TTL;
 /// the fencing counter at `{prefix}{<name>}:fence` (no TTL). All writes are Lua scripts
-/// run by SHA. Releases are announced on the channel `{prefix}released`.
+/// run by SHA. Releases of names someone found held are announced on
+/// `{prefix}{<name>}:released`, which a provider subscribes only while one of its callers
+/// waits for that name.
 ///
 /// # Example
 /// ```no_run
@@ -49,7 +52,7 @@ pub struct RedisLeaseProvider {
     node: Node,
     config: RedisConfig,
     owner: String,
-    notify: broadcast::Sender<String>,
+    releases: Arc<Releases>,
 }
 
 impl std::fmt::Debug for RedisLeaseProvider {
@@ -77,13 +80,13 @@ impl RedisLeaseProvider {
 
     pub(crate) async fn from_config(config: RedisConfig) -> Result<Self> {
         config.validate()?;
-        let (notify, _) = broadcast::channel(1024);
-        let node = Node::connect(&config, &config.url, notify.clone(), false).await?;
+        let releases = Arc::new(Releases::new());
+        let node = Node::connect(&config, &config.url, releases.clone(), false).await?;
         Ok(Self {
             node,
             owner: owner_id(),
             config,
-            notify,
+            releases,
         })
     }
 
@@ -120,6 +123,9 @@ impl RedisLeaseProvider {
                 self.config.call_timeout,
             )
             .await?;
+        if got.is_none() {
+            self.releases.contended(&request.name);
+        }
         Ok(got.map(|(token, acquired_ms)| {
             LeaseGrant::new(
                 request,
@@ -196,7 +202,7 @@ impl LeaseProvider for RedisLeaseProvider {
     }
 
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.notify.subscribe())
+        Some(self.releases.receiver())
     }
 
     fn try_acquire<'a>(

@@ -3,6 +3,7 @@
 use crate::config::{common_setters, redact_url, RedisConfig};
 use crate::node::{system_time_ms, Node, RawInfo};
 use crate::provider::{capabilities, finite, lost, owner_id};
+use crate::releases::Releases;
 use futures::future::join_all;
 use leasing_abstractions::{
     clock_drift, validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError,
@@ -74,10 +75,10 @@ impl RedlockLeaseProviderBuilder {
         }
         self.config.url = self.urls[0].clone();
         self.config.validate()?;
-        let (notify, _) = broadcast::channel(1024);
+        let releases = Arc::new(Releases::new());
         let mut nodes = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
-            nodes.push(Node::connect(&self.config, url, notify.clone(), true).await?);
+            nodes.push(Node::connect(&self.config, url, releases.clone(), true).await?);
         }
         Ok(RedlockLeaseProvider {
             quorum: nodes.len() / 2 + 1,
@@ -85,7 +86,7 @@ impl RedlockLeaseProviderBuilder {
             urls: self.urls.iter().map(|u| redact_url(u)).collect(),
             config: self.config,
             owner: owner_id(),
-            notify,
+            releases,
         })
     }
 }
@@ -108,7 +109,7 @@ pub struct RedlockLeaseProvider {
     urls: Vec<String>,
     config: RedisConfig,
     owner: String,
-    notify: broadcast::Sender<String>,
+    releases: Arc<Releases>,
 }
 
 impl std::fmt::Debug for RedlockLeaseProvider {
@@ -163,9 +164,13 @@ impl RedlockLeaseProvider {
         let md = &request.metadata;
         let n = self.nodes.len();
         let mut errors = Vec::new();
-        // Phase A: the first server that answers decides between contenders.
+        // Phase A: the first server that answers decides between contenders; give up as
+        // soon as too many have failed for a majority to remain possible.
         let mut first = None;
         for (i, node) in self.nodes.iter().enumerate() {
+            if errors.len() > n - self.quorum {
+                break;
+            }
             let limit = Self::remaining(sent_at, validity);
             match node
                 .acquire(name, lease_id, ttl, 0, &self.owner, md, limit)
@@ -177,9 +182,6 @@ impl RedlockLeaseProvider {
                 }
                 Ok(None) => return Ok(None),
                 Err(e) => errors.push(e),
-            }
-            if errors.len() > n - self.quorum {
-                return Err(no_majority(name, 0, self.quorum, errors));
             }
         }
         let Some((first_idx, (first_token, acquired_ms))) = first else {
@@ -288,7 +290,11 @@ impl RedlockLeaseProvider {
         validate_request(request, &self.capabilities())?;
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
         let sent_at = Instant::now();
-        self.acquire_inner(request, &lease_id, sent_at).await
+        let got = self.acquire_inner(request, &lease_id, sent_at).await;
+        if matches!(got, Ok(None)) {
+            self.releases.contended(&request.name);
+        }
+        got
     }
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
@@ -390,7 +396,7 @@ impl LeaseProvider for RedlockLeaseProvider {
     }
 
     fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.notify.subscribe())
+        Some(self.releases.receiver())
     }
 
     fn try_acquire<'a>(

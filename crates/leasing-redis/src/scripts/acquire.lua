@@ -3,7 +3,11 @@
 -- ARGV[1] lease id, ARGV[2] ttl ms, ARGV[3] token floor ("0" outside Redlock),
 -- ARGV[4] owner, ARGV[5..] metadata field/value pairs (fields already prefixed "meta_")
 -- Returns nil when held, else {fencing token, acquired-at ms (server clock)}.
+-- Server calls: EXISTS, TIME, INCR, HSET (every field at once), PEXPIRE; plus a SET of the
+-- counter only when it is seeded or raised to the floor.
 if redis.call('EXISTS', KEYS[1]) == 1 then
+  -- Someone is about to wait for this name: its release must be announced.
+  redis.call('HSET', KEYS[1], 'waited', '1')
   return false
 end
 local t = redis.call('TIME')
@@ -18,11 +22,13 @@ end
 if token <= floor then
   token = floor + 1
 end
+-- Numbers go to redis.call as they are: Redis writes an integral number in plain digits
+-- (exact below 2^53; tokens are ~1.7e15), so no string.format is needed.
 if token ~= counted then
-  redis.call('SET', KEYS[2], string.format('%.0f', token))
+  redis.call('SET', KEYS[2], token)
 end
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'fencingToken', string.format('%.0f', token),
-  'owner', ARGV[4], 'acquiredAt', string.format('%.0f', now_ms), unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'fencingToken', token,
+  'owner', ARGV[4], 'acquiredAt', now_ms, unpack(ARGV, 5))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {token, now_ms}

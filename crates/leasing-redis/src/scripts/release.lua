@@ -1,9 +1,14 @@
--- Release a lease held under a lease id and announce it.
--- KEYS[1] lease hash; ARGV[1] lease id, ARGV[2] notification channel, ARGV[3] lease name
+-- Release a lease held under a lease id; announce it only when someone found it held.
+-- KEYS[1] lease hash; ARGV[1] lease id, ARGV[2] the name's notification channel,
+-- ARGV[3] lease name
 -- Returns 1 when released, 0 when it was not held under this id (left alone).
-if redis.call('HGET', KEYS[1], 'leaseId') == ARGV[1] then
+-- Server calls: HMGET, DEL, and PUBLISH only if a contender marked the lease "waited".
+local v = redis.call('HMGET', KEYS[1], 'leaseId', 'waited')
+if v[1] == ARGV[1] then
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  if v[2] then
+    redis.call('PUBLISH', ARGV[2], ARGV[3])
+  end
   return 1
 end
 return 0
