@@ -307,7 +307,7 @@ impl LeaseProvider for FaultInjectingProvider {
         })
     }
 
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
-        self.inner.release_notifications()
+    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
+        self.inner.release_notifications(name)
     }
 }

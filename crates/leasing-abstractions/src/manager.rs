@@ -295,7 +295,7 @@ impl LeaseManager {
             }
             if !subscribed {
                 subscribed = true;
-                releases = self.provider().release_notifications();
+                releases = self.provider().release_notifications(&request.name);
                 if releases.is_some() {
                     // A release between the failed attempt and the subscription would be
                     // missed: look again now that we would hear of the next one.

@@ -226,7 +226,7 @@ impl LeaseProvider for InMemoryLeaseProvider {
         })
     }
 
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+    fn release_notifications(&self, _name: &str) -> Option<broadcast::Receiver<String>> {
         Some(self.store.released.subscribe())
     }
 }

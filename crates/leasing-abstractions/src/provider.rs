@@ -262,10 +262,14 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
     /// was free.
     fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
 
-    /// Names released on this backend, for waking waiting acquirers; `None` if the provider
-    /// cannot tell (waiters then poll with jittered backoff). Messages may be missed, so
-    /// waiters keep polling as a fallback.
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+    /// Announcements that `name` was released, for waking an acquirer waiting for it;
+    /// `None` if the provider cannot tell (waiters then poll with jittered backoff).
+    ///
+    /// The manager asks only once an attempt found `name` held, and keeps the receiver
+    /// while it waits; a provider may subscribe to `name` on its backend for as long as a
+    /// receiver lives. The receiver may also carry other names (the manager filters), and
+    /// messages may be missed, so waiters keep polling as a fallback.
+    fn release_notifications(&self, _name: &str) -> Option<broadcast::Receiver<String>> {
         None
     }
 }

@@ -113,7 +113,7 @@ async fn providers_without_notifications_are_polled_and_default_renew_many_works
         opts(30.0).with_acquire_retry_interval(secs(2.0)),
     )
     .unwrap();
-    assert!(m.provider().release_notifications().is_none());
+    assert!(m.provider().release_notifications("job").is_none());
     let held = m.acquire("job").await.unwrap();
     let other = m.acquire("other").await.unwrap();
     let m2 = m.clone();

@@ -56,7 +56,7 @@ async fn scripted_faults_apply_in_order_per_operation() {
     assert_eq!(c.calls(Operation::Release), 1);
     assert!(format!("{p:?}").contains("FaultControl"));
     assert_eq!(p.provider_name(), "in-memory");
-    assert!(p.release_notifications().is_some());
+    assert!(p.release_notifications("a").is_some());
 }
 
 #[tokio::test(start_paused = true)]

@@ -123,9 +123,6 @@ impl RedisLeaseProvider {
                 self.config.call_timeout,
             )
             .await?;
-        if got.is_none() {
-            self.releases.contended(&request.name);
-        }
         Ok(got.map(|(token, acquired_ms)| {
             LeaseGrant::new(
                 request,
@@ -201,8 +198,8 @@ impl LeaseProvider for RedisLeaseProvider {
         capabilities(self.config.max_renew_batch)
     }
 
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.releases.receiver())
+    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
+        Some(self.releases.receiver(name))
     }
 
     fn try_acquire<'a>(

@@ -290,11 +290,7 @@ impl RedlockLeaseProvider {
         validate_request(request, &self.capabilities())?;
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
         let sent_at = Instant::now();
-        let got = self.acquire_inner(request, &lease_id, sent_at).await;
-        if matches!(got, Ok(None)) {
-            self.releases.contended(&request.name);
-        }
-        got
+        self.acquire_inner(request, &lease_id, sent_at).await
     }
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
@@ -395,8 +391,8 @@ impl LeaseProvider for RedlockLeaseProvider {
         capabilities(self.config.max_renew_batch)
     }
 
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
-        Some(self.releases.receiver())
+    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
+        Some(self.releases.receiver(name))
     }
 
     fn try_acquire<'a>(

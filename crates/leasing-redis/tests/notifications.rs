@@ -155,7 +155,7 @@ async fn subscriptions_come_back_after_a_restart_and_wake_the_waiters() {
         .await
         .expect("contended")
         .is_none());
-    let mut rx = p.release_notifications().expect("notifications");
+    let mut rx = p.release_notifications(&name).expect("notifications");
     let mut admin = raw(&server.url()).await;
     wait_numsub(&mut admin, &channel, 1).await;
     // The fresh subscription wakes the waiter once (a release may have gone unheard).

@@ -109,8 +109,8 @@ impl LeaseProvider for Counting {
     fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move { self.inner.break_lease(n).await })
     }
-    fn release_notifications(&self) -> Option<broadcast::Receiver<String>> {
+    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
         self.subscriptions.fetch_add(1, Ordering::SeqCst);
-        self.inner.release_notifications()
+        self.inner.release_notifications(name)
     }
 }
