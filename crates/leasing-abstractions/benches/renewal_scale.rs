@@ -11,8 +11,8 @@
 //!   state, events, metrics, spans);
 //! - `naive`: one tokio task per lease sleeping and calling `renew` (a timer per lease).
 //!
-//! CPU time comes from `/proc/self/stat` (user + system), memory from the resident set
-//! (`/proc/self/statm`). Set `LEASES`, `SECONDS` to change the size.
+//! CPU time is the sum of every thread's `/proc/self/task/*/schedstat` (nanoseconds),
+//! memory the growth of the resident set (`/proc/self/statm`) while the leases are taken. Set `LEASES`, `SECONDS` to change the size.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use leasing_abstractions::*;
@@ -29,23 +29,16 @@ fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// CPU time of every thread of this process, in seconds, at nanosecond resolution (the
+/// first field of each `/proc/self/task/*/schedstat`).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the command name, which is in parentheses.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / clk_tck()
-}
-
-fn clk_tck() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
+            ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
 }
 
 fn rss_bytes() -> u64 {
@@ -265,7 +258,7 @@ fn main() {
     for r in &rows {
         let per = r.cpu / r.renewals.max(1) as f64;
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.0} | {} |",
+            "| {} | {} | {:.3} | {:.2} | {:.2} | {:.0} | {} |",
             r.name,
             r.renewals,
             r.cpu,

@@ -193,9 +193,14 @@ impl LeaseShared {
     }
 
     fn emit(&self, event: LeaseEvent) {
-        // No subscribers is fine.
+        self.emit_with(|| event);
+    }
+
+    /// Builds and sends an event only if someone ever subscribed.
+    fn emit_with(&self, event: impl FnOnce() -> LeaseEvent) {
         if let Some(tx) = self.events.get() {
-            let _ = tx.send(event);
+            // No subscriber left is fine.
+            let _ = tx.send(event());
         }
     }
 
@@ -217,7 +222,7 @@ impl LeaseShared {
             changed
         });
         tracing::debug!(lease.name = %self.grant.name, lease.id = %self.grant.lease_id, "lease renewed");
-        self.emit(LeaseEvent::Renewed {
+        self.emit_with(|| LeaseEvent::Renewed {
             remaining: self.remaining().unwrap_or(Duration::MAX),
         });
     }
