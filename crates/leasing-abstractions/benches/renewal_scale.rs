@@ -35,7 +35,11 @@ fn cpu_seconds() -> f64 {
     let mut ns = 0u64;
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         if let Ok(s) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            ns += s
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
         }
     }
     ns as f64 / 1e9
