@@ -10,7 +10,7 @@ use leasing_testkit::conformance::{run_all, Subject};
 use std::sync::Arc;
 use std::time::Duration;
 
-const SHORT: Duration = Duration::from_millis(300);
+const SHORT: Duration = Duration::from_millis(600);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn single_instance_passes_the_suite() {

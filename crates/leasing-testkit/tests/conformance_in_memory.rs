@@ -9,7 +9,7 @@ use std::time::Duration;
 fn subject() -> Subject {
     let p = InMemoryLeaseProvider::new();
     let fresh: Arc<dyn LeaseProvider> = Arc::new(p.clone());
-    Subject::new(Arc::new(p), fresh).with_short_duration(Duration::from_millis(200))
+    Subject::new(Arc::new(p), fresh).with_short_duration(Duration::from_millis(600))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
