@@ -140,15 +140,10 @@ impl LeaseShared {
         ctx: Arc<Ctx>,
         acquire_cx: opentelemetry::trace::SpanContext,
     ) -> Self {
-        let safety_window = grant.duration.as_finite().map(|d| {
-            policy.map_or_else(
-                || {
-                    d.mul_f64(safety_threshold)
-                        .min(d.saturating_sub(clock_drift(d)))
-                },
-                |p| p.safety_window(),
-            )
-        });
+        let safety_window = grant
+            .duration
+            .as_finite()
+            .map(|d| crate::options::safety_window(d, safety_threshold));
         Self {
             key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
             last_sent: Mutex::new(grant.sent_at),
@@ -173,7 +168,7 @@ impl LeaseShared {
         self.state().is_active()
     }
 
-    fn last_sent(&self) -> Instant {
+    pub(crate) fn last_sent(&self) -> Instant {
         *self.last_sent.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -259,9 +254,18 @@ impl LeaseShared {
 
     /// Moves an active lease to `to` (Lost or Released). Returns false if it had already ended.
     fn end(&self, to: LeaseState) -> bool {
+        self.end_with(to, None)
+    }
+
+    /// Ends an active lease; the loss reason is recorded in the same step as the state, so
+    /// `lost()` always finds it and an ended lease never gets a (second) reason.
+    fn end_with(&self, to: LeaseState, reason: Option<&LostReason>) -> bool {
         let ended = self.state.send_if_modified(|s| {
             let active = s.is_active();
             if active {
+                if let Some(r) = reason {
+                    *self.lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
+                }
                 *s = to;
             }
             active
@@ -290,6 +294,9 @@ impl LeaseShared {
         attempt: u32,
     ) -> RenewOutcome {
         match result {
+            // The lease ended (lost at its deadline, released) while the call was in flight:
+            // a late success must not revive it or announce a renewal.
+            Ok(()) if !self.is_active() => RenewOutcome::Lost,
             Ok(()) => {
                 self.on_renewed(sent, elapsed);
                 RenewOutcome::Renewed
@@ -309,8 +316,7 @@ impl LeaseShared {
     }
 
     pub(crate) fn mark_lost(&self, reason: LostReason) -> bool {
-        *self.lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        if !self.end(LeaseState::Lost) {
+        if !self.end_with(LeaseState::Lost, Some(&reason)) {
             return false;
         }
         tracing::error!(
@@ -496,7 +502,13 @@ impl Lease {
             .unwrap_or_else(|_| Err(crate::renewal::deadline_error(s)));
         let elapsed = sent.elapsed();
         crate::renewal::record_span_result(&span, &result, 0);
-        s.on_renew_result(&result, sent, elapsed, 1);
+        if s.on_renew_result(&result, sent, elapsed, 1) == RenewOutcome::Lost && result.is_ok() {
+            return Err(
+                LeaseError::lost("the lease ended while the renewal was in flight")
+                    .with_lease_name(&s.grant.name)
+                    .with_lease_id(&s.grant.lease_id),
+            );
+        }
         result
     }
 

@@ -2,7 +2,9 @@
 
 use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{Lease, LeaseShared};
-use crate::options::{AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT};
+use crate::options::{
+    safety_window, AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT,
+};
 use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider};
 use crate::renewal::Ctx;
 use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS, SPAN_ACQUIRE};
@@ -332,6 +334,10 @@ impl LeaseManager {
         deadline: Option<Instant>,
     ) -> Result<Option<LeaseGrant>> {
         let (tx, rx) = oneshot::channel::<Result<Option<LeaseGrant>>>();
+        let mut pending = PendingGrant {
+            rx,
+            provider: Arc::clone(self.provider()),
+        };
         let provider = Arc::clone(self.provider());
         let req = request.clone();
         let sent = Instant::now();
@@ -346,19 +352,29 @@ impl LeaseManager {
             .in_current_span(),
         );
         let received = match deadline {
-            Some(d) => tokio::time::timeout_at(d, rx).await.ok(),
-            None => Some(rx.await),
+            Some(d) => tokio::time::timeout_at(d, &mut pending.rx).await.ok(),
+            None => Some((&mut pending.rx).await),
         };
         match received {
-            Some(Ok(result)) => result
-                .map(|g| {
-                    g.map(|mut g| {
-                        // Validity counts from the earliest instant the request may have left.
-                        g.sent_at = g.sent_at.min(sent);
-                        g
-                    })
-                })
-                .map_err(|e| e.or_lease(&request.name, None)),
+            Some(Ok(Ok(Some(mut grant)))) => {
+                // Validity counts from the earliest instant the request may have left.
+                grant.sent_at = grant.sent_at.min(sent);
+                let window = grant
+                    .duration
+                    .as_finite()
+                    .map(|d| safety_window(d, self.options.auto_renew_safety_threshold));
+                if window.is_some_and(|w| Instant::now() >= grant.sent_at + w) {
+                    // The answer took so long that the lease may already have expired and
+                    // been granted to someone else: never hand it out.
+                    release_detached(self.provider(), grant);
+                    return Err(LeaseError::unavailable(
+                        "the grant arrived after its safety deadline; released it",
+                    )
+                    .with_lease_name(&request.name));
+                }
+                Ok(Some(grant))
+            }
+            Some(Ok(result)) => result.map_err(|e| e.or_lease(&request.name, None)),
             Some(Err(_)) => Err(LeaseError::new(
                 ErrorKind::Acquisition,
                 "the acquisition task panicked",
@@ -422,6 +438,39 @@ fn timeout_error(name: &str, timeout: Duration) -> LeaseError {
     .with_lease_name(name)
 }
 
+/// The receiving end of one acquisition attempt. Dropped while a grant sits in the channel
+/// (the caller gave up in the very instant the grant arrived), it releases the grant, so
+/// a cancelled `acquire` never leaves a lease held. The sending task releases grants that
+/// arrive after the drop.
+struct PendingGrant {
+    rx: oneshot::Receiver<Result<Option<LeaseGrant>>>,
+    provider: Arc<dyn LeaseProvider>,
+}
+
+impl Drop for PendingGrant {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(Some(grant))) = self.rx.try_recv() {
+            release_detached(&self.provider, grant);
+        }
+    }
+}
+
+/// Releases `grant` in the background, if there is a runtime to do it on (otherwise the
+/// backend expires it).
+fn release_detached(provider: &Arc<dyn LeaseProvider>, grant: LeaseGrant) {
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let provider = Arc::clone(provider);
+        handle.spawn(async move {
+            let _ = provider.release(&grant).await;
+        });
+    }
+}
+
+/// After missing notifications, how soon a waiter looks again (not at once: under heavy
+/// release churn it would otherwise spin).
+const LAGGED_RETRY: Duration = Duration::from_millis(20);
+
 /// Waits until `wake`, or until `name` is reported released.
 async fn wait_for_release(
     releases: &mut Option<broadcast::Receiver<String>>,
@@ -440,8 +489,13 @@ async fn wait_for_release(
             msg = rx.recv() => match msg {
                 Ok(released) if released == name => return,
                 Ok(_) => {}
-                // Missed messages may include ours: try now.
-                Err(broadcast::error::RecvError::Lagged(_)) => return,
+                // Missed messages may include ours: look again soon.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let soon = Instant::now() + LAGGED_RETRY;
+                    if soon < sleep.deadline() {
+                        sleep.as_mut().reset(soon);
+                    }
+                }
                 Err(broadcast::error::RecvError::Closed) => *releases = None,
             },
         }

@@ -20,6 +20,14 @@ pub fn clock_drift(duration: Duration) -> Duration {
     duration.mul_f64(CLOCK_DRIFT_FACTOR) + CLOCK_DRIFT_FIXED
 }
 
+/// How long after a successful renewal's send the holder trusts a lease of `duration`:
+/// `duration × threshold`, never more than `duration − drift`.
+pub fn safety_window(duration: Duration, threshold: f64) -> Duration {
+    duration
+        .mul_f64(threshold)
+        .min(duration.saturating_sub(clock_drift(duration)))
+}
+
 /// How long a lease lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaseDuration {
@@ -279,9 +287,7 @@ impl RenewalPolicy {
     /// How long after a successful renewal's send the holder declares the lease lost:
     /// `duration × threshold`, never more than `duration − drift`.
     pub fn safety_window(&self) -> Duration {
-        self.duration
-            .mul_f64(self.safety_threshold)
-            .min(self.duration.saturating_sub(clock_drift(self.duration)))
+        safety_window(self.duration, self.safety_threshold)
     }
 }
 

@@ -17,6 +17,7 @@ use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{LeaseShared, LostReason, RenewOutcome};
 use crate::provider::{LeaseGrant, LeaseProvider};
 use crate::telemetry::{Metrics, RESULT_SUCCESS, SPAN_AUTO_RENEWAL};
+use futures::FutureExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -30,9 +31,15 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 pub(crate) struct Ctx {
     pub(crate) provider: Arc<dyn LeaseProvider>,
     pub(crate) metrics: Metrics,
-    tx: mpsc::UnboundedSender<Cmd>,
-    rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
+    /// The scheduler's command channel; replaced if the scheduler died with its runtime.
+    chan: Mutex<Channel>,
     registry: Mutex<HashMap<u64, Weak<LeaseShared>>>,
+}
+
+struct Channel {
+    tx: mpsc::UnboundedSender<Cmd>,
+    /// Until the scheduler task is spawned (on the first registration).
+    rx: Option<mpsc::UnboundedReceiver<Cmd>>,
 }
 
 enum Cmd {
@@ -47,23 +54,48 @@ impl Ctx {
         Self {
             provider,
             metrics,
-            tx,
-            rx: Mutex::new(Some(rx)),
+            chan: Mutex::new(Channel { tx, rx: Some(rx) }),
             registry: Mutex::new(HashMap::new()),
         }
     }
 
+    fn send(&self, cmd: Cmd) {
+        // If the scheduler is gone (its runtime shut down), the next `register` restarts it
+        // and re-registers every active lease; a drop-release is then left to the backend's
+        // expiry.
+        let _ = self
+            .chan
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .tx
+            .send(cmd);
+    }
+
     /// Tracks a new lease and hands it to the scheduler. Must run inside a runtime.
+    ///
+    /// The scheduler runs on the runtime of the first registration. If that runtime has
+    /// shut down since (a manager shared across runtimes), the scheduler is restarted here
+    /// and every active lease is handed to it again, so none is left unrenewed.
     pub(crate) fn register(&self, lease: &Arc<LeaseShared>) {
-        if let Some(rx) = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        let mut chan = self.chan.lock().unwrap_or_else(|p| p.into_inner());
+        let mut revive = Vec::new();
+        if chan.tx.is_closed() {
+            tracing::warn!("the lease renewal scheduler stopped with its runtime; restarting it");
+            let (tx, rx) = mpsc::unbounded_channel();
+            *chan = Channel { tx, rx: Some(rx) };
+            revive = self.held().into_iter().filter(|l| l.is_active()).collect();
+        }
+        if let Some(rx) = chan.rx.take() {
             tokio::spawn(run(Arc::clone(&self.provider), rx));
         }
         self.registry
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(lease.key, Arc::downgrade(lease));
-        // The scheduler task ends only when every sender is gone, and `self` holds one.
-        let _ = self.tx.send(Cmd::Register(Arc::clone(lease)));
+        for l in revive.into_iter().chain([Arc::clone(lease)]) {
+            // The scheduler task ends only when every sender is gone, and `self` holds one.
+            let _ = chan.tx.send(Cmd::Register(l));
+        }
     }
 
     /// Stops tracking and renewing a lease. Never blocks.
@@ -72,13 +104,13 @@ impl Ctx {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&key);
-        let _ = self.tx.send(Cmd::Unregister(key));
+        self.send(Cmd::Unregister(key));
     }
 
     /// Releases a lease from the scheduler task. Never blocks and needs no runtime: if the
     /// scheduler is gone, the backend expires the lease after its duration.
     pub(crate) fn release_in_background(&self, lease: Arc<LeaseShared>) {
-        let _ = self.tx.send(Cmd::Release(lease));
+        self.send(Cmd::Release(lease));
     }
 
     /// The leases this manager holds (their handles are alive), lost ones included.
@@ -219,7 +251,7 @@ impl Scheduler {
                     return; // infinite: nothing to renew, nothing expires
                 };
                 let key = lease.key;
-                let sent = lease.grant.sent_at;
+                let sent = lease.last_sent();
                 let (at, early) = match lease.policy {
                     Some(p) => (sent + p.interval, early_slack(p.duration)),
                     // Manual renewal: only watch the safety deadline.
@@ -330,20 +362,32 @@ impl Scheduler {
         let provider = Arc::clone(&self.provider);
         self.in_flight.spawn(async move {
             let sent = Instant::now();
-            let results = tokio::time::timeout_at(deadline, provider.renew_many(&grants))
-                .await
-                .ok();
+            // A panicking provider must not leave its leases unwatched: the panic becomes a
+            // failed renewal of each (retried, then lost at the deadline).
+            // (The provider is called inside the guarded future: a panic while building its
+            // future is caught too.)
+            let call = std::panic::AssertUnwindSafe(async {
+                tokio::time::timeout_at(deadline, provider.renew_many(&grants)).await
+            })
+            .catch_unwind();
             let n = grants.len();
-            let results = match results {
-                Some(r) if r.len() == n => r,
-                Some(r) => vec![
+            let results = match call.await {
+                Err(_) => vec![
+                    Err(LeaseError::new(
+                        ErrorKind::Renewal,
+                        "the provider panicked while renewing",
+                    ));
+                    n
+                ],
+                Ok(Ok(r)) if r.len() == n => r,
+                Ok(Ok(r)) => vec![
                     Err(LeaseError::new(
                         ErrorKind::Renewal,
                         format!("provider returned {} results for {n} renewals", r.len()),
                     ));
                     n
                 ],
-                None => vec![
+                Ok(Err(_)) => vec![
                     Err(LeaseError::unavailable(
                         "renewal did not complete before the safety deadline",
                     ));

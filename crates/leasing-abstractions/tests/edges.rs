@@ -21,6 +21,7 @@ struct Plain {
     inner: InMemoryLeaseProvider,
     short_results: AtomicBool,
     panic_on_acquire: AtomicBool,
+    panic_on_renew: AtomicBool,
 }
 
 impl Plain {
@@ -29,6 +30,7 @@ impl Plain {
             inner,
             short_results: AtomicBool::new(false),
             panic_on_acquire: AtomicBool::new(false),
+            panic_on_renew: AtomicBool::new(false),
         }
     }
 }
@@ -56,6 +58,10 @@ impl LeaseProvider for Plain {
         Box::pin(async move { self.inner.renew(g).await })
     }
     fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        assert!(
+            !self.panic_on_renew.swap(false, Ordering::SeqCst),
+            "provider bug in renew_many"
+        );
         if self.short_results.load(Ordering::SeqCst) {
             return Box::pin(async move { Vec::new() });
         }
@@ -342,4 +348,134 @@ async fn only_waiters_subscribe_to_release_notifications() {
     );
     held.release().await.unwrap();
     assert_eq!(waiter.await.unwrap().fencing_token(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_renewal_is_a_failed_renewal_not_an_unwatched_lease() {
+    let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
+    let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
+    let lease = m.acquire("job").await.unwrap();
+    let mut ev = lease.events();
+    plain.panic_on_renew.store(true, Ordering::SeqCst);
+    advance(secs(20.0)).await;
+    settle().await;
+    assert_eq!(lease.state(), LeaseState::AtRisk);
+    match ev.recv().await.unwrap() {
+        LeaseEvent::RenewalFailed { error, .. } => {
+            assert!(error.to_string().contains("panicked"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    advance(secs(1.0)).await;
+    settle().await;
+    assert_eq!(lease.state(), LeaseState::Held, "the retry renewed it");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_out() {
+    let rig = rig(opts(30.0).with_acquire_timeout(Some(secs(120.0))));
+    // The answer takes 28 s: past 30 s × 0.9, the lease may have expired meanwhile.
+    rig.faults
+        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    let e = rig.manager.try_acquire("job").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+    assert!(e.to_string().contains("safety deadline"), "{e}");
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.unwrap().is_none(),
+        "the late grant was released"
+    );
+    // acquire() treats it as a transient failure and tries again.
+    rig.faults
+        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    let lease = rig.manager.acquire("job").await.unwrap();
+    assert_eq!(lease.fencing_token(), 3);
+    assert_eq!(rig.faults.calls(Operation::Acquire), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_acquire_right_after_the_grant_arrived_releases_it() {
+    let rig = rig(opts(30.0));
+    let mut fut = Box::pin(rig.manager.acquire("job"));
+    // First poll: the attempt is spawned and the future waits for its answer.
+    assert!(futures::poll!(&mut fut).is_pending());
+    // The attempt runs and puts the grant in the channel; the future is never polled again.
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.unwrap().is_some(),
+        "granted, not yet taken"
+    );
+    drop(fut);
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.unwrap().is_none(),
+        "a grant nobody took is released"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manual_renewal_that_succeeds_after_the_lease_was_lost_reports_lost() {
+    let rig = rig(opts(30.0).with_auto_renew_max_retries(0u32));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    // Manual renewal at 19.8 s, delayed to reach the backend at 20.5 s; the scheduled renewal
+    // at 20 s fails, and with no retries the lease is lost at once. Its background release
+    // fails, so the backend still holds it when the manual renewal arrives and succeeds.
+    rig.faults.script(
+        Operation::Renew,
+        [Fault::Delay(secs(0.7)), Fault::Unavailable],
+    );
+    rig.faults.script(Operation::Release, [Fault::Unavailable]);
+    advance(secs(19.8)).await;
+    let manual = lease.renew();
+    let (r, ()) = tokio::join!(manual, async {
+        advance(secs(0.3)).await;
+        settle().await;
+        assert_eq!(lease.state(), LeaseState::Lost);
+        advance(secs(0.5)).await;
+    });
+    assert_eq!(
+        r.unwrap_err().kind(),
+        ErrorKind::Lost,
+        "a renewal after the loss must not report success"
+    );
+    assert_eq!(lease.state(), LeaseState::Lost);
+    assert!(matches!(
+        lease.lost_reason(),
+        Some(LostReason::RetriesExhausted(_))
+    ));
+}
+
+#[test]
+fn the_scheduler_restarts_when_its_runtime_is_gone() {
+    let store = InMemoryLeaseProvider::new();
+    let m = LeaseManager::new(Arc::new(store.clone()), opts(30.0)).unwrap();
+    // The first lease starts the scheduler on a runtime that then shuts down.
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = first.block_on(m.acquire("a")).unwrap();
+    drop(first);
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    second.block_on(async {
+        let b = m.acquire("b").await.unwrap();
+        for _ in 0..10 {
+            advance(secs(20.0)).await;
+            settle().await;
+        }
+        assert_eq!(
+            a.state(),
+            LeaseState::Held,
+            "the lease from the dead runtime is renewed again"
+        );
+        assert_eq!(b.state(), LeaseState::Held);
+        assert_eq!(
+            store.inspect("a").await.unwrap().unwrap().fencing_token,
+            a.fencing_token()
+        );
+    });
 }
