@@ -287,7 +287,7 @@ impl LeaseShared {
     /// Applies the result of one renewal call. `attempt` counts failures in a row,
     /// this one included.
     pub(crate) fn on_renew_result(
-        &self,
+        self: &Arc<Self>,
         result: &Result<()>,
         sent: Instant,
         elapsed: Duration,
@@ -305,7 +305,12 @@ impl LeaseShared {
                 self.ctx
                     .metrics
                     .renewal(&self.grant.name, e.kind().as_str(), elapsed);
-                self.mark_lost(LostReason::Revoked(e.clone()));
+                if self.mark_lost(LostReason::Revoked(e.clone())) {
+                    // Usually gone already; but a quorum backend can report the loss while
+                    // some of its servers still hold our grant. Releasing is harmless to
+                    // whoever holds it now.
+                    self.ctx.release_in_background(Arc::clone(self));
+                }
                 RenewOutcome::Lost
             }
             Err(e) => {

@@ -196,6 +196,11 @@ async fn definitive_loss_is_reported_at_once_without_retries() {
     );
     settle().await;
     assert_eq!(
+        rig.faults.calls(Operation::Release),
+        1,
+        "the lost grant is released, harmlessly"
+    );
+    assert_eq!(
         thief.state(),
         LeaseState::Held,
         "the loser's cleanup must not disturb the thief"
