@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stops the instances started by scripts/redis-up.sh, by pid.
+# Stops the instances started by scripts/redis-up.sh, by pid, and deletes the cluster
+# nodes' config files so the next redis-up.sh forms a fresh cluster.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="$ROOT/target/services/redis"
@@ -12,4 +13,5 @@ for pidfile in "$DIR"/*.pid; do
   fi
   rm -f "$pidfile"
 done
+rm -f "$DIR"/cluster-*-nodes.conf "$DIR"/cluster-create.log
 echo "redis-down: stopped" >&2

@@ -7,6 +7,9 @@ use std::time::{Duration, SystemTime};
 
 /// Environment variable [`RedisLeaseProviderBuilder::from_env`] reads the URL from.
 pub const URL_ENV: &str = "LEASING_REDIS_URL";
+/// Environment variable [`RedisLeaseProviderBuilder::cluster_from_env`] reads the
+/// comma-separated cluster node URLs from.
+pub const CLUSTER_URLS_ENV: &str = "LEASING_REDIS_CLUSTER_URLS";
 /// URL used when [`URL_ENV`] is not set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Default key prefix.
@@ -74,8 +77,11 @@ pub trait TokenCredential: Send + Sync + fmt::Debug + 'static {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL (may carry `user:password@`).
+    /// `redis://` or `rediss://` URL (may carry `user:password@`). Not used in cluster mode.
     pub url: String,
+    /// Redis Cluster mode when not empty: `redis://` or `rediss://` URLs of some nodes of
+    /// one cluster (seeds; the others are discovered). Replaces [`url`](Self::url).
+    pub cluster_urls: Vec<String>,
     /// Prefix of every key (default `lease:`); must not contain `{` or `}`.
     pub key_prefix: String,
     /// ACL user (overrides the URL's).
@@ -101,6 +107,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         Self {
             url: DEFAULT_URL.to_owned(),
+            cluster_urls: Vec::new(),
             key_prefix: DEFAULT_KEY_PREFIX.to_owned(),
             username: None,
             password: None,
@@ -118,6 +125,14 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(&self.url))
+            .field(
+                "cluster_urls",
+                &self
+                    .cluster_urls
+                    .iter()
+                    .map(|u| redact_url(u))
+                    .collect::<Vec<_>>(),
+            )
             .field("key_prefix", &self.key_prefix)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -156,7 +171,21 @@ impl RedisConfig {
     /// # Errors
     /// `Configuration` naming the field.
     pub fn validate(&self) -> Result<()> {
-        validate_url(&self.url)?;
+        let urls = if self.cluster_urls.is_empty() {
+            std::slice::from_ref(&self.url)
+        } else {
+            self.cluster_urls.as_slice()
+        };
+        for url in urls {
+            validate_url(url)?;
+        }
+        let tls = urls[0].starts_with("rediss://");
+        if urls.iter().any(|u| u.starts_with("rediss://") != tls) {
+            return Err(LeaseError::configuration(
+                "cluster_urls",
+                "mixes redis:// and rediss:// nodes",
+            ));
+        }
         if self.key_prefix.contains(['{', '}']) {
             return Err(LeaseError::configuration(
                 "key_prefix",
@@ -181,7 +210,7 @@ impl RedisConfig {
                 "must be at least 1",
             ));
         }
-        if self.ca_cert_pem.is_some() && !self.url.starts_with("rediss://") {
+        if self.ca_cert_pem.is_some() && !tls {
             return Err(LeaseError::configuration(
                 "ca_cert_pem",
                 "a CA is only used with a rediss:// url",
@@ -327,9 +356,37 @@ impl RedisLeaseProviderBuilder {
         Self::new().url(std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned()))
     }
 
+    /// A builder in cluster mode whose node URLs come from the comma-separated
+    /// `LEASING_REDIS_CLUSTER_URLS` (no cluster URLs, and so a configuration error at
+    /// build, when it is unset).
+    pub fn cluster_from_env() -> Self {
+        Self::new().cluster_urls(
+            std::env::var(CLUSTER_URLS_ENV)
+                .unwrap_or_default()
+                .split(','),
+        )
+    }
+
     /// The server URL, `redis://[user:password@]host[:port][/db]` or `rediss://…`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.config.url = url.into();
+        self
+    }
+
+    /// Redis Cluster mode: URLs of some nodes of one cluster (`redis://[user:password@]host:port`
+    /// or `rediss://…`, all with the same scheme and credentials); the other nodes are
+    /// discovered from them. Replaces [`url`](Self::url). Blank entries are ignored; an
+    /// empty list means single-server mode.
+    pub fn cluster_urls<I, S>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.config.cluster_urls = urls
+            .into_iter()
+            .map(|u| u.as_ref().trim().to_owned())
+            .filter(|u| !u.is_empty())
+            .collect();
         self
     }
 
@@ -466,6 +523,52 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field(), Some("ca_file"));
         let _ = RedisLeaseProviderBuilder::from_env();
+    }
+
+    #[test]
+    fn cluster_urls_are_trimmed_validated_and_redacted() {
+        let b = RedisLeaseProviderBuilder::new()
+            .url("http://ignored-in-cluster-mode")
+            .cluster_urls([" redis://u:hunter2@a:1 ", "", "redis://u:hunter2@b:2"]);
+        let c = b.config();
+        assert_eq!(
+            c.cluster_urls,
+            vec!["redis://u:hunter2@a:1", "redis://u:hunter2@b:2"]
+        );
+        // The single-server url is not used, nor validated, in cluster mode.
+        c.validate().unwrap();
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2"), "{d}");
+        assert!(d.contains("redis://***@b:2"), "{d}");
+        let bad = RedisConfig {
+            cluster_urls: vec!["redis://a:1".into(), "tcp://b:2".into()],
+            ..RedisConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().field(), Some("url"));
+        let mixed = RedisConfig {
+            cluster_urls: vec!["redis://a:1".into(), "rediss://b:2".into()],
+            ..RedisConfig::default()
+        };
+        let want = if cfg!(feature = "tls") {
+            "cluster_urls"
+        } else {
+            "url"
+        };
+        assert_eq!(mixed.validate().unwrap_err().field(), Some(want));
+        let ca_without_tls = RedisConfig {
+            cluster_urls: vec!["redis://a:1".into()],
+            ca_cert_pem: Some(b"pem".to_vec()),
+            ..RedisConfig::default()
+        };
+        assert_eq!(
+            ca_without_tls.validate().unwrap_err().field(),
+            Some("ca_cert_pem")
+        );
+        assert!(RedisLeaseProviderBuilder::new()
+            .cluster_urls(Vec::<String>::new())
+            .config()
+            .cluster_urls
+            .is_empty());
     }
 
     #[test]

@@ -32,12 +32,24 @@ impl Op {
 /// | redis error | kind |
 /// |---|---|
 /// | I/O, refused, dropped connection, timeout, `LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `MOVED`/`ASK` | `ProviderUnavailable` (retryable) |
-/// | `NOAUTH`, `WRONGPASS`, authentication failure, `NOPERM` | `Unauthorized` |
+/// | `NOAUTH`, `WRONGPASS`, authentication failure, `NOPERM` (also inside the `Io` error of a cluster's initial connection) | `Unauthorized` |
 /// | invalid client configuration (bad URL, TLS setup) | `Configuration` |
 /// | anything else | `Renewal` while renewing, `Acquisition` otherwise |
 pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
     let code = err.code().unwrap_or("");
     if matches!(code, "NOAUTH" | "WRONGPASS") {
+        return ErrorKind::Unauthorized;
+    }
+    // redis-rs' cluster client reports failing to connect to every seed as `Io`, keeping
+    // the node's error only in the text ("… - Password authentication failed -
+    // AuthenticationFailed").
+    if err.kind() == redis::ErrorKind::Io
+        && err.detail().is_some_and(|d| {
+            ["AuthenticationFailed", "WRONGPASS", "NOAUTH", "NoPerm"]
+                .iter()
+                .any(|c| d.contains(c))
+        })
+    {
         return ErrorKind::Unauthorized;
     }
     match err.kind() {
@@ -266,6 +278,29 @@ mod tests {
         assert_eq!(classify(&cfg, Op::Connect), ErrorKind::Configuration);
         let auth: RedisError = (redis::ErrorKind::AuthenticationFailed, "no").into();
         assert_eq!(classify(&auth, Op::Connect), ErrorKind::Unauthorized);
+        // The cluster client's initial connection: the node's error survives only as text.
+        let initial = |detail: &str| -> RedisError {
+            (
+                redis::ErrorKind::Io,
+                "Failed to create initial connections",
+                detail.to_owned(),
+            )
+                .into()
+        };
+        assert_eq!(
+            classify(
+                &initial("Io: Password authentication failed - AuthenticationFailed"),
+                Op::Connect
+            ),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(
+            classify(
+                &initial("Io: Connection refused (os error 111)"),
+                Op::Connect
+            ),
+            ErrorKind::ProviderUnavailable
+        );
         let e = map_err(server("ERR"), Op::Break, Some("n"));
         assert_eq!(e.lease_name(), Some("n"));
         assert!(e.to_string().contains("break"));

@@ -1,14 +1,21 @@
-//! One Redis server: its connection, the lease scripts, and the release subscriber.
-//! Shared by the single-instance provider and every Redlock node.
+//! One Redis server or one Redis Cluster: its connection, the lease scripts, and the
+//! release subscriber. Shared by the single-instance provider (one server or a cluster) and
+//! every Redlock node.
 
 use crate::config::{redact_url, refresh_delay, RedisConfig, TokenCredential};
 use crate::error::{map_err, timeout, Op};
 use crate::releases::{plan, Releases, CHECK_PERIOD};
+use futures::future::join_all;
 use futures::StreamExt;
 use leasing_abstractions::{LeaseError, Metadata, Result};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, RedisResult, Script};
-use std::collections::HashSet;
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+use redis::{
+    Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Pipeline, RedisResult, Script,
+};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, LazyLock};
@@ -16,23 +23,104 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
+/// A lease script: run by SHA (`EVALSHA`), loaded with `SCRIPT LOAD` after `NOSCRIPT`.
+pub(crate) struct Lua {
+    script: Script,
+    code: &'static str,
+}
+
+impl Lua {
+    fn new(code: &'static str) -> Self {
+        Self {
+            script: Script::new(code),
+            code,
+        }
+    }
+
+    fn hash(&self) -> &str {
+        self.script.get_hash()
+    }
+
+    /// `EVALSHA <sha> <#keys> <keys…>`; the caller appends the arguments.
+    fn evalsha(&self, keys: &[String]) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.hash()).arg(keys.len()).arg(keys);
+        cmd
+    }
+
+    fn load_cmd(&self) -> Cmd {
+        let mut cmd = redis::cmd("SCRIPT");
+        cmd.arg("LOAD").arg(self.code);
+        cmd
+    }
+}
+
 pub(crate) struct Scripts {
-    pub(crate) acquire: Script,
-    pub(crate) renew: Script,
-    pub(crate) release: Script,
-    pub(crate) breaks: Script,
-    pub(crate) inspect: Script,
-    pub(crate) fence: Script,
+    pub(crate) acquire: Lua,
+    pub(crate) renew: Lua,
+    pub(crate) release: Lua,
+    pub(crate) breaks: Lua,
+    pub(crate) inspect: Lua,
+    pub(crate) fence: Lua,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    acquire: Script::new(include_str!("scripts/acquire.lua")),
-    renew: Script::new(include_str!("scripts/renew.lua")),
-    release: Script::new(include_str!("scripts/release.lua")),
-    breaks: Script::new(include_str!("scripts/break.lua")),
-    inspect: Script::new(include_str!("scripts/inspect.lua")),
-    fence: Script::new(include_str!("scripts/fence.lua")),
+    acquire: Lua::new(include_str!("scripts/acquire.lua")),
+    renew: Lua::new(include_str!("scripts/renew.lua")),
+    release: Lua::new(include_str!("scripts/release.lua")),
+    breaks: Lua::new(include_str!("scripts/break.lua")),
+    inspect: Lua::new(include_str!("scripts/inspect.lua")),
+    fence: Lua::new(include_str!("scripts/fence.lua")),
 });
+
+/// The connection of a [`Node`]: one server through a `ConnectionManager`, or a Redis
+/// Cluster through redis-rs' cluster connection, which routes every command by the slot of
+/// its first key and follows `MOVED`/`ASK`. Every lease script touches only the keys of one
+/// name, which share a slot thanks to the `{name}` hash tag.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Conn {
+    async fn query<T: FromRedisValue>(&mut self, cmd: &Cmd) -> RedisResult<T> {
+        match self {
+            Conn::Single(c) => cmd.query_async(c).await,
+            Conn::Cluster(c) => cmd.query_async(c).await,
+        }
+    }
+
+    async fn query_pipe(&mut self, pipe: &Pipeline) -> RedisResult<Vec<RedisResult<bool>>> {
+        match self {
+            Conn::Single(c) => pipe.query_async(c).await,
+            Conn::Cluster(c) => pipe.query_async(c).await,
+        }
+    }
+
+    /// Loads `lua` where `key` lives: the one server, or the master of `key`'s slot (the
+    /// node that answered `NOSCRIPT`), not every node, so one node being down does not stop
+    /// the others from reloading.
+    async fn load(&mut self, lua: &Lua, key: &str) -> RedisResult<()> {
+        match self {
+            Conn::Single(c) => lua.load_cmd().query_async::<String>(c).await.map(drop),
+            Conn::Cluster(c) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let to = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                c.route_command(lua.load_cmd(), to).await.map(drop)
+            }
+        }
+    }
+
+    /// What renewals are grouped by into one pipeline: nothing on one server (a single
+    /// pipeline), the slot on a cluster (redis-rs routes a pipeline by one slot).
+    fn batch_of(&self, key: &str) -> Option<Slot> {
+        match self {
+            Conn::Single(_) => None,
+            Conn::Cluster(_) => Some(Slot::for_key(key)),
+        }
+    }
+}
 
 /// Prefix of the hash fields that hold metadata.
 pub(crate) const META_PREFIX: &str = "meta_";
@@ -47,9 +135,9 @@ pub(crate) struct RawInfo {
     pub(crate) metadata: Metadata,
 }
 
-/// One Redis server.
+/// One Redis server, or one Redis Cluster.
 pub(crate) struct Node {
-    conn: ConnectionManager,
+    conn: Conn,
     prefix: String,
     call_timeout: Duration,
     redacted_url: String,
@@ -105,9 +193,13 @@ impl redis::StreamingCredentialsProvider for CredentialStream {
     }
 }
 
-/// Builds a redis-rs client for `url` with the configured credentials and TLS.
-fn client(config: &RedisConfig, url: &str, auth: Option<(String, String)>) -> Result<Client> {
-    let mut info = url
+/// The connection settings for `url` with the configured credentials.
+fn connection_info(
+    config: &RedisConfig,
+    url: &str,
+    auth: Option<(String, String)>,
+) -> Result<ConnectionInfo> {
+    let info = url
         .into_connection_info()
         .map_err(|e| map_err(e, Op::Connect, None))?;
     let mut settings = info.redis_settings().clone();
@@ -120,7 +212,12 @@ fn client(config: &RedisConfig, url: &str, auth: Option<(String, String)>) -> Re
     if let Some((user, token)) = auth {
         settings = settings.set_username(user).set_password(token);
     }
-    info = info.set_redis_settings(settings);
+    Ok(info.set_redis_settings(settings))
+}
+
+/// Builds a redis-rs client for `url` with the configured credentials and TLS.
+fn client(config: &RedisConfig, url: &str, auth: Option<(String, String)>) -> Result<Client> {
+    let info = connection_info(config, url, auth)?;
     #[cfg(feature = "tls")]
     {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -176,9 +273,68 @@ impl Node {
             }
         };
         // Idle (no connection) until a waiter asks for release notifications.
-        let sub = subscriber(config.clone(), url.to_owned(), releases);
+        let sub = subscriber(config.clone(), vec![url.to_owned()], releases);
         Ok(Self {
-            conn,
+            conn: Conn::Single(conn),
+            prefix: config.key_prefix.clone(),
+            call_timeout: config.call_timeout,
+            redacted_url,
+            _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
+        })
+    }
+
+    /// Connects to the Redis Cluster that `config.cluster_urls` are nodes of (the seeds:
+    /// the other nodes are discovered). At least one seed must answer now.
+    pub(crate) async fn connect_cluster(
+        config: &RedisConfig,
+        releases: Arc<Releases>,
+    ) -> Result<Self> {
+        let urls = &config.cluster_urls;
+        let mut seeds = Vec::with_capacity(urls.len());
+        for url in urls {
+            crate::config::validate_url(url)?;
+            seeds.push(connection_info(config, url, None)?);
+        }
+        let redacted_url = urls
+            .iter()
+            .map(|u| redact_url(u))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut builder = ClusterClientBuilder::new(seeds)
+            .connection_timeout(config.connect_timeout)
+            .response_timeout(config.call_timeout)
+            // Retries are what follow MOVED/ASK and re-route after a topology change; a
+            // few, quickly, all inside the per-call deadline (the core does the waiting).
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(1)
+            .max_retry_wait(10);
+        if let Some(credential) = &config.credential {
+            builder = builder.set_credentials_provider(CredentialStream {
+                credential: credential.clone(),
+                before: config.refresh_before_expiry,
+            });
+        }
+        #[cfg(feature = "tls")]
+        {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            if let Some(ca) = &config.ca_cert_pem {
+                builder = builder.certs(redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.clone()),
+                });
+            }
+        }
+        let client = builder.build().map_err(|e| map_err(e, Op::Connect, None))?;
+        let limit = config.connect_timeout * 2;
+        let conn = match tokio::time::timeout(limit, client.get_async_connection()).await {
+            Ok(r) => r.map_err(cluster_connect_error)?,
+            Err(_) => return Err(timeout(Op::Connect, None, limit)),
+        };
+        // Classic PUBLISH reaches every node of a cluster, so one subscriber connection to
+        // any node hears every release; it moves to the next seed when its node fails.
+        let sub = subscriber(config.clone(), urls.clone(), releases);
+        Ok(Self {
+            conn: Conn::Cluster(conn),
             prefix: config.key_prefix.clone(),
             call_timeout: config.call_timeout,
             redacted_url,
@@ -212,6 +368,19 @@ impl Node {
         }
     }
 
+    /// Runs `cmd` (an `EVALSHA` of `lua` on `name`'s keys); after `NOSCRIPT`, loads the
+    /// script where the name lives and runs it once more.
+    async fn eval<T: FromRedisValue>(&self, lua: &Lua, name: &str, cmd: Cmd) -> RedisResult<T> {
+        let mut conn = self.conn.clone();
+        match conn.query(&cmd).await {
+            Err(e) if is_noscript(&e) => {
+                conn.load(lua, &self.lease_key(name)).await?;
+                conn.query(&cmd).await
+            }
+            r => r,
+        }
+    }
+
     /// Runs the acquire script. `Some((token, acquired_ms))` when granted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn acquire(
@@ -224,21 +393,14 @@ impl Node {
         metadata: &Metadata,
         limit: Duration,
     ) -> Result<Option<(u64, u64)>> {
-        let mut inv = SCRIPTS.acquire.prepare_invoke();
-        inv.key(self.lease_key(name))
-            .key(self.fence_key(name))
-            .arg(lease_id)
-            .arg(ttl_ms(ttl))
-            .arg(floor)
-            .arg(owner);
+        let lua = &SCRIPTS.acquire;
+        let mut cmd = lua.evalsha(&[self.lease_key(name), self.fence_key(name)]);
+        cmd.arg(lease_id).arg(ttl_ms(ttl)).arg(floor).arg(owner);
         for (k, v) in metadata {
-            inv.arg(format!("{META_PREFIX}{k}")).arg(v);
+            cmd.arg(format!("{META_PREFIX}{k}")).arg(v);
         }
-        let mut conn = self.conn.clone();
-        self.call(Op::Acquire, name, limit, async move {
-            inv.invoke_async::<Option<(u64, u64)>>(&mut conn).await
-        })
-        .await
+        self.call(Op::Acquire, name, limit, self.eval(lua, name, cmd))
+            .await
     }
 
     /// Raises the fencing counter to `token` and records it (Redlock second phase).
@@ -249,42 +411,62 @@ impl Node {
         token: u64,
         limit: Duration,
     ) -> Result<bool> {
-        let mut inv = SCRIPTS.fence.prepare_invoke();
-        inv.key(self.lease_key(name))
-            .key(self.fence_key(name))
-            .arg(lease_id)
-            .arg(token);
-        let mut conn = self.conn.clone();
-        self.call(Op::Acquire, name, limit, async move {
-            inv.invoke_async::<bool>(&mut conn).await
-        })
-        .await
+        let lua = &SCRIPTS.fence;
+        let mut cmd = lua.evalsha(&[self.lease_key(name), self.fence_key(name)]);
+        cmd.arg(lease_id).arg(token);
+        self.call(Op::Acquire, name, limit, self.eval(lua, name, cmd))
+            .await
     }
 
     /// Renews; `false` when the lease is no longer held under `lease_id`.
     pub(crate) async fn renew(&self, name: &str, lease_id: &str, ttl: Duration) -> Result<bool> {
-        let mut inv = SCRIPTS.renew.prepare_invoke();
-        inv.key(self.lease_key(name)).arg(lease_id).arg(ttl_ms(ttl));
-        let mut conn = self.conn.clone();
-        self.call(Op::Renew, name, ttl, async move {
-            inv.invoke_async::<bool>(&mut conn).await
-        })
-        .await
+        let lua = &SCRIPTS.renew;
+        let mut cmd = lua.evalsha(&[self.lease_key(name)]);
+        cmd.arg(lease_id).arg(ttl_ms(ttl));
+        self.call(Op::Renew, name, ttl, self.eval(lua, name, cmd))
+            .await
     }
 
-    /// Renews many leases in one pipelined round trip (EVALSHA each; on NOSCRIPT the
-    /// script is loaded and the batch sent once more, which is harmless: renewing twice
-    /// only extends again).
+    /// Renews many leases: one server gets one pipeline (EVALSHA each); a cluster gets one
+    /// pipeline per hash slot, all sent at once over the cluster connection's multiplexed
+    /// per-node connections (redis-rs routes a pipeline by a single slot). Results come back
+    /// in the order of `items`.
     pub(crate) async fn renew_many(&self, items: &[(&str, &str, Duration)]) -> Vec<Result<bool>> {
+        let mut groups: HashMap<Option<Slot>, Vec<usize>> = HashMap::new();
+        for (i, item) in items.iter().enumerate() {
+            let batch = self.conn.batch_of(&self.lease_key(item.0));
+            groups.entry(batch).or_default().push(i);
+        }
+        let batches: Vec<Vec<usize>> = groups.into_values().collect();
+        let answers = join_all(batches.iter().map(|idx| async move {
+            let batch: Vec<(&str, &str, Duration)> = idx.iter().map(|&i| items[i]).collect();
+            self.renew_batch(&batch).await
+        }))
+        .await;
+        let mut results: Vec<Option<Result<bool>>> = items.iter().map(|_| None).collect();
+        for (idx, answer) in batches.iter().zip(answers) {
+            for (&i, r) in idx.iter().zip(answer) {
+                results[i] = Some(r);
+            }
+        }
+        results.into_iter().flatten().collect()
+    }
+
+    /// Renews the leases of one batch in one pipelined round trip (EVALSHA each; on
+    /// NOSCRIPT the script is loaded where the batch lives and the batch sent once more,
+    /// which is harmless: renewing twice only extends again).
+    async fn renew_batch(&self, items: &[(&str, &str, Duration)]) -> Vec<Result<bool>> {
         let limit = items.iter().map(|i| i.2).min().unwrap_or(self.call_timeout);
         let first = items.first().map_or("", |i| i.0);
         let mut results = self.renew_pipeline(items, limit, first).await;
-        let noscript = matches!(&results, Ok(v) if v.iter().any(|r| matches!(r, Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))));
+        let noscript =
+            matches!(&results, Ok(v) if v.iter().any(|r| matches!(r, Err(e) if is_noscript(e))));
         if noscript {
             let mut conn = self.conn.clone();
+            let key = self.lease_key(first);
             let loaded = self
                 .call(Op::Renew, first, limit, async move {
-                    SCRIPTS.renew.load_async(&mut conn).await
+                    conn.load(&SCRIPTS.renew, &key).await
                 })
                 .await;
             results = match loaded {
@@ -303,61 +485,82 @@ impl Node {
     ) -> Result<Vec<RedisResult<bool>>> {
         let mut pipe = redis::pipe();
         for (name, id, ttl) in items {
-            pipe.cmd("EVALSHA")
-                .arg(SCRIPTS.renew.get_hash())
-                .arg(1)
-                .arg(self.lease_key(name))
-                .arg(*id)
-                .arg(ttl_ms(*ttl));
+            let mut cmd = SCRIPTS.renew.evalsha(&[self.lease_key(name)]);
+            cmd.arg(*id).arg(ttl_ms(*ttl));
+            pipe.add_command(cmd);
         }
         pipe.ignore_errors();
         let mut conn = self.conn.clone();
         self.call(Op::Renew, first, limit, async move {
-            pipe.query_async::<Vec<RedisResult<bool>>>(&mut conn).await
+            conn.query_pipe(&pipe).await
         })
         .await
     }
 
     /// Releases; `true` if this call deleted the lease.
     pub(crate) async fn release(&self, name: &str, lease_id: &str) -> Result<bool> {
-        let mut inv = SCRIPTS.release.prepare_invoke();
-        inv.key(self.lease_key(name))
-            .arg(lease_id)
-            .arg(self.channel(name))
-            .arg(name);
-        let mut conn = self.conn.clone();
-        self.call(Op::Release, name, self.call_timeout, async move {
-            inv.invoke_async::<bool>(&mut conn).await
-        })
+        let lua = &SCRIPTS.release;
+        let mut cmd = lua.evalsha(&[self.lease_key(name)]);
+        cmd.arg(lease_id).arg(self.channel(name)).arg(name);
+        self.call(
+            Op::Release,
+            name,
+            self.call_timeout,
+            self.eval(lua, name, cmd),
+        )
         .await
     }
 
     /// Deletes whatever holds `name`; `true` if something did.
     pub(crate) async fn break_lease(&self, name: &str) -> Result<bool> {
-        let mut inv = SCRIPTS.breaks.prepare_invoke();
-        inv.key(self.lease_key(name))
-            .arg(self.channel(name))
-            .arg(name);
-        let mut conn = self.conn.clone();
-        self.call(Op::Break, name, self.call_timeout, async move {
-            inv.invoke_async::<bool>(&mut conn).await
-        })
+        let lua = &SCRIPTS.breaks;
+        let mut cmd = lua.evalsha(&[self.lease_key(name)]);
+        cmd.arg(self.channel(name)).arg(name);
+        self.call(
+            Op::Break,
+            name,
+            self.call_timeout,
+            self.eval(lua, name, cmd),
+        )
         .await
     }
 
     /// The holder of `name` on this server.
     pub(crate) async fn inspect(&self, name: &str) -> Result<Option<RawInfo>> {
-        let mut inv = SCRIPTS.inspect.prepare_invoke();
-        inv.key(self.lease_key(name));
-        let mut conn = self.conn.clone();
-        let raw = self
-            .call(Op::Inspect, name, self.call_timeout, async move {
-                inv.invoke_async::<Option<(Vec<(String, String)>, i64, u64)>>(&mut conn)
-                    .await
-            })
+        let lua = &SCRIPTS.inspect;
+        let cmd = lua.evalsha(&[self.lease_key(name)]);
+        let raw: Option<InspectReply> = self
+            .call(
+                Op::Inspect,
+                name,
+                self.call_timeout,
+                self.eval(lua, name, cmd),
+            )
             .await?;
         Ok(raw.map(|(fields, pttl, now_ms)| parse_info(fields, pttl, now_ms)))
     }
+}
+
+/// The inspect script's reply: the flat hash, its PTTL and the server's time (ms).
+type InspectReply = (Vec<(String, String)>, i64, u64);
+
+/// Retries inside one call of a cluster connection (redirections, re-routing).
+const CLUSTER_RETRIES: u32 = 3;
+
+/// A failed cluster start-up; seeds that are plain servers are a configuration error.
+fn cluster_connect_error(e: redis::RedisError) -> LeaseError {
+    if e.to_string().contains("cluster support disabled") {
+        LeaseError::configuration(
+            "cluster_urls",
+            "the seeds are not Redis Cluster nodes (cluster support disabled); use url() for one server",
+        )
+    } else {
+        map_err(e, Op::Connect, None)
+    }
+}
+
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
 /// One result per renewed item from a pipeline's replies.
@@ -429,15 +632,22 @@ pub(crate) fn system_time_ms(ms: u64) -> SystemTime {
 /// Keeps one server's subscriptions equal to [`Releases::wanted`]: no connection until a
 /// waiter asks, reconnecting (with a fresh token when a credential is configured) whenever
 /// the subscription drops while wanted.
-async fn subscriber(config: RedisConfig, url: String, releases: Arc<Releases>) {
+///
+/// `urls` are alternatives (the nodes of a cluster, where a PUBLISH on any node reaches
+/// all): after a failure or a dropped subscription the next one is tried.
+async fn subscriber(config: RedisConfig, urls: Vec<String>, releases: Arc<Releases>) {
     let mut changed = releases.watch();
     let mut pause = Duration::from_millis(50);
+    // Never empty: one URL, or the cluster's seeds (validated non-empty).
+    let mut next = 0;
     loop {
         while releases.wanted().is_empty() {
             // The sender lives in `releases`, which this task holds: this cannot fail.
             let _ = changed.changed().await;
         }
-        match pubsub(&config, &url).await {
+        let url = &urls[next % urls.len()];
+        next += 1;
+        match pubsub(&config, url).await {
             Ok(conn) => {
                 pause = Duration::from_millis(50);
                 serve(conn, &config.key_prefix, &releases, &mut changed).await;

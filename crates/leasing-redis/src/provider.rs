@@ -27,7 +27,10 @@ pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Durat
     req_duration.as_finite().unwrap_or(MAX_DURATION)
 }
 
-/// Leases on one Redis server (or one Redis Cluster: keys are hash-tagged per name).
+/// Leases on one Redis server, or on one Redis Cluster
+/// ([`cluster_urls`](RedisLeaseProviderBuilder::cluster_urls); every key of a name shares
+/// one hash slot through the `{<name>}` tag, and redis-rs' cluster connection routes each
+/// script to the master of that slot, following `MOVED`/`ASK`).
 ///
 /// Storage: one hash per lease at `{prefix}{<name>}` with fields `leaseId`,
 /// `fencingToken`, `owner`, `acquiredAt` (server ms) and `meta_<key>`, with a PEXPIRE TTL;
@@ -81,7 +84,11 @@ impl RedisLeaseProvider {
     pub(crate) async fn from_config(config: RedisConfig) -> Result<Self> {
         config.validate()?;
         let releases = Arc::new(Releases::new());
-        let node = Node::connect(&config, &config.url, releases.clone(), false).await?;
+        let node = if config.cluster_urls.is_empty() {
+            Node::connect(&config, &config.url, releases.clone(), false).await?
+        } else {
+            Node::connect_cluster(&config, releases.clone()).await?
+        };
         Ok(Self {
             node,
             owner: owner_id(),

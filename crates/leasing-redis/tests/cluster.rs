@@ -1,0 +1,505 @@
+//! Cluster mode against a real Redis Cluster (three masters on 6411-6413 from
+//! scripts/redis-up.sh, `LEASING_REDIS_CLUSTER_URLS`): the conformance suite, names spread
+//! over the masters and renewed by one `renew_many`, script reloads on the node that lost
+//! them, release notifications across nodes, ACL credentials, and connection failures.
+
+mod common;
+
+use common::{raw, service_env, unique};
+use leasing_abstractions::{
+    AcquireRequest, BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseManager, LeaseOptions,
+    LeaseProvider, Metadata,
+};
+use leasing_redis::{AccessToken, RedisLeaseProvider, TokenCredential};
+use leasing_testkit::conformance::{run_all, Subject};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const SHORT: Duration = Duration::from_millis(600);
+
+fn cluster_urls() -> Option<Vec<String>> {
+    service_env("LEASING_REDIS_CLUSTER_URLS").map(|v| v.split(',').map(str::to_owned).collect())
+}
+
+fn req(name: &str, d: Duration) -> AcquireRequest {
+    AcquireRequest::new(name, d, Metadata::new())
+}
+
+/// The master of every slot: `(first slot, last slot, "host:port")` from `CLUSTER SLOTS`.
+async fn slot_owners(seed: &str) -> Vec<(i64, i64, String)> {
+    let mut c = raw(seed).await;
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut c)
+        .await
+        .expect("cluster slots");
+    slots
+        .into_iter()
+        .map(|range| {
+            // [first, last, [ip, port, id, …], replicas…]
+            let range: Vec<redis::Value> = redis::from_redis_value(range).expect("slot range");
+            let first: i64 = redis::from_redis_value(range[0].clone()).expect("first");
+            let last: i64 = redis::from_redis_value(range[1].clone()).expect("last");
+            let master: Vec<redis::Value> =
+                redis::from_redis_value(range[2].clone()).expect("master");
+            let ip: String = redis::from_redis_value(master[0].clone()).expect("ip");
+            let port: i64 = redis::from_redis_value(master[1].clone()).expect("port");
+            (first, last, format!("{ip}:{port}"))
+        })
+        .collect()
+}
+
+async fn keyslot(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(c)
+        .await
+        .expect("keyslot")
+}
+
+/// The master (`host:port`) that holds `key`.
+async fn owner_of(
+    c: &mut redis::aio::MultiplexedConnection,
+    owners: &[(i64, i64, String)],
+    key: &str,
+) -> String {
+    let slot = keyslot(c, key).await;
+    owners
+        .iter()
+        .find(|(first, last, _)| (*first..=*last).contains(&slot))
+        .map(|o| o.2.clone())
+        .expect("every slot has a master")
+}
+
+async fn on_node<T: redis::FromRedisValue>(addr: &str, cmd: &redis::Cmd) -> T {
+    let mut c = raw(&format!("redis://{addr}")).await;
+    cmd.query_async(&mut c).await.expect("node command")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_passes_the_suite() {
+    let Some(urls) = cluster_urls() else { return };
+    let build = || {
+        RedisLeaseProvider::builder()
+            .cluster_urls(&urls)
+            .key_prefix("conf:")
+            .build()
+    };
+    let p: Arc<dyn LeaseProvider> = Arc::new(build().await.expect("connect"));
+    let q: Arc<dyn LeaseProvider> = Arc::new(build().await.expect("connect"));
+    run_all(&Subject::new(p, q).with_short_duration(SHORT)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_land_on_every_master_and_one_renew_many_renews_them_all() {
+    let Some(urls) = cluster_urls() else { return };
+    // A single seed is enough: the other masters are discovered.
+    let p = RedisLeaseProvider::builder()
+        .cluster_urls([&urls[0]])
+        .max_renew_batch(128)
+        .build()
+        .await
+        .expect("connect");
+    let owners = slot_owners(&urls[0]).await;
+    let masters: BTreeSet<String> = owners.iter().map(|o| o.2.clone()).collect();
+    assert!(masters.len() >= 2, "not a multi-master cluster: {owners:?}");
+    let mut admin = raw(&urls[0]).await;
+    let prefix = unique("spread");
+    let d = Duration::from_secs(10);
+    let mut grants: Vec<Arc<LeaseGrant>> = Vec::new();
+    let mut by_master: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for i in 0..60 {
+        let name = format!("{prefix}-{i}");
+        let g = p
+            .try_acquire(&req(&name, d))
+            .await
+            .expect("acquire")
+            .expect("free");
+        let key = format!("lease:{{{name}}}");
+        let master = owner_of(&mut admin, &owners, &key).await;
+        // The lease and its fencing counter live on that master, as one slot.
+        let fence = format!("lease:{{{name}}}:fence");
+        assert_eq!(
+            keyslot(&mut admin, &key).await,
+            keyslot(&mut admin, &fence).await
+        );
+        let held: String = on_node(&master, redis::cmd("HGET").arg(&key).arg("leaseId")).await;
+        assert_eq!(held, g.lease_id);
+        by_master.entry(master).or_default().push(key);
+        grants.push(Arc::new(g));
+    }
+    assert_eq!(
+        by_master.len(),
+        masters.len(),
+        "60 names should reach every master: {:?}",
+        by_master.keys()
+    );
+    // One renew_many call renews every lease on every master, in order.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let lost = grants[7].clone();
+    assert!(p.break_lease(&lost.name).await.expect("break"));
+    let results = p.renew_many(&grants).await;
+    assert_eq!(results.len(), grants.len());
+    for (i, r) in results.iter().enumerate() {
+        if i == 7 {
+            let e = r.as_ref().expect_err("broken");
+            assert_eq!(e.kind(), ErrorKind::Lost, "{e}");
+            assert_eq!(e.lease_id(), Some(lost.lease_id.as_str()));
+        } else {
+            r.as_ref().expect("renewed");
+        }
+    }
+    for (master, keys) in &by_master {
+        for key in keys {
+            if *key == format!("lease:{{{}}}", lost.name) {
+                continue;
+            }
+            let pttl: i64 = on_node(master, redis::cmd("PTTL").arg(key)).await;
+            assert!(
+                pttl > 9_000,
+                "{key} on {master} was not renewed: {pttl} ms left"
+            );
+        }
+    }
+    // Scripts flushed on every master: each slot's batch reloads where it lives, and so do
+    // single calls.
+    for master in &masters {
+        let () = on_node(master, redis::cmd("SCRIPT").arg("FLUSH")).await;
+    }
+    grants.remove(7);
+    assert!(p.renew_many(&grants).await.iter().all(Result::is_ok));
+    for master in &masters {
+        let () = on_node(master, redis::cmd("SCRIPT").arg("FLUSH")).await;
+    }
+    let again = p
+        .try_acquire(&req(&lost.name, d))
+        .await
+        .expect("acquire after a flush")
+        .expect("free after the break");
+    assert!(again.fencing_token > lost.fencing_token);
+    let info = p.inspect(&lost.name).await.expect("inspect").expect("held");
+    assert_eq!(info.lease_id.as_deref(), Some(again.lease_id.as_str()));
+    p.release(&again).await.expect("release");
+    for g in &grants {
+        p.release(g).await.expect("release");
+    }
+    assert!(p.renew_many(&[]).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acquirer_on_the_cluster_wakes_on_release_not_on_polling() {
+    let Some(urls) = cluster_urls() else { return };
+    // The subscriber listens on the first seed; pick a name that lives on another master,
+    // so the announcement has to cross the cluster bus.
+    let owners = slot_owners(&urls[0]).await;
+    let mut admin = raw(&urls[0]).await;
+    let seed = urls[0].trim_start_matches("redis://").to_owned();
+    let mut name = unique("cluster-handoff");
+    while owner_of(&mut admin, &owners, &format!("lease:{{{name}}}")).await == seed {
+        name = unique("cluster-handoff");
+    }
+    let build = || RedisLeaseProvider::builder().cluster_urls(&urls).build();
+    let slow_polling = LeaseOptions::default()
+        .with_acquire_retry_interval(Duration::from_secs(20))
+        .with_acquire_timeout(Some(Duration::from_secs(30)));
+    let a =
+        LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
+    let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");
+    let held = a.acquire(&name).await.expect("acquire");
+    let waiter = {
+        let name = name.clone();
+        tokio::spawn(async move {
+            let l = b.acquire(&name).await.expect("waiter acquires");
+            (Instant::now(), l.fencing_token(), l.release().await)
+        })
+    };
+    // Let the waiter find the name held and subscribe.
+    let channel = format!("lease:{{{name}}}:released");
+    let started = Instant::now();
+    loop {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(&channel)
+            .query_async(&mut admin)
+            .await
+            .expect("numsub");
+        if n == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let first = held.fencing_token();
+    let released_at = Instant::now();
+    held.release().await.expect("release");
+    let (got_at, token, rel) = waiter.await.expect("join");
+    rel.expect("release");
+    assert!(token > first);
+    assert!(
+        got_at - released_at < Duration::from_secs(5),
+        "hand-off took {:?}: woken by polling, not by the release",
+        got_at - released_at
+    );
+}
+
+async fn acl_on_every_master(seed: &str, args: &[&str]) {
+    let masters: BTreeSet<String> = slot_owners(seed).await.into_iter().map(|o| o.2).collect();
+    for master in masters {
+        let () = on_node(&master, redis::cmd("ACL").arg(args)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_credentials_reach_every_node_and_are_never_shown() {
+    let Some(urls) = cluster_urls() else { return };
+    let user = unique("cluster-user");
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let pass = format!(">{password}");
+    acl_on_every_master(
+        &urls[0],
+        &["SETUSER", &user, "on", &pass, "~*", "&*", "+@all"],
+    )
+    .await;
+    let p = RedisLeaseProvider::builder()
+        .cluster_urls(&urls)
+        .username(&user)
+        .password(&password)
+        .build()
+        .await
+        .expect("connect with the ACL user");
+    let shown = format!("{p:?}");
+    assert!(!shown.contains(&password), "{shown}");
+    let prefix = unique("acl");
+    let mut grants = Vec::new();
+    for i in 0..12 {
+        let g = p
+            .try_acquire(&req(&format!("{prefix}-{i}"), Duration::from_secs(5)))
+            .await
+            .expect("acquire")
+            .expect("free");
+        grants.push(Arc::new(g));
+    }
+    assert!(p.renew_many(&grants).await.iter().all(Result::is_ok));
+    for g in &grants {
+        p.release(g).await.expect("release");
+    }
+    // The password in the URLs works too; a wrong one is Unauthorized and never printed.
+    let with = |pw: &str| {
+        urls.iter()
+            .map(|u| u.replacen("redis://", &format!("redis://{user}:{pw}@"), 1))
+            .collect::<Vec<_>>()
+    };
+    let q = RedisLeaseProvider::builder()
+        .cluster_urls(with(&password))
+        .build()
+        .await
+        .expect("connect with the password in the URLs");
+    assert!(q.inspect(&grants[0].name).await.expect("inspect").is_none());
+    assert!(!format!("{q:?}").contains(&password));
+    let wrong = format!("wrong-{}", uuid::Uuid::new_v4().simple());
+    let e = RedisLeaseProvider::builder()
+        .cluster_urls(with(&wrong))
+        .build()
+        .await
+        .expect_err("a wrong password must be rejected");
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Unauthorized,
+        "{e} {:?}",
+        std::error::Error::source(&e).map(ToString::to_string)
+    );
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains(&wrong), "{text}");
+    acl_on_every_master(&urls[0], &["DELUSER", &user]).await;
+}
+
+/// A token credential handing out an ACL user's password, counting the requests.
+#[derive(Debug)]
+struct CountingToken {
+    user: String,
+    password: String,
+    calls: AtomicUsize,
+}
+
+impl TokenCredential for CountingToken {
+    fn get_token(&self) -> BoxFuture<'_, Result<AccessToken, BoxError>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            Ok(AccessToken::new(
+                &self.user,
+                &self.password,
+                std::time::SystemTime::now() + Duration::from_secs(3600),
+            ))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_credential_authenticates_the_cluster_and_its_subscriber() {
+    let Some(urls) = cluster_urls() else { return };
+    let user = unique("cluster-token");
+    let password = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let pass = format!(">{password}");
+    acl_on_every_master(
+        &urls[0],
+        &["SETUSER", &user, "on", &pass, "~*", "&*", "+@all"],
+    )
+    .await;
+    let cred = Arc::new(CountingToken {
+        user: user.clone(),
+        password: password.clone(),
+        calls: AtomicUsize::new(0),
+    });
+    let build = || {
+        RedisLeaseProvider::builder()
+            .cluster_urls(&urls)
+            .credential(cred.clone())
+            .build()
+    };
+    let holder = build().await.expect("connect with a token");
+    let waiter = build().await.expect("connect with a token");
+    assert!(!format!("{waiter:?}").contains(&password));
+    let name = unique("token-wake");
+    let g = holder
+        .try_acquire(&req(&name, Duration::from_secs(10)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(waiter
+        .try_acquire(&req(&name, Duration::from_secs(10)))
+        .await
+        .expect("contended")
+        .is_none());
+    let calls_before = cred.calls.load(Ordering::SeqCst);
+    let mut rx = waiter.release_notifications(&name).expect("notifications");
+    // The subscriber authenticates with a fresh token; its first message is the wake-up
+    // of a fresh subscription, the second the release.
+    let woke = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(woke.expect("subscribed").expect("message"), name);
+    assert!(cred.calls.load(Ordering::SeqCst) > calls_before);
+    holder.release(&g).await.expect("release");
+    let woke = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(woke.expect("released").expect("message"), name);
+    drop(rx);
+    acl_on_every_master(&urls[0], &["DELUSER", &user]).await;
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test]
+async fn tls_options_reach_the_cluster_client() {
+    let Some(ca) = service_env("LEASING_REDIS_TLS_CA") else {
+        return;
+    };
+    // No TLS cluster runs here: a CA is accepted by the cluster client and the down seed
+    // reported as unavailable (not as a configuration error).
+    let seed = format!("rediss://127.0.0.1:{}", common::free_port());
+    let e = RedisLeaseProvider::builder()
+        .cluster_urls([&seed])
+        .ca_file(&ca)
+        .expect("ca")
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    // A CA without rediss:// seeds is refused before connecting.
+    let e = RedisLeaseProvider::builder()
+        .cluster_urls(["redis://127.0.0.1:6411"])
+        .ca_file(&ca)
+        .expect("ca")
+        .build()
+        .await
+        .expect_err("CA without TLS");
+    assert_eq!(e.field(), Some("ca_cert_pem"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_seed_is_skipped_by_the_connection_and_the_subscriber() {
+    let Some(urls) = cluster_urls() else { return };
+    // The first seed never answers: the cluster connection starts from the others, and
+    // the release subscriber moves on to the next seed.
+    let mut seeds = vec![format!("redis://127.0.0.1:{}", common::free_port())];
+    seeds.extend(urls.iter().cloned());
+    let p = RedisLeaseProvider::builder()
+        .cluster_urls(&seeds)
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("connect through the live seeds");
+    let q = RedisLeaseProvider::builder()
+        .cluster_urls(&urls)
+        .build()
+        .await
+        .expect("connect");
+    let name = unique("dead-seed");
+    let g = q
+        .try_acquire(&req(&name, Duration::from_secs(10)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert!(p
+        .try_acquire(&req(&name, Duration::from_secs(10)))
+        .await
+        .expect("contended")
+        .is_none());
+    let mut rx = p.release_notifications(&name).expect("notifications");
+    let woke = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(woke.expect("subscribed").expect("message"), name);
+    q.release(&g).await.expect("release");
+    let woke = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+    assert_eq!(woke.expect("released").expect("message"), name);
+}
+
+#[tokio::test]
+async fn unreachable_or_non_cluster_seeds_fail_the_build() {
+    let Some(urls) = cluster_urls() else { return };
+    let nobody = format!("redis://127.0.0.1:{}", common::free_port());
+    let e = RedisLeaseProvider::builder()
+        .cluster_urls([&nobody])
+        .connect_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    // A server without cluster support is not silently used as one.
+    if let Some(single) = service_env("LEASING_REDIS_URL") {
+        let e = RedisLeaseProvider::builder()
+            .cluster_urls([&single])
+            .connect_timeout(Duration::from_millis(500))
+            .build()
+            .await
+            .expect_err("not a cluster");
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+        assert_eq!(e.field(), Some("cluster_urls"));
+    }
+    // Seeds that mix schemes, or a malformed one, are configuration errors.
+    let mixed = RedisLeaseProvider::builder()
+        .cluster_urls([urls[0].as_str(), "rediss://127.0.0.1:6412"])
+        .build()
+        .await
+        .expect_err("mixed schemes");
+    assert_eq!(mixed.kind(), ErrorKind::Configuration);
+    let bad = RedisLeaseProvider::builder()
+        .cluster_urls(["http://127.0.0.1:6411"])
+        .build()
+        .await
+        .expect_err("bad scheme");
+    assert_eq!(bad.field(), Some("url"));
+}
+
+#[tokio::test]
+async fn cluster_from_env_reads_the_seed_list() {
+    let Some(urls) = cluster_urls() else { return };
+    let b = leasing_redis::RedisLeaseProviderBuilder::cluster_from_env();
+    assert_eq!(b.config().cluster_urls, urls);
+    let p = b.build().await.expect("connect");
+    assert!(p.inspect(&unique("env")).await.expect("inspect").is_none());
+}
