@@ -31,7 +31,7 @@ impl Op {
 ///
 /// | redis error | kind |
 /// |---|---|
-/// | I/O, refused, dropped connection, timeout, `LOADING`, `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `MOVED`/`ASK` | `ProviderUnavailable` (retryable) |
+/// | I/O, refused, dropped connection, timeout, `LOADING`, `BUSY` (a script or module is running), `OOM` (`maxmemory` reached with `noeviction`), `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `MOVED`/`ASK` | `ProviderUnavailable` (retryable) |
 /// | `NOAUTH`, `WRONGPASS`, authentication failure, `NOPERM` (also inside the `Io` error of a cluster's initial connection) | `Unauthorized` |
 /// | invalid client configuration (bad URL, TLS setup) | `Configuration` |
 /// | anything else | `Renewal` while renewing, `Acquisition` otherwise |
@@ -39,6 +39,12 @@ pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
     let code = err.code().unwrap_or("");
     if matches!(code, "NOAUTH" | "WRONGPASS") {
         return ErrorKind::Unauthorized;
+    }
+    // Transient server states without a redis-rs kind of their own: the server is busy
+    // running a script (`BUSY`), or out of memory under `noeviction` (`OOM`; the script
+    // failed at its first write, so nothing was written).
+    if matches!(code, "BUSY" | "OOM") {
+        return ErrorKind::ProviderUnavailable;
     }
     // redis-rs' cluster client reports failing to connect to every seed as `Io`, keeping
     // the node's error only in the text ("… - Password authentication failed -
@@ -210,9 +216,24 @@ mod tests {
                 Acquisition,
             ),
             (
-                wire("BUSY Redis is busy running a script."),
-                Op::Break,
-                Acquisition,
+                wire("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."),
+                Op::Renew,
+                ProviderUnavailable,
+            ),
+            (
+                wire("OOM command not allowed when used memory > 'maxmemory'."),
+                Op::Acquire,
+                ProviderUnavailable,
+            ),
+            (
+                wire("OOM command not allowed when used memory > 'maxmemory'."),
+                Op::Renew,
+                ProviderUnavailable,
             ),
             (
                 io(std::io::ErrorKind::TimedOut),

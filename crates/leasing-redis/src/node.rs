@@ -418,20 +418,32 @@ impl Node {
             .await
     }
 
-    /// Renews; `false` when the lease is no longer held under `lease_id`.
-    pub(crate) async fn renew(&self, name: &str, lease_id: &str, ttl: Duration) -> Result<bool> {
+    /// Renews; `false` when the lease is no longer held under `lease_id`. The call is
+    /// bounded by `limit`, the lease duration and `call_timeout`.
+    pub(crate) async fn renew(
+        &self,
+        name: &str,
+        lease_id: &str,
+        ttl: Duration,
+        limit: Duration,
+    ) -> Result<bool> {
         let lua = &SCRIPTS.renew;
         let mut cmd = lua.evalsha(&[self.lease_key(name)]);
         cmd.arg(lease_id).arg(ttl_ms(ttl));
-        self.call(Op::Renew, name, ttl, self.eval(lua, name, cmd))
+        self.call(Op::Renew, name, ttl.min(limit), self.eval(lua, name, cmd))
             .await
     }
 
     /// Renews many leases: one server gets one pipeline (EVALSHA each); a cluster gets one
     /// pipeline per hash slot, all sent at once over the cluster connection's multiplexed
     /// per-node connections (redis-rs routes a pipeline by a single slot). Results come back
-    /// in the order of `items`.
-    pub(crate) async fn renew_many(&self, items: &[(&str, &str, Duration)]) -> Vec<Result<bool>> {
+    /// in the order of `items`. Each batch is bounded by `limit`, the shortest lease
+    /// duration in it and `call_timeout`.
+    pub(crate) async fn renew_many(
+        &self,
+        items: &[(&str, &str, Duration)],
+        limit: Duration,
+    ) -> Vec<Result<bool>> {
         let mut groups: HashMap<Option<Slot>, Vec<usize>> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
             let batch = self.conn.batch_of(&self.lease_key(item.0));
@@ -440,7 +452,7 @@ impl Node {
         let batches: Vec<Vec<usize>> = groups.into_values().collect();
         let answers = join_all(batches.iter().map(|idx| async move {
             let batch: Vec<(&str, &str, Duration)> = idx.iter().map(|&i| items[i]).collect();
-            self.renew_batch(&batch).await
+            self.renew_batch(&batch, limit).await
         }))
         .await;
         let mut results: Vec<Option<Result<bool>>> = items.iter().map(|_| None).collect();
@@ -455,8 +467,12 @@ impl Node {
     /// Renews the leases of one batch in one pipelined round trip (EVALSHA each; on
     /// NOSCRIPT the script is loaded where the batch lives and the batch sent once more,
     /// which is harmless: renewing twice only extends again).
-    async fn renew_batch(&self, items: &[(&str, &str, Duration)]) -> Vec<Result<bool>> {
-        let limit = items.iter().map(|i| i.2).min().unwrap_or(self.call_timeout);
+    async fn renew_batch(
+        &self,
+        items: &[(&str, &str, Duration)],
+        limit: Duration,
+    ) -> Vec<Result<bool>> {
+        let limit = items.iter().map(|i| i.2).min().unwrap_or(limit).min(limit);
         let first = items.first().map_or("", |i| i.0);
         let mut results = self.renew_pipeline(items, limit, first).await;
         let noscript =
@@ -538,6 +554,61 @@ impl Node {
             )
             .await?;
         Ok(raw.map(|(fields, pttl, now_ms)| parse_info(fields, pttl, now_ms)))
+    }
+}
+
+/// Fires a best-effort `release(name, lease_id)` on `node` in the background (bounded by
+/// `call_timeout`; the release script compares the lease id, so it never touches another
+/// holder). Used after an acquire that was, or may have been, sent and whose answer was
+/// lost, failed or no longer wanted: otherwise a grant nobody knows of (a ghost) would
+/// block the name until its TTL. Commands on one connection are executed in order, so the
+/// release lands after the acquire it cleans up. Outside a runtime nothing is sent.
+pub(crate) fn release_in_background(
+    node: &Arc<Node>,
+    name: &str,
+    lease_id: &str,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let rt = tokio::runtime::Handle::try_current().ok()?;
+    let (node, name, lease_id) = (node.clone(), name.to_owned(), lease_id.to_owned());
+    Some(rt.spawn(async move {
+        if let Err(e) = node.release(&name, &lease_id).await {
+            tracing::debug!(error = %e, "best-effort release after a failed acquire failed");
+        }
+    }))
+}
+
+/// Releases `lease_id` on `nodes` in the background when dropped while armed: covers an
+/// acquire that failed, timed out or was cancelled after its script may have been sent.
+pub(crate) struct GhostGuard<'a> {
+    nodes: &'a [Arc<Node>],
+    name: &'a str,
+    lease_id: &'a str,
+    armed: bool,
+}
+
+impl<'a> GhostGuard<'a> {
+    pub(crate) fn new(nodes: &'a [Arc<Node>], name: &'a str, lease_id: &'a str) -> Self {
+        Self {
+            nodes,
+            name,
+            lease_id,
+            armed: true,
+        }
+    }
+
+    /// The outcome is known and handled: nothing to release on drop.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GhostGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            for node in self.nodes {
+                release_in_background(node, self.name, self.lease_id);
+            }
+        }
     }
 }
 
@@ -762,6 +833,33 @@ mod tests {
         let r = per_item(Err(LeaseError::unavailable("down")), &items);
         assert_eq!(r[1].as_ref().expect_err("down").lease_name(), Some("b"));
         assert_eq!(channel("lease:", "n"), "lease:{n}:released");
+    }
+
+    #[test]
+    fn scripts_store_numbers_as_formatted_integers() {
+        // Redis 7.2.0-7.2.4 (redis/redis#13113) turns whole Lua numbers that are multiples
+        // of 1e8 into scientific notation when a script passes them to redis.call: every
+        // number a script stores must go through string.format('%d', …).
+        let code = include_str!("scripts/acquire.lua");
+        let writes: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for bare in [
+            "KEYS[2], token)",
+            "'fencingToken', token,",
+            "'acquiredAt', now_ms,",
+        ] {
+            assert!(
+                !writes.contains(bare),
+                "acquire.lua stores a bare number: {bare}"
+            );
+        }
+        assert!(writes.contains("string.format('%d', token)"));
+        assert!(writes.contains("string.format('%d', now_ms)"));
+        // fence.lua stores its argument (a string) as it came.
+        assert!(include_str!("scripts/fence.lua").contains("redis.call('SET', KEYS[2], ARGV[2])"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The single-instance Redis provider.
 
 use crate::config::{RedisConfig, RedisLeaseProviderBuilder};
-use crate::node::{system_time_ms, Node};
+use crate::node::{system_time_ms, GhostGuard, Node};
 use crate::releases::Releases;
 use leasing_abstractions::{
     validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo,
@@ -52,7 +52,7 @@ pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Durat
 /// # Ok(()) }
 /// ```
 pub struct RedisLeaseProvider {
-    node: Node,
+    node: [Arc<Node>; 1],
     config: RedisConfig,
     owner: String,
     releases: Arc<Releases>,
@@ -90,7 +90,7 @@ impl RedisLeaseProvider {
             Node::connect_cluster(&config, releases.clone()).await?
         };
         Ok(Self {
-            node,
+            node: [Arc::new(node)],
             owner: owner_id(),
             config,
             releases,
@@ -118,8 +118,10 @@ impl RedisLeaseProvider {
         let ttl = finite(request.duration);
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
         let sent_at = Instant::now();
-        let got = self
-            .node
+        // From here on the script may reach the server: if the answer is lost (error,
+        // timeout, cancellation), release the possible grant in the background.
+        let guard = GhostGuard::new(&self.node, &request.name, &lease_id);
+        let got = self.node[0]
             .acquire(
                 &request.name,
                 &lease_id,
@@ -130,6 +132,7 @@ impl RedisLeaseProvider {
                 self.config.call_timeout,
             )
             .await?;
+        guard.disarm();
         Ok(got.map(|(token, acquired_ms)| {
             LeaseGrant::new(
                 request,
@@ -143,7 +146,10 @@ impl RedisLeaseProvider {
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
         let ttl = finite(grant.duration);
-        if self.node.renew(&grant.name, &grant.lease_id, ttl).await? {
+        if self.node[0]
+            .renew(&grant.name, &grant.lease_id, ttl, self.config.call_timeout)
+            .await?
+        {
             Ok(())
         } else {
             Err(lost(grant))
@@ -155,8 +161,8 @@ impl RedisLeaseProvider {
             .iter()
             .map(|g| (g.name.as_str(), g.lease_id.as_str(), finite(g.duration)))
             .collect();
-        self.node
-            .renew_many(&items)
+        self.node[0]
+            .renew_many(&items, self.config.call_timeout)
             .await
             .into_iter()
             .zip(grants)
@@ -169,7 +175,7 @@ impl RedisLeaseProvider {
     }
 
     async fn do_release(&self, grant: &LeaseGrant) -> Result<()> {
-        self.node
+        self.node[0]
             .release(&grant.name, &grant.lease_id)
             .await
             .map(drop)
@@ -178,7 +184,7 @@ impl RedisLeaseProvider {
 
     async fn do_inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
         validate_name(name)?;
-        Ok(self.node.inspect(name).await?.map(|i| {
+        Ok(self.node[0].inspect(name).await?.map(|i| {
             LeaseInfo::new(
                 name,
                 i.lease_id,
@@ -192,7 +198,7 @@ impl RedisLeaseProvider {
 
     async fn do_break_lease(&self, name: &str) -> Result<bool> {
         validate_name(name)?;
-        self.node.break_lease(name).await
+        self.node[0].break_lease(name).await
     }
 }
 

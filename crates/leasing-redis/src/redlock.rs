@@ -1,10 +1,11 @@
 //! Redlock: a lease on a majority of N independent Redis servers.
 
 use crate::config::{common_setters, redact_url, RedisConfig};
-use crate::node::{system_time_ms, Node, RawInfo};
-use crate::provider::{capabilities, finite, lost, owner_id};
+use crate::node::{release_in_background, system_time_ms, GhostGuard, Node, RawInfo};
+use crate::provider::{capabilities, finite, lost, owner_id, MAX_DURATION};
 use crate::releases::Releases;
 use futures::future::join_all;
+use futures::stream::{FuturesUnordered, StreamExt};
 use leasing_abstractions::{
     clock_drift, validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError,
     LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities, Result,
@@ -78,7 +79,9 @@ impl RedlockLeaseProviderBuilder {
         let releases = Arc::new(Releases::new());
         let mut nodes = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
-            nodes.push(Node::connect(&self.config, url, releases.clone(), true).await?);
+            nodes.push(Arc::new(
+                Node::connect(&self.config, url, releases.clone(), true).await?,
+            ));
         }
         Ok(RedlockLeaseProvider {
             quorum: nodes.len() / 2 + 1,
@@ -96,15 +99,19 @@ impl RedlockLeaseProviderBuilder {
 ///
 /// * Acquire: the servers are tried in a fixed order until one answers (it serialises
 ///   contenders, so concurrent acquirers do not split the vote); when it grants, the others
-///   are asked in parallel. A grant needs a majority and remaining validity
-///   `duration − elapsed − drift > 0`; otherwise every server is cleaned up.
+///   are asked in parallel, and the round is decided as soon as a majority granted or can
+///   no longer grant. A grant needs a majority and remaining validity
+///   `duration − elapsed − drift > 0`; otherwise every server is cleaned up. Every
+///   server's call is bounded by `min(call_timeout, duration / 10)`.
 /// * Fencing: each server returns `max(its counter + 1, floor + 1)`; the client takes the
 ///   maximum `T` and, unless a majority already returned `T`, raises the counters of the
 ///   servers it holds to `T`. A grant is returned only once a majority stores ≥ `T`, so
-///   the next grant's majority intersects it in a server whose counter is ≥ `T`.
-/// * Renew and release go to every server; the lease is lost when a majority says so.
+///   the next grant's majority intersects it in a server whose counter is ≥ `T` — unless
+///   counters were lost (see `docs/providers/redis.md`, "Fencing guarantees").
+/// * Renew goes to every server and is decided as soon as a majority renewed or refused;
+///   the lease is lost when more than N − quorum refuse. Release goes to every server.
 pub struct RedlockLeaseProvider {
-    nodes: Vec<Node>,
+    nodes: Vec<Arc<Node>>,
     quorum: usize,
     urls: Vec<String>,
     config: RedisConfig,
@@ -148,8 +155,35 @@ impl RedlockLeaseProvider {
         validity.saturating_sub(sent_at.elapsed())
     }
 
-    async fn cleanup(&self, name: &str, lease_id: &str) {
-        let _ = join_all(self.nodes.iter().map(|n| n.release(name, lease_id))).await;
+    /// The deadline of one server's call for a lease of `ttl`: a small fraction of the
+    /// TTL (as Redlock recommends), never more than `call_timeout`, so one slow or
+    /// blackholed server cannot eat a lease's validity.
+    fn per_server(&self, ttl: Duration) -> Duration {
+        (ttl / PER_SERVER_FRACTION)
+            .max(MIN_PER_SERVER)
+            .min(self.config.call_timeout)
+    }
+
+    /// Releases `lease_id` on every server in the background and waits for them up to
+    /// `wait` (the answering servers are clean when this returns; a slow one is released
+    /// whenever its connection delivers).
+    async fn cleanup(&self, name: &str, lease_id: &str, wait: Duration) {
+        let handles: Vec<_> = self
+            .nodes
+            .iter()
+            .filter_map(|n| release_in_background(n, name, lease_id))
+            .collect();
+        let _ = tokio::time::timeout(wait, join_all(handles)).await;
+    }
+
+    /// Best-effort release in the background on the servers not marked in `answered`
+    /// (their acquire failed or timed out, and may still grant late).
+    fn release_uncertain(&self, name: &str, lease_id: &str, answered: &[bool]) {
+        for (node, done) in self.nodes.iter().zip(answered) {
+            if !done {
+                release_in_background(node, name, lease_id);
+            }
+        }
     }
 
     async fn acquire_inner(
@@ -161,9 +195,13 @@ impl RedlockLeaseProvider {
         let name = request.name.as_str();
         let ttl = finite(request.duration);
         let validity = ttl.saturating_sub(clock_drift(ttl));
+        let per_server = self.per_server(ttl);
+        let limit = || Self::remaining(sent_at, validity).min(per_server);
         let md = &request.metadata;
         let n = self.nodes.len();
         let mut errors = Vec::new();
+        // Servers that answered (granted or refused); the others may grant late.
+        let mut answered = vec![false; n];
         // Phase A: the first server that answers decides between contenders; give up as
         // soon as too many have failed for a majority to remain possible.
         let mut first = None;
@@ -171,55 +209,73 @@ impl RedlockLeaseProvider {
             if errors.len() > n - self.quorum {
                 break;
             }
-            let limit = Self::remaining(sent_at, validity);
             match node
-                .acquire(name, lease_id, ttl, 0, &self.owner, md, limit)
+                .acquire(name, lease_id, ttl, 0, &self.owner, md, limit())
                 .await
             {
                 Ok(Some(t)) => {
+                    answered[i] = true;
                     first = Some((i, t));
                     break;
                 }
-                Ok(None) => return Ok(None),
+                Ok(None) => {
+                    if !errors.is_empty() {
+                        // An earlier server failed after its script may have run.
+                        self.cleanup(name, lease_id, per_server).await;
+                    }
+                    return Ok(None);
+                }
                 Err(e) => errors.push(e),
             }
         }
         let Some((first_idx, (first_token, acquired_ms))) = first else {
+            self.cleanup(name, lease_id, per_server).await;
             return Err(no_majority(name, 0, self.quorum, errors));
         };
-        // Phase B: the others in parallel, never below the first server's token.
-        let limit = Self::remaining(sent_at, validity);
+        // Phase B: the others in parallel, never below the first server's token; decided
+        // as soon as a majority granted or can no longer grant. The calls own their
+        // arguments so that the slower servers' answers can be settled in the background.
         let floor = first_token.saturating_sub(1);
-        let others = join_all(
-            self.nodes
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| *i != first_idx)
-                .map(|(i, node)| async move {
-                    (
-                        i,
-                        node.acquire(name, lease_id, ttl, floor, &self.owner, md, limit)
-                            .await,
-                    )
-                }),
-        )
-        .await;
+        let lim = limit();
+        let mut pending: FuturesUnordered<_> = (0..n)
+            .filter(|i| *i != first_idx)
+            .map(|i| {
+                let node = self.nodes[i].clone();
+                let (name, id) = (name.to_owned(), lease_id.to_owned());
+                let (owner, md) = (self.owner.clone(), md.clone());
+                async move {
+                    let r = node.acquire(&name, &id, ttl, floor, &owner, &md, lim).await;
+                    (i, r)
+                }
+            })
+            .collect();
+        let mut outstanding = vec![true; n];
+        outstanding[first_idx] = false;
         let mut held: Vec<(usize, u64)> = vec![(first_idx, first_token)];
-        let mut answered = 1;
-        for (i, r) in others {
+        let mut refused = 0;
+        while held.len() < self.quorum && held.len() + pending.len() >= self.quorum {
+            let Some((i, r)) = pending.next().await else {
+                break;
+            };
+            outstanding[i] = false;
             match r {
                 Ok(Some((t, _))) => {
+                    answered[i] = true;
                     held.push((i, t));
-                    answered += 1;
                 }
-                Ok(None) => answered += 1,
+                Ok(None) => {
+                    answered[i] = true;
+                    refused += 1;
+                }
                 Err(e) => errors.push(e),
             }
         }
         if held.len() < self.quorum {
-            self.cleanup(name, lease_id).await;
-            return if answered < self.quorum {
-                Err(no_majority(name, answered, self.quorum, errors))
+            // The slower calls are dropped; the releases queue behind them.
+            drop(pending);
+            self.cleanup(name, lease_id, per_server).await;
+            return if errors.len() > n - self.quorum {
+                Err(no_majority(name, held.len() + refused, self.quorum, errors))
             } else {
                 Ok(None)
             };
@@ -228,22 +284,37 @@ impl RedlockLeaseProvider {
         let token = held.iter().map(|h| h.1).max().unwrap_or(first_token);
         let mut confirmed = held.iter().filter(|h| h.1 == token).count();
         if confirmed < self.quorum {
-            let limit = Self::remaining(sent_at, validity);
+            let lim = limit();
             let raised = join_all(
                 held.iter()
                     .filter(|h| h.1 < token)
-                    .map(|h| self.nodes[h.0].fence(name, lease_id, token, limit)),
+                    .map(|h| self.nodes[h.0].fence(name, lease_id, token, lim)),
             )
             .await;
             confirmed += raised.into_iter().filter(|r| matches!(r, Ok(true))).count();
         }
         if confirmed < self.quorum || Self::remaining(sent_at, validity).is_zero() {
-            self.cleanup(name, lease_id).await;
+            drop(pending);
+            self.cleanup(name, lease_id, per_server).await;
             return Err(LeaseError::unavailable(format!(
                 "Redlock acquisition of a majority did not complete within the validity budget of {validity:?}"
             ))
             .with_lease_name(name));
         }
+        // Granted: the servers that failed may still grant late (release them); the ones
+        // still outstanding join the lease when they answer, at the chosen token.
+        for (done, out) in answered.iter_mut().zip(&outstanding) {
+            *done |= *out;
+        }
+        self.release_uncertain(name, lease_id, &answered);
+        let nodes = self.nodes.clone();
+        let (name_s, id) = (name.to_owned(), lease_id.to_owned());
+        let wait = self.config.call_timeout;
+        tokio::spawn(async move {
+            while let Some((i, r)) = pending.next().await {
+                settle_late(&nodes[i], &name_s, &id, token, wait, r).await;
+            }
+        });
         Ok(Some(LeaseGrant::new(
             request,
             lease_id,
@@ -254,7 +325,34 @@ impl RedlockLeaseProvider {
     }
 }
 
-/// Whether a renewal/release/inspect round reached a majority; per-server outcomes.
+/// A server that answered phase B after a majority had granted: a grant joins the lease
+/// at the chosen `token` (`fence.lua` records it in the lease and raises the counter to
+/// it, never lowering a counter that is already above), so every server holding the lease
+/// stores the lease's token; a failed call, which may still have granted, is released.
+async fn settle_late(
+    node: &Node,
+    name: &str,
+    lease_id: &str,
+    token: u64,
+    wait: Duration,
+    r: Result<Option<(u64, u64)>>,
+) {
+    let settled = match r {
+        Ok(None) => Ok(false),
+        Ok(Some(_)) => node.fence(name, lease_id, token, wait).await,
+        Err(_) => node.release(name, lease_id).await,
+    };
+    if let Err(e) = settled {
+        tracing::debug!(error = %e, "settling a late Redlock answer failed");
+    }
+}
+
+/// A server's call gets at most `ttl / PER_SERVER_FRACTION` …
+const PER_SERVER_FRACTION: u32 = 10;
+/// … but at least this long.
+const MIN_PER_SERVER: Duration = Duration::from_millis(10);
+
+/// Per-server outcomes of a release/inspect round.
 fn tally<T>(results: Vec<Result<T>>) -> (Vec<T>, Vec<LeaseError>) {
     let mut ok = Vec::new();
     let mut errors = Vec::new();
@@ -267,22 +365,35 @@ fn tally<T>(results: Vec<Result<T>>) -> (Vec<T>, Vec<LeaseError>) {
     (ok, errors)
 }
 
+/// The outcome of a renewal round once it is known, from the servers' answers so far and
+/// the number still `outstanding`: renewed by a majority; `Lost` once more than N − quorum
+/// refused; unavailable once neither can happen any more; `None` while undecided.
 fn renew_outcome(
     grant: &LeaseGrant,
-    results: Vec<Result<bool>>,
+    results: &[Result<bool>],
+    outstanding: usize,
     n: usize,
     quorum: usize,
-) -> Result<()> {
-    let (ok, errors) = tally(results);
-    let renewed = ok.iter().filter(|r| **r).count();
-    let refused = ok.len() - renewed;
+) -> Option<Result<()>> {
+    let renewed = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    let refused = results.iter().filter(|r| matches!(r, Ok(false))).count();
     if renewed >= quorum {
-        Ok(())
-    } else if refused > n - quorum {
-        Err(lost(grant))
-    } else {
-        Err(no_majority(&grant.name, ok.len(), quorum, errors).with_lease_id(&grant.lease_id))
+        return Some(Ok(()));
     }
+    if refused > n - quorum {
+        return Some(Err(lost(grant)));
+    }
+    if renewed + outstanding >= quorum || refused + outstanding > n - quorum {
+        return None;
+    }
+    let errors = results.iter().filter_map(|r| r.as_ref().err().cloned());
+    Some(Err(no_majority(
+        &grant.name,
+        renewed + refused,
+        quorum,
+        errors.collect(),
+    )
+    .with_lease_id(&grant.lease_id)))
 }
 
 impl RedlockLeaseProvider {
@@ -290,18 +401,34 @@ impl RedlockLeaseProvider {
         validate_request(request, &self.capabilities())?;
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
         let sent_at = Instant::now();
-        self.acquire_inner(request, &lease_id, sent_at).await
+        // acquire_inner cleans up every outcome it returns; the guard covers a caller that
+        // drops (cancels) the call midway.
+        let guard = GhostGuard::new(&self.nodes, &request.name, &lease_id);
+        let r = self.acquire_inner(request, &lease_id, sent_at).await;
+        guard.disarm();
+        r
     }
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
         let ttl = finite(grant.duration);
-        let results = join_all(
-            self.nodes
-                .iter()
-                .map(|n| n.renew(&grant.name, &grant.lease_id, ttl)),
-        )
-        .await;
-        renew_outcome(grant, results, self.nodes.len(), self.quorum)
+        let limit = self.per_server(ttl);
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.renew(&grant.name, &grant.lease_id, ttl, limit))
+            .collect();
+        let n = self.nodes.len();
+        let mut results = Vec::with_capacity(n);
+        // Decided as soon as the outcome is known; slower servers' renewals are dropped
+        // (harmless: a renewal only extends this lease id).
+        loop {
+            if let Some(outcome) = renew_outcome(grant, &results, pending.len(), n, self.quorum) {
+                return outcome;
+            }
+            if let Some(r) = pending.next().await {
+                results.push(r);
+            }
+        }
     }
 
     async fn do_renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
@@ -309,18 +436,30 @@ impl RedlockLeaseProvider {
             .iter()
             .map(|g| (g.name.as_str(), g.lease_id.as_str(), finite(g.duration)))
             .collect();
-        let per_node = join_all(self.nodes.iter().map(|n| n.renew_many(&items))).await;
+        let shortest = items.iter().map(|i| i.2).min().unwrap_or(MAX_DURATION);
+        let limit = self.per_server(shortest);
+        let mut pending: FuturesUnordered<_> = self
+            .nodes
+            .iter()
+            .map(|n| n.renew_many(&items, limit))
+            .collect();
+        let n = self.nodes.len();
         let mut per_grant: Vec<Vec<Result<bool>>> = grants.iter().map(|_| Vec::new()).collect();
-        for node_results in per_node {
-            for (slot, r) in per_grant.iter_mut().zip(node_results) {
-                slot.push(r);
+        loop {
+            let outcomes: Vec<Option<Result<()>>> = grants
+                .iter()
+                .zip(&per_grant)
+                .map(|(g, r)| renew_outcome(g, r, pending.len(), n, self.quorum))
+                .collect();
+            if outcomes.iter().all(Option::is_some) {
+                return outcomes.into_iter().flatten().collect();
+            }
+            if let Some(node_results) = pending.next().await {
+                for (slot, r) in per_grant.iter_mut().zip(node_results) {
+                    slot.push(r);
+                }
             }
         }
-        grants
-            .iter()
-            .zip(per_grant)
-            .map(|(g, results)| renew_outcome(g, results, self.nodes.len(), self.quorum))
-            .collect()
     }
 
     async fn do_release(&self, grant: &LeaseGrant) -> Result<()> {
@@ -353,7 +492,11 @@ impl RedlockLeaseProvider {
         let Some((id, infos)) = by_id.into_iter().find(|(_, v)| v.len() >= self.quorum) else {
             return Ok(None);
         };
-        let token = infos.iter().map(|i| i.token).max().unwrap_or(0);
+        // The lease's token is the one a majority stores (at least): the quorum-th largest
+        // (a server that granted late records the lease's token once settled).
+        let mut tokens: Vec<u64> = infos.iter().map(|i| i.token).collect();
+        tokens.sort_unstable_by(|a, b| b.cmp(a));
+        let token = tokens[self.quorum - 1];
         let expires = infos.iter().filter_map(|i| i.expires_ms).min();
         let acquired = infos.iter().map(|i| i.acquired_ms).min().unwrap_or(0);
         let metadata = infos
@@ -437,21 +580,37 @@ mod tests {
     fn renew_needs_a_majority() {
         let g = grant();
         let down = || Err(LeaseError::unavailable("down"));
-        assert!(
-            renew_outcome(&g, vec![Ok(true), Ok(true), Ok(true), down(), down()], 5, 3).is_ok()
-        );
-        let e = renew_outcome(
-            &g,
-            vec![Ok(false), Ok(false), Ok(false), Ok(true), Ok(true)],
-            5,
-            3,
-        )
-        .unwrap_err();
+        let decide = |r: Vec<Result<bool>>| renew_outcome(&g, &r, 5 - r.len(), 5, 3);
+        assert!(matches!(
+            decide(vec![Ok(true), Ok(true), Ok(true), down(), down()]),
+            Some(Ok(()))
+        ));
+        let e = decide(vec![Ok(false), Ok(false), Ok(false), Ok(true), Ok(true)])
+            .expect("decided")
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Lost);
-        let e =
-            renew_outcome(&g, vec![Ok(true), Ok(true), down(), down(), down()], 5, 3).unwrap_err();
+        let e = decide(vec![Ok(true), Ok(true), down(), down(), down()])
+            .expect("decided")
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
         assert!(std::error::Error::source(&e).is_some());
+        // Decided as soon as the outcome is known, without waiting for the slow servers.
+        assert!(matches!(
+            decide(vec![Ok(true), Ok(true), Ok(true)]),
+            Some(Ok(()))
+        ));
+        let e = decide(vec![Ok(false), Ok(false), Ok(false)])
+            .expect("decided")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Lost);
+        let e = decide(vec![down(), down(), down()])
+            .expect("decided")
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        // Undecided: a majority may still renew, or the lease may still turn out lost.
+        assert!(decide(vec![Ok(true), Ok(true)]).is_none());
+        assert!(decide(vec![Ok(false), Ok(false), down()]).is_none());
+        assert!(decide(vec![]).is_none());
     }
 
     #[tokio::test]

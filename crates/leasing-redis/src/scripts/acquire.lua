@@ -22,13 +22,16 @@ end
 if token <= floor then
   token = floor + 1
 end
--- Numbers go to redis.call as they are: Redis writes an integral number in plain digits
--- (exact below 2^53; tokens are ~1.7e15), so no string.format is needed.
+-- Every number stored is formatted with '%d' (a C long: exact below 2^53; tokens are
+-- ~1.7e15). Passing a Lua number to redis.call is not safe: Redis 7.2.0-7.2.4
+-- (redis/redis#13113) writes whole numbers that are multiples of 1e8 in scientific
+-- notation ("1.7000001e+15"), which would corrupt the counter and the lease's fields.
+local token_s = string.format('%d', token)
 if token ~= counted then
-  redis.call('SET', KEYS[2], token)
+  redis.call('SET', KEYS[2], token_s)
 end
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'fencingToken', token,
-  'owner', ARGV[4], 'acquiredAt', now_ms, unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], 'leaseId', ARGV[1], 'fencingToken', token_s,
+  'owner', ARGV[4], 'acquiredAt', string.format('%d', now_ms), unpack(ARGV, 5))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {token, now_ms}
