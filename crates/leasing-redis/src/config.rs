@@ -382,11 +382,7 @@ impl RedisLeaseProviderBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.config.cluster_urls = urls
-            .into_iter()
-            .map(|u| u.as_ref().trim().to_owned())
-            .filter(|u| !u.is_empty())
-            .collect();
+        self.config.cluster_urls = url_list(urls);
         self
     }
 
@@ -412,6 +408,18 @@ pub(crate) fn refresh_delay(expires_at: SystemTime, before: Duration, now: Syste
         remaining / 2
     };
     wait.max(Duration::from_millis(100))
+}
+
+/// A list of URLs, trimmed, without blank entries.
+pub(crate) fn url_list<I, S>(urls: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    urls.into_iter()
+        .map(|u| u.as_ref().trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

@@ -45,11 +45,7 @@ impl RedlockLeaseProviderBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.urls = urls
-            .into_iter()
-            .map(|u| u.as_ref().trim().to_owned())
-            .filter(|u| !u.is_empty())
-            .collect();
+        self.urls = crate::config::url_list(urls);
         self
     }
 

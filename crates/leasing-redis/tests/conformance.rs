@@ -56,13 +56,7 @@ async fn password_protected_instance_passes_the_suite_without_leaking_it() {
     };
     let p: Arc<dyn LeaseProvider> = Arc::new(build().await.expect("connect"));
     let url_with_pw = url.replacen("redis://", &format!("redis://{user}:{password}@"), 1);
-    let q: Arc<dyn LeaseProvider> = Arc::new(
-        RedisLeaseProvider::builder()
-            .url(&url_with_pw)
-            .build()
-            .await
-            .expect("connect"),
-    );
+    let q: Arc<dyn LeaseProvider> = Arc::new(common::connect(&url_with_pw).await);
     run_all(
         &Subject::new(p, q)
             .with_short_duration(SHORT)

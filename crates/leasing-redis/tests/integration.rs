@@ -53,12 +53,7 @@ async fn restart_mid_lease_is_reported_lost_never_silently() {
         return;
     }
     let mut server = RedisServer::start();
-    let p = RedisLeaseProvider::builder()
-        .url(server.url())
-        .call_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect_with_timeout(server.url(), Duration::from_millis(300)).await;
     let d = Duration::from_secs(3);
     let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
     let name = unique("restart");
@@ -119,11 +114,7 @@ async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
         "a short cut lost the lease: {:?}",
         lease.lost_reason()
     );
-    let direct = RedisLeaseProvider::builder()
-        .url(server.url())
-        .build()
-        .await
-        .expect("direct");
+    let direct = common::connect(server.url()).await;
     let info = direct
         .inspect(&name)
         .await
@@ -140,17 +131,12 @@ async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
     }
     let server = RedisServer::start();
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
-    let via_proxy = RedisLeaseProvider::builder()
-        .url(format!("redis://{}", proxy.addr()))
-        .call_timeout(Duration::from_millis(200))
-        .build()
-        .await
-        .expect("connect");
-    let direct = RedisLeaseProvider::builder()
-        .url(server.url())
-        .build()
-        .await
-        .expect("direct");
+    let via_proxy = common::connect_with_timeout(
+        format!("redis://{}", proxy.addr()),
+        Duration::from_millis(200),
+    )
+    .await;
+    let direct = common::connect(server.url()).await;
     let d = Duration::from_secs(2);
     let manager = LeaseManager::new(Arc::new(via_proxy), renewing_options(d)).expect("manager");
     let name = unique("cut");
@@ -187,12 +173,11 @@ async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
     }
     let server = RedisServer::start();
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
-    let p = RedisLeaseProvider::builder()
-        .url(format!("redis://{}", proxy.addr()))
-        .call_timeout(Duration::from_millis(400))
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect_with_timeout(
+        format!("redis://{}", proxy.addr()),
+        Duration::from_millis(400),
+    )
+    .await;
     proxy.set_latency(Duration::from_millis(30));
     let name = unique("latency");
     let g = p
@@ -241,12 +226,7 @@ async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
         return;
     }
     let mut server = RedisServer::start();
-    let p = RedisLeaseProvider::builder()
-        .url(server.url())
-        .call_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
     let name = unique("fence-restart");
     let r = req(&name, Duration::from_secs(5));
     let mut last = 0;
@@ -531,11 +511,7 @@ async fn manager_renews_many_leases_through_the_provider() {
     let Some(url) = service_env("LEASING_REDIS_URL") else {
         return;
     };
-    let p = RedisLeaseProvider::builder()
-        .url(&url)
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect(&url).await;
     let d = Duration::from_millis(1500);
     let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
     let prefix = unique("batch");
@@ -758,11 +734,7 @@ async fn worker_process() {
         return;
     };
     let url = std::env::var("LEASING_REDIS_URL").expect("url");
-    let p = RedisLeaseProvider::builder()
-        .url(&url)
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect(&url).await;
     let manager =
         LeaseManager::new(Arc::new(p), renewing_options(Duration::from_secs(5))).expect("manager");
     let mut c = raw(&url).await;
@@ -1010,11 +982,7 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     let Some(url) = service_env("LEASING_REDIS_URL") else {
         return;
     };
-    let p = RedisLeaseProvider::builder()
-        .url(&url)
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect(&url).await;
     let name = unique("fmt-1e8");
     let mut c = raw(&url).await;
     let _: () = redis::cmd("SET")

@@ -132,17 +132,8 @@ async fn subscriptions_come_back_after_a_restart_and_wake_the_waiters() {
         return;
     }
     let mut server = RedisServer::start();
-    let p = RedisLeaseProvider::builder()
-        .url(server.url())
-        .call_timeout(Duration::from_millis(500))
-        .build()
-        .await
-        .expect("connect");
-    let q = RedisLeaseProvider::builder()
-        .url(server.url())
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
+    let q = common::connect(server.url()).await;
     let name = unique("resub");
     let channel = format!("lease:{{{name}}}:released");
     let _held = q
@@ -176,11 +167,7 @@ async fn a_damaged_lease_fails_alone_in_a_renewal_pipeline() {
     let Some(url) = service_env("LEASING_REDIS_URL") else {
         return;
     };
-    let p = RedisLeaseProvider::builder()
-        .url(&url)
-        .build()
-        .await
-        .expect("connect");
+    let p = common::connect(&url).await;
     let prefix = unique("damaged");
     let mut grants = Vec::new();
     for i in 0..3 {

@@ -155,3 +155,28 @@ pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
         .await
         .expect("connect")
 }
+
+/// A single-server provider on `url` with the default options; panics naming the URL if it
+/// cannot connect.
+pub async fn connect(url: impl Into<String>) -> leasing_redis::RedisLeaseProvider {
+    let url = url.into();
+    leasing_redis::RedisLeaseProvider::builder()
+        .url(&url)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// As [`connect`], with a per-call deadline of `call_timeout`.
+pub async fn connect_with_timeout(
+    url: impl Into<String>,
+    call_timeout: Duration,
+) -> leasing_redis::RedisLeaseProvider {
+    let url = url.into();
+    leasing_redis::RedisLeaseProvider::builder()
+        .url(&url)
+        .call_timeout(call_timeout)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
