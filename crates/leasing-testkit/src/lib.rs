@@ -14,5 +14,8 @@
 //! Each check panics with a message naming the guarantee it found broken, like an
 //! assertion in a test.
 
+pub mod checker;
 pub mod conformance;
+pub mod fenced;
+pub mod history;
 pub mod proxy;
