@@ -31,6 +31,8 @@ pub enum ErrorKind {
     InvalidArgument,
     /// The provider or manager configuration is invalid.
     Configuration,
+    /// The provider does not support the operation (listing, infinite leases…).
+    Unsupported,
 }
 
 impl ErrorKind {
@@ -46,11 +48,50 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::Configuration => "configuration",
+            ErrorKind::Unsupported => "unsupported",
         }
     }
 }
 
 impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The operation an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Acquiring a lease.
+    Acquire,
+    /// Renewing a held lease.
+    Renew,
+    /// Releasing a held lease.
+    Release,
+    /// Inspecting a name.
+    Inspect,
+    /// Breaking a lease.
+    Break,
+    /// Listing held leases.
+    List,
+}
+
+impl Operation {
+    /// A short, stable, lower-case label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Acquire => "acquire",
+            Operation::Renew => "renew",
+            Operation::Release => "release",
+            Operation::Inspect => "inspect",
+            Operation::Break => "break",
+            Operation::List => "list",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -68,6 +109,7 @@ pub struct LeaseError {
     lease_name: Option<String>,
     lease_id: Option<String>,
     field: Option<&'static str>,
+    operation: Option<Operation>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -80,6 +122,7 @@ impl LeaseError {
             lease_name: None,
             lease_id: None,
             field: None,
+            operation: None,
             source: None,
         }
     }
@@ -138,6 +181,17 @@ impl LeaseError {
         }
     }
 
+    /// Records the operation that failed, unless one is recorded already.
+    pub fn with_operation(mut self, operation: Operation) -> Self {
+        self.operation.get_or_insert(operation);
+        self
+    }
+
+    /// The operation that failed, when known (the manager and the held lease set it).
+    pub fn operation(&self) -> Option<Operation> {
+        self.operation
+    }
+
     /// Attaches the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
         self.source = Some(Arc::from(source.into()));
@@ -183,7 +237,10 @@ impl LeaseError {
 
 impl fmt::Display for LeaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.kind, self.message)?;
+        match self.operation {
+            Some(op) => write!(f, "{op} failed: {}: {}", self.kind, self.message)?,
+            None => write!(f, "{}: {}", self.kind, self.message)?,
+        }
         if let Some(name) = &self.lease_name {
             write!(f, " (lease {name:?}")?;
             if let Some(id) = &self.lease_id {
@@ -203,6 +260,7 @@ impl fmt::Debug for LeaseError {
             .field("lease_name", &self.lease_name)
             .field("lease_id", &self.lease_id)
             .field("field", &self.field)
+            .field("operation", &self.operation)
             .field("source", &self.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
@@ -238,6 +296,7 @@ mod tests {
             ErrorKind::Unauthorized,
             ErrorKind::InvalidArgument,
             ErrorKind::Configuration,
+            ErrorKind::Unsupported,
         ] {
             let e = LeaseError::new(kind, "x");
             assert_eq!(e.is_retryable(), retryable.contains(&kind), "{kind}");
@@ -281,6 +340,27 @@ mod tests {
             (name_only.lease_name(), name_only.lease_id()),
             (Some("x"), None)
         );
+    }
+
+    #[test]
+    fn operation_is_recorded_once_and_displayed() {
+        let e = LeaseError::unavailable("down")
+            .with_operation(Operation::Release)
+            .with_operation(Operation::Acquire);
+        assert_eq!(e.operation(), Some(Operation::Release));
+        assert_eq!(e.to_string(), "release failed: provider_unavailable: down");
+        assert!(format!("{e:?}").contains("Release"));
+        for op in [
+            Operation::Acquire,
+            Operation::Renew,
+            Operation::Release,
+            Operation::Inspect,
+            Operation::Break,
+            Operation::List,
+        ] {
+            assert_eq!(op.to_string(), op.as_str());
+        }
+        assert_eq!(LeaseError::lost("x").operation(), None);
     }
 
     #[test]

@@ -13,7 +13,8 @@
 
 use crate::error::{LeaseError, Result};
 use crate::provider::{
-    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
+    ProviderCapabilities,
 };
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -21,21 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// A provider operation faults can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Operation {
-    /// `try_acquire`
-    Acquire,
-    /// `renew` and each grant of `renew_many`
-    Renew,
-    /// `release`
-    Release,
-    /// `inspect`
-    Inspect,
-    /// `break_lease`
-    Break,
-}
+/// The provider operations faults can target: `try_acquire` (`Acquire`), `renew` and
+/// each grant of `renew_many` (`Renew`), `release`, `inspect`, `break_lease`, `list`.
+pub use crate::error::Operation;
 
 /// A fault to inject into one call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +201,7 @@ fn injected(op: Operation) -> LeaseError {
     LeaseError::unavailable(format!("injected fault: {op:?} unavailable"))
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl LeaseProvider for FaultInjectingProvider {
     fn provider_name(&self) -> &'static str {
         self.inner.provider_name()
@@ -309,5 +299,9 @@ impl LeaseProvider for FaultInjectingProvider {
 
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
         self.inner.release_notifications(name)
+    }
+
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(async move { self.run(Operation::List, self.inner.list(request)).await })
     }
 }

@@ -14,7 +14,7 @@ mod renewal;
 pub mod telemetry;
 mod validate;
 
-pub use error::{BoxError, ErrorKind, LeaseError, Result};
+pub use error::{BoxError, ErrorKind, LeaseError, Operation, Result};
 pub use health::{probe_provider, HealthReport, HealthStatus};
 pub use lease::{Lease, LeaseEvent, LeaseState, LostReason};
 pub use manager::{LeaseManager, LeaseManagerBuilder};
@@ -23,7 +23,8 @@ pub use metadata::{environment_metadata, validate_metadata, Metadata};
 pub use name::{validate_name, LeaseNameBuilder, LeaseNameParts};
 pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions, RenewalPolicy};
 pub use provider::{
-    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+    AcquireRequest, BoxFuture, GrantVersion, LeaseExpiry, LeaseGrant, LeaseInfo, LeasePage,
+    LeaseProvider, ListRequest, ProviderCapabilities,
 };
 pub use telemetry::TelemetryOptions;
 pub use validate::validate_request;

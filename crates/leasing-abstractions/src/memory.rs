@@ -2,9 +2,9 @@
 
 use crate::error::{LeaseError, Result};
 use crate::provider::{
-    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities,
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
+    ProviderCapabilities,
 };
-use crate::validate::validate_request;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -46,6 +46,18 @@ struct Entry {
 impl Entry {
     fn live(&self, now: Instant) -> bool {
         self.expires.is_none_or(|e| now < e)
+    }
+
+    fn info(&self, name: &str, now: Instant, wall: SystemTime) -> LeaseInfo {
+        LeaseInfo::new(
+            name,
+            Some(self.lease_id.clone()),
+            self.fencing_token,
+            self.acquired_at,
+            self.expires
+                .map(|x| wall + x.saturating_duration_since(now)),
+            self.metadata.clone(),
+        )
     }
 }
 
@@ -115,6 +127,7 @@ impl LeaseProvider for InMemoryLeaseProvider {
         )
         .with_infinite_leases(true)
         .with_max_renew_batch(1024)
+        .with_listing(true)
     }
 
     fn try_acquire<'a>(
@@ -122,7 +135,6 @@ impl LeaseProvider for InMemoryLeaseProvider {
         request: &'a AcquireRequest,
     ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
         Box::pin(async move {
-            validate_request(request, &self.capabilities())?;
             let sent_at = Instant::now();
             let mut state = self.lock();
             if state
@@ -192,26 +204,19 @@ impl LeaseProvider for InMemoryLeaseProvider {
 
     fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
         Box::pin(async move {
-            crate::name::validate_name(name)?;
             let now = Instant::now();
             let wall = SystemTime::now();
             let state = self.lock();
-            Ok(state.leases.get(name).filter(|e| e.live(now)).map(|e| {
-                LeaseInfo::new(
-                    name,
-                    Some(e.lease_id.clone()),
-                    e.fencing_token,
-                    e.acquired_at,
-                    e.expires.map(|x| wall + x.saturating_duration_since(now)),
-                    e.metadata.clone(),
-                )
-            }))
+            Ok(state
+                .leases
+                .get(name)
+                .filter(|e| e.live(now))
+                .map(|e| e.info(name, now, wall)))
         })
     }
 
     fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move {
-            crate::name::validate_name(name)?;
             let now = Instant::now();
             let broken = {
                 let mut state = self.lock();
@@ -228,5 +233,35 @@ impl LeaseProvider for InMemoryLeaseProvider {
 
     fn release_notifications(&self, _name: &str) -> Option<broadcast::Receiver<String>> {
         Some(self.store.released.subscribe())
+    }
+
+    /// Pages in name order; the cursor is the last name of the previous page.
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let wall = SystemTime::now();
+            let state = self.lock();
+            let after = request.cursor.as_deref();
+            let mut names: Vec<&String> = state
+                .leases
+                .iter()
+                .filter(|(n, e)| {
+                    n.starts_with(&request.prefix)
+                        && after.is_none_or(|c| n.as_str() > c)
+                        && e.live(now)
+                })
+                .map(|(n, _)| n)
+                .collect();
+            names.sort_unstable();
+            let limit = request.limit.max(1);
+            let more = names.len() > limit;
+            names.truncate(limit);
+            let leases: Vec<LeaseInfo> = names
+                .iter()
+                .map(|n| state.leases[*n].info(n, now, wall))
+                .collect();
+            let cursor = more.then(|| names.last().map(|n| n.to_string())).flatten();
+            Ok(LeasePage::new(leases, cursor))
+        })
     }
 }

@@ -6,7 +6,7 @@ use crate::options::LeaseDuration;
 use std::fmt::Debug;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -38,6 +38,51 @@ impl AcquireRequest {
     }
 }
 
+/// A provider-owned version of a grant (an ETag, a generation…), for backends that guard
+/// renewals and releases with optimistic concurrency (Cosmos DB's If-Match).
+///
+/// Clones share one value: the provider sets it in `try_acquire`
+/// ([`LeaseGrant::with_version`]) and replaces it in `renew` ([`set`](Self::set)) when
+/// the backend returns a new one, so the next renewal presents the current version
+/// without an extra read. The core never reads or writes it. Equality compares the
+/// current values.
+#[derive(Clone, Default)]
+pub struct GrantVersion(Arc<Mutex<Option<String>>>);
+
+impl GrantVersion {
+    /// A version holding `value`.
+    pub fn new(value: Option<String>) -> Self {
+        Self(Arc::new(Mutex::new(value)))
+    }
+
+    /// The current value; `None` if the provider never set one.
+    pub fn get(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    /// Replaces the value (seen by every clone of the grant).
+    pub fn set(&self, value: impl Into<String>) {
+        *self.lock() = Some(value.into());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // A poisoned lock only means a panic while replacing a String: the value is whole.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl PartialEq for GrantVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Debug for GrantVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Debug::fmt(&self.get(), f)
+    }
+}
+
 /// A lease granted by a provider.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -56,6 +101,9 @@ pub struct LeaseGrant {
     pub metadata: Metadata,
     /// Monotonic instant the acquiring request was *sent*; validity counts from here.
     pub sent_at: Instant,
+    /// The provider's version of this grant (see [`GrantVersion`]); empty unless the
+    /// provider sets one.
+    pub version: GrantVersion,
 }
 
 impl LeaseGrant {
@@ -75,7 +123,49 @@ impl LeaseGrant {
             duration: request.duration,
             metadata: request.metadata.clone(),
             sent_at,
+            version: GrantVersion::default(),
         }
+    }
+
+    /// Sets the provider's version of the grant (an ETag…).
+    #[must_use]
+    pub fn with_version(self, version: impl Into<String>) -> Self {
+        self.version.set(version);
+        self
+    }
+}
+
+/// When the current holder's lease expires, as far as the backend can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseExpiry {
+    /// At this wall-clock time (the backend's clock) unless renewed.
+    At(SystemTime),
+    /// Never: an infinite lease.
+    Never,
+    /// The backend does not report it (Azure Blob tells only that a lease is held).
+    Unknown,
+}
+
+impl LeaseExpiry {
+    /// The expiry time, if known and finite.
+    pub fn at(self) -> Option<SystemTime> {
+        match self {
+            LeaseExpiry::At(t) => Some(t),
+            LeaseExpiry::Never | LeaseExpiry::Unknown => None,
+        }
+    }
+}
+
+impl From<SystemTime> for LeaseExpiry {
+    fn from(t: SystemTime) -> Self {
+        LeaseExpiry::At(t)
+    }
+}
+
+/// `Some(t)` is [`LeaseExpiry::At`], `None` is [`LeaseExpiry::Never`] (an infinite lease).
+impl From<Option<SystemTime>> for LeaseExpiry {
+    fn from(t: Option<SystemTime>) -> Self {
+        t.map_or(LeaseExpiry::Never, LeaseExpiry::At)
     }
 }
 
@@ -91,8 +181,8 @@ pub struct LeaseInfo {
     pub fencing_token: u64,
     /// When the current grant was acquired.
     pub acquired_at: SystemTime,
-    /// When it expires unless renewed; `None` for an infinite lease.
-    pub expires_at: Option<SystemTime>,
+    /// When it expires unless renewed, infinite, or unknown to the backend.
+    pub expires_at: LeaseExpiry,
     /// Its metadata.
     pub metadata: Metadata,
 }
@@ -104,7 +194,7 @@ impl LeaseInfo {
         lease_id: Option<String>,
         fencing_token: u64,
         acquired_at: SystemTime,
-        expires_at: Option<SystemTime>,
+        expires_at: impl Into<LeaseExpiry>,
         metadata: Metadata,
     ) -> Self {
         Self {
@@ -112,9 +202,66 @@ impl LeaseInfo {
             lease_id,
             fencing_token,
             acquired_at,
-            expires_at,
+            expires_at: expires_at.into(),
             metadata,
         }
+    }
+}
+
+/// One page request of [`LeaseProvider::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ListRequest {
+    /// Only names starting with this (may be empty: every name).
+    pub prefix: String,
+    /// Where to continue: the cursor of the previous page; `None` for the first page.
+    pub cursor: Option<String>,
+    /// How many leases a page should hold at most (a hint; a provider may return fewer).
+    pub limit: usize,
+}
+
+impl ListRequest {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The first page of the names starting with `prefix`.
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            cursor: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+
+    /// Continues after a previous page.
+    #[must_use]
+    pub fn with_cursor(mut self, cursor: Option<String>) -> Self {
+        self.cursor = cursor;
+        self
+    }
+
+    /// Sets the page size hint (0 is taken as 1).
+    #[must_use]
+    pub fn with_limit(mut self, limit: usize) -> Self {
+        self.limit = limit.max(1);
+        self
+    }
+}
+
+/// One page of held leases from [`LeaseProvider::list`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct LeasePage {
+    /// Held leases, each with its original lease name, in the backend's order.
+    pub leases: Vec<LeaseInfo>,
+    /// Pass to the next request to continue; `None` when the listing is complete.
+    pub cursor: Option<String>,
+}
+
+impl LeasePage {
+    /// A page.
+    pub fn new(leases: Vec<LeaseInfo>, cursor: Option<String>) -> Self {
+        Self { leases, cursor }
     }
 }
 
@@ -130,17 +277,36 @@ pub struct ProviderCapabilities {
     pub infinite_leases: bool,
     /// Most grants [`LeaseProvider::renew_many`] should get in one call.
     pub max_renew_batch: usize,
+    /// Finite durations must be whole multiples of this (Azure Blob: 1 s). Default 1 ms.
+    pub duration_granularity: Duration,
+    /// Whether [`LeaseProvider::list`] is implemented.
+    pub listing: bool,
 }
 
 impl ProviderCapabilities {
-    /// Capabilities with the given finite duration bounds, no infinite leases, batches of 1.
+    /// Capabilities with the given finite duration bounds, no infinite leases, batches of
+    /// 1, millisecond granularity, no listing.
     pub fn new(min_duration: Duration, max_duration: Duration) -> Self {
         Self {
             min_duration,
             max_duration,
             infinite_leases: false,
             max_renew_batch: 1,
+            duration_granularity: Duration::from_millis(1),
+            listing: false,
         }
+    }
+
+    /// Sets the granularity finite durations must be whole multiples of (zero: any).
+    pub fn with_duration_granularity(mut self, granularity: Duration) -> Self {
+        self.duration_granularity = granularity;
+        self
+    }
+
+    /// Sets whether [`LeaseProvider::list`] is implemented.
+    pub fn with_listing(mut self, yes: bool) -> Self {
+        self.listing = yes;
+        self
     }
 
     /// Sets whether infinite leases are accepted.
@@ -149,16 +315,17 @@ impl ProviderCapabilities {
         self
     }
 
-    /// Sets the largest renewal batch.
+    /// Sets the largest renewal batch; 0 is taken as 1 (a provider always renews at
+    /// least one grant per call).
     pub fn with_max_renew_batch(mut self, n: usize) -> Self {
         self.max_renew_batch = n.max(1);
         self
     }
 
-    /// Checks a duration against these bounds.
+    /// Checks a duration against these bounds and the granularity.
     ///
     /// # Errors
-    /// `InvalidArgument` (field `lease_duration`) naming the bounds.
+    /// `InvalidArgument` (field `lease_duration`) naming the bounds or the granularity.
     pub fn check_duration(&self, duration: LeaseDuration) -> Result<()> {
         match duration {
             LeaseDuration::Infinite if self.infinite_leases => Ok(()),
@@ -175,15 +342,38 @@ impl ProviderCapabilities {
                     ),
                 ))
             }
+            LeaseDuration::Finite(d) if !is_multiple(d, self.duration_granularity) => {
+                Err(LeaseError::invalid_argument(
+                    "lease_duration",
+                    format!(
+                        "{d:?} is not a whole multiple of {:?}, the granularity this provider accepts",
+                        self.duration_granularity
+                    ),
+                ))
+            }
             LeaseDuration::Finite(_) => Ok(()),
         }
     }
+}
+
+fn is_multiple(d: Duration, granularity: Duration) -> bool {
+    granularity.is_zero() || d.as_nanos() % granularity.as_nanos() == 0
 }
 
 /// A boxed, `Send` future: what every [`LeaseProvider`] method returns.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A backend's lease primitives. Everything about timing lives in the core.
+///
+/// The core validates every request before it calls a provider: names
+/// ([`validate_name`](crate::validate_name)), metadata, and durations against
+/// [`capabilities`](Self::capabilities) (bounds and granularity). A provider may rely on
+/// it and need not validate again.
+///
+/// To wrap a provider and change one method, implement the trait on the wrapper and
+/// forward the rest to the inner provider under `#[deny(clippy::missing_trait_methods)]`,
+/// as the impls for `Arc<P>` and `Box<P>` and [`FaultInjectingProvider`](crate::fault::FaultInjectingProvider)
+/// do, so that a method added to the trait later cannot be dropped silently.
 ///
 /// Implementations must meet the guarantees of SPEC §2, which
 /// `leasing_testkit::conformance` checks: mutual exclusion, strictly increasing fencing
@@ -272,7 +462,74 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
     fn release_notifications(&self, _name: &str) -> Option<broadcast::Receiver<String>> {
         None
     }
+
+    /// One page of the leases currently held whose names start with `request.prefix`,
+    /// each under its original lease name. Providers that implement it say so in
+    /// [`ProviderCapabilities::listing`]. The default is an
+    /// [`Unsupported`](crate::ErrorKind::Unsupported) error.
+    ///
+    /// A listing is not a snapshot: leases acquired or released while it pages may or may
+    /// not appear. A page is never empty unless its cursor is `None`.
+    fn list<'a>(&'a self, _request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        let name = self.provider_name();
+        Box::pin(async move {
+            Err(LeaseError::new(
+                crate::ErrorKind::Unsupported,
+                format!("the {name} provider cannot list leases"),
+            ))
+        })
+    }
 }
+
+/// Forwards every method, so `Arc<P>` and `Box<P>` (and `Arc<dyn LeaseProvider>`) are
+/// providers too. `missing_trait_methods` is denied here: a method added to the trait
+/// and not forwarded would silently fall back to its default (a wrapper that drops
+/// `release_notifications` makes every waiter poll).
+macro_rules! forward_provider {
+    ($($ptr:ident),*) => {$(
+        #[deny(clippy::missing_trait_methods)]
+        impl<P: LeaseProvider + ?Sized> LeaseProvider for $ptr<P> {
+            fn provider_name(&self) -> &'static str {
+                (**self).provider_name()
+            }
+            fn capabilities(&self) -> ProviderCapabilities {
+                (**self).capabilities()
+            }
+            fn try_acquire<'a>(
+                &'a self,
+                request: &'a AcquireRequest,
+            ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+                (**self).try_acquire(request)
+            }
+            fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+                (**self).renew(grant)
+            }
+            fn renew_many<'a>(
+                &'a self,
+                grants: &'a [Arc<LeaseGrant>],
+            ) -> BoxFuture<'a, Vec<Result<()>>> {
+                (**self).renew_many(grants)
+            }
+            fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+                (**self).release(grant)
+            }
+            fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+                (**self).inspect(name)
+            }
+            fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+                (**self).break_lease(name)
+            }
+            fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
+                (**self).release_notifications(name)
+            }
+            fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+                (**self).list(request)
+            }
+        }
+    )*};
+}
+
+forward_provider!(Arc, Box);
 
 /// Compile-time check that the trait stays object-safe.
 fn _object_safe(_: Arc<dyn LeaseProvider>) {}

@@ -680,7 +680,7 @@ async fn infinite_leases_are_never_renewed() {
             .unwrap()
             .unwrap()
             .expires_at,
-        None
+        leasing_abstractions::LeaseExpiry::Never
     );
     lease.release().await.unwrap();
 }

@@ -258,7 +258,7 @@ async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
     );
     // The lease's own reported acquisition time comes from the server clock.
     let info = p.inspect(&name).await.expect("inspect").expect("held");
-    assert!(info.expires_at.expect("expiry") > SystemTime::now() - Duration::from_secs(5));
+    assert!(info.expires_at.at().expect("expiry") > SystemTime::now() - Duration::from_secs(5));
 }
 
 #[derive(Debug)]

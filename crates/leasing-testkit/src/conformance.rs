@@ -2,7 +2,8 @@
 
 use futures::future::join_all;
 use leasing_abstractions::{
-    AcquireRequest, ErrorKind, LeaseDuration, LeaseError, LeaseGrant, LeaseProvider, Metadata,
+    AcquireOptions, AcquireRequest, ErrorKind, LeaseDuration, LeaseError, LeaseExpiry, LeaseGrant,
+    LeaseManager, LeaseOptions, LeaseProvider, ListRequest, Metadata,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -323,11 +324,14 @@ pub async fn metadata_round_trip(s: &Subject) {
         info.acquired_at + skew >= before,
         "inspect: acquired_at is in the past beyond clock skew"
     );
-    let expires = info.expires_at.expect("a finite lease has an expiry");
-    assert!(
-        expires > info.acquired_at,
-        "inspect: expires_at is not after acquired_at"
-    );
+    match info.expires_at {
+        LeaseExpiry::At(expires) => assert!(
+            expires > info.acquired_at,
+            "inspect: expires_at is not after acquired_at"
+        ),
+        LeaseExpiry::Unknown => {}
+        LeaseExpiry::Never => panic!("inspect: a finite lease is shown as infinite"),
+    }
     s.provider.release(&g).await.expect("release");
 }
 
@@ -370,8 +374,18 @@ pub async fn inspect_and_break(s: &Subject) {
 }
 
 /// Guarantee 5: bad input is `InvalidArgument` naming the rule, raised before any write.
+///
+/// The core validates every request before it calls a provider, so this goes through a
+/// [`LeaseManager`] over the provider: what it checks is that the provider's declared
+/// capabilities (bounds, granularity) are what the backend needs, and that nothing is
+/// written for a rejected request.
 pub async fn rejects_bad_input(s: &Subject) {
     let caps = s.provider.capabilities();
+    let manager = LeaseManager::new(
+        Arc::clone(&s.provider),
+        LeaseOptions::default().with_default_lease_duration(s.long()),
+    )
+    .expect("a manager with default options");
     let good = s.name("bad");
     let mut bad_key = Metadata::new();
     bad_key.insert("not a key".into(), "v".into());
@@ -380,48 +394,47 @@ pub async fn rejects_bad_input(s: &Subject) {
         "k".into(),
         "v".repeat(leasing_abstractions::metadata::MAX_METADATA_VALUE_BYTES + 1),
     );
+    let opts = AcquireOptions::new;
     let mut cases = vec![
-        (
-            "empty name",
-            AcquireRequest::new("", s.long(), Metadata::new()),
-            "name",
-        ),
-        (
-            "long name",
-            AcquireRequest::new("n".repeat(257), s.long(), Metadata::new()),
-            "name",
-        ),
+        ("empty name", String::new(), opts(), "name"),
+        ("long name", "n".repeat(257), opts(), "name"),
         (
             "ill-formed name",
-            AcquireRequest::new(format!("{good} with spaces"), s.long(), Metadata::new()),
+            format!("{good} with spaces"),
+            opts(),
             "name",
         ),
-        (
-            "non-ASCII name",
-            AcquireRequest::new(format!("{good}-é"), s.long(), Metadata::new()),
-            "name",
-        ),
+        ("non-ASCII name", format!("{good}-é"), opts(), "name"),
         (
             "bad metadata key",
-            AcquireRequest::new(&good, s.long(), bad_key),
+            good.clone(),
+            opts().metadata(bad_key),
             "metadata",
         ),
         (
             "oversized metadata",
-            AcquireRequest::new(&good, s.long(), big),
+            good.clone(),
+            opts().metadata(big),
             "metadata",
         ),
         (
             "zero duration",
-            AcquireRequest::new(&good, Duration::ZERO, Metadata::new()),
+            good.clone(),
+            opts().duration(Duration::ZERO),
             "lease_duration",
         ),
         (
             "over-long duration",
-            AcquireRequest::new(
-                &good,
-                caps.max_duration + Duration::from_secs(1),
-                Metadata::new(),
+            good.clone(),
+            opts().duration(caps.max_duration + Duration::from_secs(1)),
+            "lease_duration",
+        ),
+        (
+            "too-short duration",
+            good.clone(),
+            opts().duration(
+                caps.min_duration
+                    .saturating_sub(caps.duration_granularity.max(Duration::from_millis(1))),
             ),
             "lease_duration",
         ),
@@ -429,12 +442,21 @@ pub async fn rejects_bad_input(s: &Subject) {
     if !caps.infinite_leases {
         cases.push((
             "infinite duration",
-            AcquireRequest::new(&good, LeaseDuration::Infinite, Metadata::new()),
+            good.clone(),
+            opts().duration(LeaseDuration::Infinite),
             "lease_duration",
         ));
     }
-    for (what, req, field) in cases {
-        let err: LeaseError = match s.provider.try_acquire(&req).await {
+    if caps.duration_granularity > Duration::from_millis(1) {
+        cases.push((
+            "duration between two granules",
+            good.clone(),
+            opts().duration(caps.min_duration + caps.duration_granularity / 2),
+            "lease_duration",
+        ));
+    }
+    for (what, name, options, field) in cases {
+        let err: LeaseError = match manager.try_acquire_with(&name, options).await {
             Err(e) => e,
             Ok(g) => panic!("bad input ({what}) was accepted: {g:?}"),
         };
@@ -451,14 +473,12 @@ pub async fn rejects_bad_input(s: &Subject) {
         );
     }
     for bad_name in ["", "has space"] {
-        let e = s
-            .provider
+        let e = manager
             .inspect(bad_name)
             .await
             .expect_err("inspect of a bad name");
         assert_eq!(e.kind(), ErrorKind::InvalidArgument);
-        let e = s
-            .provider
+        let e = manager
             .break_lease(bad_name)
             .await
             .expect_err("break of a bad name");
@@ -468,6 +488,72 @@ pub async fn rejects_bad_input(s: &Subject) {
         s.provider.inspect(&good).await.expect("inspect").is_none(),
         "bad input wrote something for {good:?}"
     );
+}
+
+/// Listing (for providers that declare [`listing`](leasing_abstractions::ProviderCapabilities::listing)):
+/// every held lease under a prefix is listed once, under its own name, across pages;
+/// released ones are not; other prefixes are not.
+pub async fn listing(s: &Subject) {
+    if !s.provider.capabilities().listing {
+        return;
+    }
+    let prefix = format!("{}-list-{}/", s.run_id, uuid::Uuid::new_v4().simple());
+    let names: Vec<String> = ["a", "b/c", "d:e", "f%g", "h"]
+        .iter()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    let mut grants = Vec::new();
+    for n in &names {
+        grants.push(acquire(s.provider.as_ref(), &s.request(n), "listing").await);
+    }
+    let other = acquire(
+        s.provider.as_ref(),
+        &s.request(&format!("{}-other", prefix.trim_end_matches('/'))),
+        "listing: other prefix",
+    )
+    .await;
+    let released = grants.pop().expect("five grants");
+    s.provider.release(&released).await.expect("release");
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    for _ in 0..100 {
+        let page = s
+            .fresh
+            .list(&ListRequest::new(&prefix).with_limit(2).with_cursor(cursor))
+            .await
+            .expect("list");
+        assert!(
+            !page.leases.is_empty() || page.cursor.is_none(),
+            "listing: an empty page with a cursor"
+        );
+        for info in page.leases {
+            let g = grants
+                .iter()
+                .find(|g| g.name == info.name)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "listing: {:?} is not a held lease under the prefix",
+                        info.name
+                    )
+                });
+            assert_eq!(info.fencing_token, g.fencing_token, "listing: wrong token");
+            seen.push(info.name);
+        }
+        cursor = page.cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    seen.sort();
+    let mut want: Vec<String> = grants.iter().map(|g| g.name.clone()).collect();
+    want.sort();
+    assert_eq!(
+        seen, want,
+        "listing: not every held lease listed exactly once"
+    );
+    for g in grants.iter().chain([&other]) {
+        s.provider.release(g).await.expect("release");
+    }
 }
 
 /// Guarantee 6: no configured secret appears in `Debug` of the provider.
@@ -492,6 +578,7 @@ pub async fn run_all(s: &Subject) {
     release_is_idempotent_and_harmless(s).await;
     metadata_round_trip(s).await;
     inspect_and_break(s).await;
+    listing(s).await;
     fencing_tokens_increase(s).await;
     abandoned_expires_after_duration(s).await;
     renew_extends_and_detects_takeover(s).await;
