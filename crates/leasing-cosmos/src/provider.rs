@@ -1,0 +1,1121 @@
+//! [`CosmosLeaseProvider`]: one document per lease, guarded by ETags, expiry on the
+//! service's clock.
+
+use crate::config::{
+    is_loopback, parse_connection_string, Auth, PartitionKeyStrategy, DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CONTAINER, DEFAULT_DATABASE, DEFAULT_RETENTION,
+};
+use crate::document::{document_id, LeaseDocument, State};
+use crate::error::{self, Failure, Mapped};
+use azure_core::credentials::{Secret, TokenCredential};
+use azure_data_cosmos::clients::ContainerClient;
+use azure_data_cosmos::models::{ContainerProperties, ItemResponse};
+use azure_data_cosmos::options::{
+    BinaryEncodingOptions, ConnectionPoolOptions, ContentResponseOnWrite, ItemReadOptions,
+    ItemWriteOptions, OperationOptions, Precondition, QueryOptions, Region,
+    ServerCertificateValidation, ThrottlingRetryOptions,
+};
+use azure_data_cosmos::{
+    AccountEndpoint, AccountReference, CosmosClient, CosmosRuntime, FeedScope, Query,
+    RoutingStrategy,
+};
+use futures::StreamExt;
+use leasing_abstractions::{
+    AcquireRequest, BoxFuture, ErrorKind, LeaseDuration, LeaseError, LeaseExpiry, LeaseGrant,
+    LeaseInfo, LeasePage, LeaseProvider, ListRequest, ProviderCapabilities, Result,
+};
+use serde::Deserialize;
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+/// Shortest lease: `_ts` has a resolution of one second.
+pub const MIN_DURATION: Duration = Duration::from_secs(1);
+/// Longest lease.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+/// How many attempts a release or break makes when the document keeps changing under it.
+const WRITE_ATTEMPTS: usize = 5;
+
+/// Builds a [`CosmosLeaseProvider`].
+///
+/// ```no_run
+/// # async fn doc() -> leasing_abstractions::Result<()> {
+/// use leasing_cosmos::CosmosLeaseProvider;
+/// let provider = CosmosLeaseProvider::builder()
+///     .connection_string("AccountEndpoint=https://acct.documents.azure.com:443/;AccountKey=…;")
+///     .database("leasing")
+///     .container("leases")
+///     .build()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct CosmosLeaseProviderBuilder {
+    endpoint: Option<String>,
+    auth: Option<Auth>,
+    connection_string: Option<Secret>,
+    database: String,
+    container: String,
+    create_if_missing: bool,
+    partition_key: PartitionKeyStrategy,
+    call_timeout: Duration,
+    owner: Option<String>,
+    retention: Duration,
+    emulator: Option<bool>,
+    allow_multi_region_writes: bool,
+    renew_concurrency: usize,
+    #[cfg(feature = "fault_injection")]
+    fault_rules: Vec<Arc<azure_data_cosmos::fault_injection::FaultInjectionRule>>,
+}
+
+impl fmt::Debug for CosmosLeaseProviderBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CosmosLeaseProviderBuilder")
+            .field("endpoint", &self.endpoint)
+            .field("auth", &self.auth)
+            .field(
+                "connection_string",
+                &self.connection_string.as_ref().map(|_| "<redacted>"),
+            )
+            .field("database", &self.database)
+            .field("container", &self.container)
+            .field("partition_key", &self.partition_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for CosmosLeaseProviderBuilder {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            auth: None,
+            connection_string: None,
+            database: DEFAULT_DATABASE.into(),
+            container: DEFAULT_CONTAINER.into(),
+            create_if_missing: true,
+            partition_key: PartitionKeyStrategy::default(),
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            owner: None,
+            retention: DEFAULT_RETENTION,
+            emulator: None,
+            allow_multi_region_writes: false,
+            renew_concurrency: 32,
+            #[cfg(feature = "fault_injection")]
+            fault_rules: Vec::new(),
+        }
+    }
+}
+
+impl CosmosLeaseProviderBuilder {
+    /// Account endpoint and key (primary or secondary).
+    pub fn key(mut self, endpoint: impl Into<String>, key: impl Into<String>) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self.auth = Some(Auth::Key(Secret::new(key.into())));
+        self
+    }
+
+    /// `AccountEndpoint=…;AccountKey=…;` (parsed by [`build`](Self::build)).
+    pub fn connection_string(mut self, connection_string: impl Into<String>) -> Self {
+        self.connection_string = Some(Secret::new(connection_string.into()));
+        self
+    }
+
+    /// Account endpoint and a Microsoft Entra ID token credential (`azure_identity`). The
+    /// identity needs the *Cosmos DB Built-in Data Contributor* role; with a token the
+    /// database and container must already exist (the service allows creating them only
+    /// through the control plane).
+    pub fn token_credential(
+        mut self,
+        endpoint: impl Into<String>,
+        credential: Arc<dyn TokenCredential>,
+    ) -> Self {
+        self.endpoint = Some(endpoint.into());
+        self.auth = Some(Auth::Token(credential));
+        self
+    }
+
+    /// Database name (default `leasing`).
+    pub fn database(mut self, name: impl Into<String>) -> Self {
+        self.database = name.into();
+        self
+    }
+
+    /// Container name (default `leases`).
+    pub fn container(mut self, name: impl Into<String>) -> Self {
+        self.container = name.into();
+        self
+    }
+
+    /// Whether to create the database and container on first use (default true; key auth
+    /// only). The container is partitioned on `/partitionKey` with TTL on (no default).
+    pub fn create_if_missing(mut self, yes: bool) -> Self {
+        self.create_if_missing = yes;
+        self
+    }
+
+    /// Partition-key strategy (default [`PartitionKeyStrategy::PerLease`]).
+    pub fn partition_key(mut self, strategy: PartitionKeyStrategy) -> Self {
+        self.partition_key = strategy;
+        self
+    }
+
+    /// Deadline of each call to the service (default 5 s). The SDK's own throttling
+    /// retries are off: the core retries, within the lease's safety margin.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// The `owner` written into each lease document (default `host:pid`).
+    pub fn owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
+    /// How long a document is kept after its last write before Cosmos DB's TTL deletes
+    /// it (default 7 days; at least one second past the lease's duration).
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Talk to a local emulator: certificate checks relaxed for loopback hosts only, HTTP/2
+    /// and binary encoding off. Default: on for `localhost`, `127.0.0.1` and `[::1]`.
+    pub fn emulator(mut self, yes: bool) -> Self {
+        self.emulator = Some(yes);
+        self
+    }
+
+    /// Accept an account with multi-region writes. Off by default: such accounts resolve
+    /// conflicting writes after the fact, so two regions could both grant one lease.
+    pub fn allow_multi_region_writes(mut self, yes: bool) -> Self {
+        self.allow_multi_region_writes = yes;
+        self
+    }
+
+    /// How many renewals [`LeaseProvider::renew_many`] runs at once (default 32).
+    pub fn renew_concurrency(mut self, n: usize) -> Self {
+        self.renew_concurrency = n.max(1);
+        self
+    }
+
+    /// The SDK's fault-injection rules (feature `fault_injection`, for tests).
+    #[cfg(feature = "fault_injection")]
+    pub fn fault_injection_rules(
+        mut self,
+        rules: Vec<Arc<azure_data_cosmos::fault_injection::FaultInjectionRule>>,
+    ) -> Self {
+        self.fault_rules = rules;
+        self
+    }
+
+    /// Settings from the environment, in this order (the first that is set wins):
+    /// 1. `LEASING_COSMOS_CONNECTION_STRING`;
+    /// 2. `LEASING_COSMOS_ENDPOINT` with `LEASING_COSMOS_KEY`;
+    /// 3. `LEASING_COSMOS_ENDPOINT` with a token credential: workload identity when
+    ///    `AZURE_FEDERATED_TOKEN_FILE` is set, a client secret when `AZURE_CLIENT_SECRET`,
+    ///    `AZURE_TENANT_ID` and `AZURE_CLIENT_ID` are, managed identity when
+    ///    `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` is, else the developer tools (Azure CLI,
+    ///    Azure Developer CLI).
+    ///
+    /// Also read: `LEASING_COSMOS_DATABASE`, `LEASING_COSMOS_CONTAINER`.
+    ///
+    /// # Errors
+    /// `Configuration` naming what is missing.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub(crate) fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut b = CosmosLeaseProvider::builder();
+        if let Some(db) = var("LEASING_COSMOS_DATABASE") {
+            b = b.database(db);
+        }
+        if let Some(c) = var("LEASING_COSMOS_CONTAINER") {
+            b = b.container(c);
+        }
+        if let Some(cs) = var("LEASING_COSMOS_CONNECTION_STRING") {
+            return Ok(b.connection_string(cs));
+        }
+        let Some(endpoint) = var("LEASING_COSMOS_ENDPOINT") else {
+            return Err(LeaseError::configuration(
+                "LEASING_COSMOS_ENDPOINT",
+                "set LEASING_COSMOS_CONNECTION_STRING, or LEASING_COSMOS_ENDPOINT (with LEASING_COSMOS_KEY or an Azure identity)",
+            ));
+        };
+        if let Some(key) = var("LEASING_COSMOS_KEY") {
+            return Ok(b.key(endpoint, key));
+        }
+        let cred = env_credential(&var)?;
+        Ok(b.token_credential(endpoint, cred))
+    }
+
+    /// Connects, checks the account's write regions, and returns the provider. The
+    /// database and container are created (or found) on first use.
+    ///
+    /// # Errors
+    /// `Configuration` for missing or malformed settings or a multi-region-write account
+    /// without the opt-in; `ProviderUnavailable` when the account cannot be reached.
+    pub async fn build(self) -> Result<CosmosLeaseProvider> {
+        let (endpoint, auth) = match (&self.connection_string, self.endpoint, self.auth) {
+            (Some(cs), _, _) => {
+                let (e, k) = parse_connection_string(cs.secret())?;
+                (e, Auth::Key(k))
+            }
+            (None, Some(e), Some(a)) => (e, a),
+            _ => return Err(LeaseError::configuration(
+                "endpoint",
+                "set a connection string, an endpoint and key, or an endpoint and token credential",
+            )),
+        };
+        for (field, v) in [("database", &self.database), ("container", &self.container)] {
+            if v.is_empty() || v.contains(['/', '\\', '?', '#']) || v.len() > 255 {
+                return Err(LeaseError::configuration(
+                    field,
+                    "must be 1-255 characters without / \\ ? #",
+                ));
+            }
+        }
+        if self.call_timeout.is_zero() {
+            return Err(LeaseError::configuration(
+                "call_timeout",
+                "must be positive",
+            ));
+        }
+        if self.retention < Duration::from_secs(1) {
+            return Err(LeaseError::configuration(
+                "retention",
+                "must be at least one second",
+            ));
+        }
+        let parsed: AccountEndpoint = endpoint
+            .parse()
+            .map_err(|_| LeaseError::configuration("endpoint", "is not an absolute http(s) URL"))?;
+        let emulator = self.emulator.unwrap_or_else(|| is_loopback(&endpoint));
+        let account = match &auth {
+            Auth::Key(k) => AccountReference::with_authentication_key(parsed, k.clone()),
+            Auth::Token(c) => AccountReference::with_credential(parsed, Arc::clone(c)),
+        };
+        let unavailable = |what: &str, e: azure_data_cosmos::CosmosError| {
+            let Mapped { error, .. } = error::map(e, what);
+            error
+        };
+        let mut pool = ConnectionPoolOptions::builder();
+        if emulator {
+            pool = pool
+                .with_is_http2_allowed(false)
+                .with_server_certificate_validation(
+                    ServerCertificateValidation::RequiredUnlessEmulator,
+                );
+        }
+        let pool = pool
+            .build()
+            .map_err(|e| unavailable("connection pool", e))?;
+        let runtime = CosmosRuntime::builder()
+            .with_connection_pool(pool)
+            .build()
+            .await
+            .map_err(|e| unavailable("runtime", e))?;
+        let mut client = CosmosClient::builder()
+            .with_runtime(runtime)
+            .with_default_operation_options(default_operation_options());
+        if emulator {
+            client = client
+                .with_binary_encoding_options(BinaryEncodingOptions::new().with_enabled(false));
+        }
+        #[cfg(feature = "fault_injection")]
+        if !self.fault_rules.is_empty() {
+            client = client
+                .with_fault_injection_rules(self.fault_rules)
+                .map_err(|e| unavailable("fault injection", e))?;
+        }
+        let connect = client.build(account, RoutingStrategy::ProximityTo(Region::from("")));
+        let client = tokio::time::timeout(self.call_timeout * 2, connect)
+            .await
+            .map_err(|_| error::deadline("connect", self.call_timeout * 2))?
+            .map_err(|e| unavailable("connect", e))?;
+        let account_info =
+            crate::account::read_account(&endpoint, &auth, self.call_timeout).await?;
+        if account_info.multiple_write_locations && !self.allow_multi_region_writes {
+            return Err(LeaseError::configuration(
+                "allow_multi_region_writes",
+                format!(
+                    "the account writes in several regions ({}); ETag checks only hold within one write region, so two regions could both grant a lease. Use a single-write-region account, or opt in knowingly",
+                    account_info.write_locations.join(", ")
+                ),
+            ));
+        }
+        Ok(CosmosLeaseProvider {
+            inner: Arc::new(Inner {
+                client,
+                container: OnceCell::new(),
+                endpoint,
+                auth_kind: match auth {
+                    Auth::Key(_) => "key",
+                    Auth::Token(_) => "token",
+                },
+                create_if_missing: self.create_if_missing,
+                database: self.database,
+                container_name: self.container,
+                partition_key: self.partition_key,
+                call_timeout: self.call_timeout,
+                owner: self.owner.unwrap_or_else(default_owner),
+                retention: self.retention,
+                renew_concurrency: self.renew_concurrency,
+                request_charge_centi: AtomicU64::new(0),
+                write_locations: account_info.write_locations,
+            }),
+        })
+    }
+}
+
+fn env_credential(var: &impl Fn(&str) -> Option<String>) -> Result<Arc<dyn TokenCredential>> {
+    let cfg = |e: azure_core::Error| {
+        LeaseError::configuration(
+            "credential",
+            format!("could not build the Azure identity: {e}"),
+        )
+    };
+    if var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+        return Ok(azure_identity::WorkloadIdentityCredential::new(None).map_err(cfg)?);
+    }
+    if let (Some(secret), Some(tenant), Some(client)) = (
+        var("AZURE_CLIENT_SECRET"),
+        var("AZURE_TENANT_ID"),
+        var("AZURE_CLIENT_ID"),
+    ) {
+        return Ok(azure_identity::ClientSecretCredential::new(
+            &tenant,
+            client,
+            Secret::new(secret),
+            None,
+        )
+        .map_err(cfg)?);
+    }
+    if var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some() {
+        return Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(cfg)?);
+    }
+    Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(cfg)?)
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// SDK retries off (the core retries within the lease's margin), session capture on.
+fn default_operation_options() -> OperationOptions {
+    let mut o = OperationOptions::default();
+    let mut throttling = ThrottlingRetryOptions::default();
+    throttling.max_retry_count = Some(0);
+    o.throttling_retry_options = Some(throttling);
+    o.max_failover_retry_count = Some(0);
+    o
+}
+
+fn with_content(on: bool) -> OperationOptions {
+    let mut o = OperationOptions::default();
+    o.content_response_on_write = Some(if on {
+        ContentResponseOnWrite::Enabled
+    } else {
+        ContentResponseOnWrite::Disabled
+    });
+    o
+}
+
+/// Azure Cosmos DB lease provider. See the crate docs and `docs/providers/cosmos.md`.
+///
+/// Cheap to clone (an `Arc`).
+#[derive(Clone)]
+pub struct CosmosLeaseProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: CosmosClient,
+    container: OnceCell<ContainerClient>,
+    endpoint: String,
+    auth_kind: &'static str,
+    create_if_missing: bool,
+    database: String,
+    container_name: String,
+    partition_key: PartitionKeyStrategy,
+    call_timeout: Duration,
+    owner: String,
+    retention: Duration,
+    renew_concurrency: usize,
+    /// Sum of the request charges (RU × 100) of every call this provider made.
+    request_charge_centi: AtomicU64,
+    write_locations: Vec<String>,
+}
+
+impl fmt::Debug for CosmosLeaseProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("CosmosLeaseProvider")
+            .field("endpoint", &i.endpoint)
+            .field("auth", &i.auth_kind)
+            .field("database", &i.database)
+            .field("container", &i.container_name)
+            .field("partition_key", &i.partition_key)
+            .field("call_timeout", &i.call_timeout)
+            .field("owner", &i.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a read of a lease document returns: the document and the service clock.
+struct Observed {
+    doc: LeaseDocument,
+    /// Service time (ms) when the document was read.
+    now_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct DocAndClock {
+    doc: LeaseDocument,
+    now: i64,
+}
+
+fn ms_to_time(ms: i64) -> SystemTime {
+    if ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())
+    } else {
+        UNIX_EPOCH
+    }
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn duration_ms(d: LeaseDuration) -> u64 {
+    match d {
+        LeaseDuration::Finite(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+        LeaseDuration::Infinite => u64::MAX,
+    }
+}
+
+impl CosmosLeaseProvider {
+    /// A builder.
+    pub fn builder() -> CosmosLeaseProviderBuilder {
+        CosmosLeaseProviderBuilder::default()
+    }
+
+    /// A provider from the environment ([`CosmosLeaseProviderBuilder::from_env`]).
+    ///
+    /// # Errors
+    /// As [`CosmosLeaseProviderBuilder::build`].
+    pub async fn from_env() -> Result<Self> {
+        CosmosLeaseProviderBuilder::from_env()?.build().await
+    }
+
+    /// Request units charged to this provider so far (sum of `x-ms-request-charge`).
+    pub fn request_charge_total(&self) -> f64 {
+        self.inner.request_charge_centi.load(Ordering::Relaxed) as f64 / 100.0
+    }
+
+    /// The account's write regions, read at start-up.
+    pub fn write_locations(&self) -> &[String] {
+        &self.inner.write_locations
+    }
+
+    /// The document id of a lease name (see [`document_id`]).
+    pub fn document_id(name: &str) -> String {
+        document_id(name)
+    }
+
+    fn partition_for(&self, name: &str, id: &str) -> String {
+        self.inner.partition_key.key_for(name, id)
+    }
+
+    fn charge(&self, op: &'static str, ru: Option<f64>) {
+        if let Some(ru) = ru {
+            let centi = (ru * 100.0).round().max(0.0) as u64;
+            self.inner
+                .request_charge_centi
+                .fetch_add(centi, Ordering::Relaxed);
+            tracing::trace!(
+                cosmos.operation = op,
+                cosmos.request_charge = ru,
+                "cosmos request"
+            );
+        }
+    }
+
+    /// Runs one call under the per-call deadline.
+    async fn call<T>(
+        &self,
+        what: &'static str,
+        f: impl Future<Output = azure_data_cosmos::Result<T>>,
+    ) -> std::result::Result<T, Mapped> {
+        match tokio::time::timeout(self.inner.call_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                let ru = e
+                    .response()
+                    .and_then(|r| r.headers().request_charge)
+                    .map(f64::from);
+                self.charge(what, ru);
+                Err(error::map(e, what))
+            }
+            Err(_) => Err(Mapped {
+                failure: Failure::Other,
+                error: error::deadline(what, self.inner.call_timeout),
+            }),
+        }
+    }
+
+    fn note(&self, what: &'static str, r: &ItemResponse) {
+        self.charge(what, r.headers().request_charge().map(|c| f64::from(*c)));
+    }
+
+    /// The container client, creating the database and container on first use.
+    async fn container(&self) -> Result<&ContainerClient> {
+        self.inner
+            .container
+            .get_or_try_init(|| async {
+                if self.inner.create_if_missing && self.inner.auth_kind == "key" {
+                    self.ensure_container().await?;
+                }
+                let db = self
+                    .inner
+                    .client
+                    .database_client(self.inner.database.as_str());
+                self.call(
+                    "open container",
+                    db.container_client(self.inner.container_name.as_str(), None),
+                )
+                .await
+                .map_err(|m| m.error)
+            })
+            .await
+    }
+
+    /// Creates the database and container unless they exist; safe when many processes
+    /// race (409 means someone else created it, which is as good).
+    async fn ensure_container(&self) -> Result<()> {
+        let created = self
+            .call(
+                "create database",
+                self.inner
+                    .client
+                    .create_database(&self.inner.database, None),
+            )
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(m) if m.failure == Failure::Conflict => {}
+            Err(m) => return Err(m.error),
+        }
+        let db = self
+            .inner
+            .client
+            .database_client(self.inner.database.as_str());
+        let props =
+            ContainerProperties::new(self.inner.container_name.clone(), "/partitionKey".into())
+                .with_default_ttl(azure_data_cosmos::models::TimeToLive::NoDefault);
+        match self
+            .call("create container", db.create_container(props, None))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(m) if m.failure == Failure::Conflict => Ok(()),
+            Err(m) => Err(m.error),
+        }
+    }
+
+    /// The document and the service clock, in one single-partition query.
+    async fn observe(&self, name: &str) -> Result<Option<Observed>> {
+        let id = document_id(name);
+        let pk = self.partition_for(name, &id);
+        let container = self.container().await?;
+        // The partition key is also in the filter: the local emulator ignores the
+        // partition header of queries (harmless and redundant on the service).
+        let query = Query::from(
+            "SELECT c AS doc, GetCurrentTimestamp() AS now FROM c WHERE c.id = @id AND c.partitionKey = @pk",
+        )
+        .with_parameter("@id", &id)
+        .and_then(|q| q.with_parameter("@pk", &pk))
+        .map_err(|e| error::corrupt("query", e))?;
+        let fut = async {
+            let iter = container
+                .query_items::<DocAndClock>(
+                    query,
+                    FeedScope::partition(pk),
+                    Some(QueryOptions::default()),
+                )
+                .await?;
+            let mut pages = iter.into_pages();
+            let mut rows = Vec::new();
+            let mut ru = 0.0;
+            while let Some(page) = pages.next().await {
+                let page = page?;
+                ru += page
+                    .headers()
+                    .request_charge()
+                    .map_or(0.0, |c| f64::from(*c));
+                rows.extend(page.into_items());
+            }
+            Ok((rows, ru))
+        };
+        let (rows, ru) = self.call("read", fut).await.map_err(|m| m.error)?;
+        self.charge("read", Some(ru));
+        Ok(rows.into_iter().next().map(|r| Observed {
+            doc: r.doc,
+            now_ms: r.now,
+        }))
+    }
+
+    /// Point read of the document (no clock).
+    async fn read_doc(&self, name: &str) -> Result<Option<LeaseDocument>> {
+        let id = document_id(name);
+        let pk = self.partition_for(name, &id);
+        let container = self.container().await?;
+        match self
+            .call(
+                "read",
+                container.read_item(pk, &id, Some(ItemReadOptions::default())),
+            )
+            .await
+        {
+            Ok(r) => {
+                self.note("read", &r);
+                let etag = r.headers().etag().map(|e| e.to_string());
+                let mut doc: LeaseDocument =
+                    r.into_model().map_err(|e| error::corrupt("read", e))?;
+                if doc.etag.is_none() {
+                    doc.etag = etag;
+                }
+                Ok(Some(doc))
+            }
+            Err(m) if m.failure == Failure::NotFound => Ok(None),
+            Err(m) => Err(m.error),
+        }
+    }
+
+    /// Writes `doc`: create (no ETag) or replace under `If-Match: etag`. Returns the
+    /// written document (with `_ts` and `_etag`) when `content` is asked for, else only
+    /// the new ETag.
+    async fn write(
+        &self,
+        what: &'static str,
+        doc: &LeaseDocument,
+        if_match: Option<&str>,
+        content: bool,
+    ) -> std::result::Result<(Option<LeaseDocument>, Option<String>), Mapped> {
+        let container = self.container().await.map_err(|error| Mapped {
+            failure: Failure::Other,
+            error,
+        })?;
+        let mut options = ItemWriteOptions::default().with_operation_options(with_content(content));
+        let resp = match if_match {
+            None => {
+                self.call(
+                    what,
+                    container.create_item(doc.partition_key.clone(), &doc.id, doc, Some(options)),
+                )
+                .await?
+            }
+            Some(etag) => {
+                options = options.with_precondition(Precondition::if_match(
+                    azure_core::http::Etag::from(etag.to_owned()),
+                ));
+                self.call(
+                    what,
+                    container.replace_item(doc.partition_key.clone(), &doc.id, doc, Some(options)),
+                )
+                .await?
+            }
+        };
+        self.note(what, &resp);
+        let etag = resp.headers().etag().map(|e| e.to_string());
+        if !content {
+            return Ok((None, etag));
+        }
+        let mut written: LeaseDocument = resp.into_model().map_err(|e| Mapped {
+            failure: Failure::Other,
+            error: error::corrupt(what, e),
+        })?;
+        if written.etag.is_none() {
+            written.etag.clone_from(&etag);
+        }
+        Ok((Some(written), etag))
+    }
+
+    fn ttl_secs(&self, duration_ms: u64) -> i64 {
+        let secs = self
+            .inner
+            .retention
+            .as_secs()
+            .max(duration_ms.div_ceil(1000) + 1);
+        i64::try_from(secs).unwrap_or(i64::MAX)
+    }
+
+    fn new_doc(&self, req: &AcquireRequest, lease_id: &str) -> LeaseDocument {
+        let id = document_id(&req.name);
+        let duration = duration_ms(req.duration);
+        LeaseDocument {
+            partition_key: self.partition_for(&req.name, &id),
+            id,
+            lease_name: req.name.clone(),
+            lease_id: lease_id.to_owned(),
+            fencing_token: None,
+            owner: Some(self.inner.owner.clone()),
+            acquired_at: None,
+            expires_at: Some(wall_ms().saturating_add(i64::try_from(duration).unwrap_or(i64::MAX))),
+            duration,
+            metadata: req.metadata.clone(),
+            ttl: self.ttl_secs(duration),
+            state: State::Held,
+            ts: 0,
+            etag: None,
+        }
+    }
+
+    fn grant_of(
+        &self,
+        req: &AcquireRequest,
+        written: &LeaseDocument,
+        sent_at: Instant,
+    ) -> Result<LeaseGrant> {
+        let etag = written
+            .etag
+            .clone()
+            .ok_or_else(|| error::corrupt("acquire", "the service returned no ETag"))?;
+        Ok(LeaseGrant::new(
+            req,
+            written.lease_id.clone(),
+            written.token(),
+            ms_to_time(written.acquired_ms()),
+            sent_at,
+        )
+        .with_version(etag))
+    }
+
+    async fn acquire(&self, req: &AcquireRequest) -> Result<Option<LeaseGrant>> {
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        // Create first (one round trip when the name is new); 409 → look at the holder.
+        for _ in 0..WRITE_ATTEMPTS {
+            let sent_at = Instant::now();
+            let doc = self.new_doc(req, &lease_id);
+            match self.write("acquire", &doc, None, true).await {
+                Ok((Some(written), _)) => return self.grant_of(req, &written, sent_at).map(Some),
+                Ok((None, _)) => {
+                    return Err(error::corrupt("acquire", "no document in the answer"))
+                }
+                Err(m) if m.failure == Failure::Conflict => {}
+                Err(m) => return Err(acquire_error(m)),
+            }
+            let sent_at = Instant::now();
+            let Some(seen) = self.observe(&req.name).await? else {
+                continue; // deleted in between: create again
+            };
+            if seen.doc.held_at(seen.now_ms) {
+                return Ok(None);
+            }
+            // Free or expired on the service's clock: take it over under If-Match.
+            let mut next = self.new_doc(req, &lease_id);
+            next.fencing_token = Some(seen.doc.token().saturating_add(1));
+            next.acquired_at = Some(seen.now_ms);
+            let etag = seen.doc.etag.clone().unwrap_or_default();
+            return match self.write("acquire", &next, Some(&etag), true).await {
+                Ok((Some(written), _)) => self.grant_of(req, &written, sent_at).map(Some),
+                Ok((None, _)) => Err(error::corrupt("acquire", "no document in the answer")),
+                // Someone else took it (or changed it) first: held by another.
+                Err(m) if m.failure == Failure::PreconditionFailed => Ok(None),
+                Err(m) if m.failure == Failure::NotFound => continue,
+                Err(m) => Err(acquire_error(m)),
+            };
+        }
+        Ok(None)
+    }
+
+    fn held_doc(&self, grant: &LeaseGrant, state: State) -> LeaseDocument {
+        let id = document_id(&grant.name);
+        let duration = duration_ms(grant.duration);
+        LeaseDocument {
+            partition_key: self.partition_for(&grant.name, &id),
+            id,
+            lease_name: grant.name.clone(),
+            lease_id: grant.lease_id.clone(),
+            fencing_token: Some(grant.fencing_token),
+            owner: Some(self.inner.owner.clone()),
+            acquired_at: Some(
+                grant
+                    .acquired_at
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            ),
+            expires_at: match state {
+                State::Held => {
+                    Some(wall_ms().saturating_add(i64::try_from(duration).unwrap_or(i64::MAX)))
+                }
+                State::Free => None,
+            },
+            duration,
+            metadata: match state {
+                State::Held => grant.metadata.clone(),
+                State::Free => Default::default(),
+            },
+            ttl: self.ttl_secs(duration),
+            state,
+            ts: 0,
+            etag: None,
+        }
+    }
+
+    async fn renew_one(&self, grant: &LeaseGrant) -> Result<()> {
+        let doc = self.held_doc(grant, State::Held);
+        let mut etag = grant.version.get();
+        for _ in 0..2 {
+            let Some(tag) = etag.as_deref() else { break };
+            match self.write("renew", &doc, Some(tag), false).await {
+                Ok((_, Some(new_tag))) => {
+                    grant.version.set(new_tag);
+                    return Ok(());
+                }
+                Ok((_, None)) => {
+                    return Err(error::corrupt("renew", "the service returned no ETag"))
+                }
+                Err(m) if m.failure == Failure::NotFound => {
+                    return Err(LeaseError::lost("cosmos db: renew: the lease document is gone (expired and deleted by TTL, or deleted by an operator)"));
+                }
+                Err(m) if m.failure == Failure::PreconditionFailed => {}
+                Err(m) => return Err(m.error),
+            }
+            // The ETag moved. If it is still our grant (an earlier renewal whose answer
+            // was lost), continue from the current version; otherwise the lease is lost.
+            match self.read_doc(&grant.name).await? {
+                Some(cur) if cur.lease_id == grant.lease_id && cur.state == State::Held => {
+                    etag = cur.etag;
+                }
+                _ => {
+                    return Err(LeaseError::lost(
+                        "cosmos db: renew: the lease was taken over, broken or released",
+                    ))
+                }
+            }
+        }
+        Err(LeaseError::lost(
+            "cosmos db: renew: the lease document keeps changing under this grant",
+        ))
+    }
+
+    async fn release_one(&self, grant: &LeaseGrant) -> Result<()> {
+        let doc = self.held_doc(grant, State::Free);
+        let mut etag = grant.version.get();
+        for _ in 0..WRITE_ATTEMPTS {
+            if let Some(tag) = etag.as_deref() {
+                match self.write("release", &doc, Some(tag), false).await {
+                    // The grant keeps the held version: a renewal after release must
+                    // fail its If-Match.
+                    Ok(_) => return Ok(()),
+                    Err(m) if m.failure == Failure::NotFound => return Ok(()),
+                    Err(m) if m.failure == Failure::PreconditionFailed => {}
+                    Err(m) => return Err(m.error),
+                }
+            }
+            match self.read_doc(&grant.name).await? {
+                Some(cur) if cur.lease_id == grant.lease_id && cur.state == State::Held => {
+                    etag = cur.etag;
+                }
+                // Released already, taken over or gone: nothing of ours to release.
+                _ => return Ok(()),
+            }
+        }
+        Err(LeaseError::unavailable(
+            "cosmos db: release: the lease document kept changing",
+        ))
+    }
+
+    async fn break_one(&self, name: &str) -> Result<bool> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let Some(seen) = self.observe(name).await? else {
+                return Ok(false);
+            };
+            if !seen.doc.held_at(seen.now_ms) {
+                return Ok(false);
+            }
+            let mut doc = seen.doc.clone();
+            doc.fencing_token = Some(seen.doc.token());
+            doc.acquired_at = Some(seen.doc.acquired_ms());
+            doc.state = State::Free;
+            doc.metadata = Default::default();
+            doc.expires_at = None;
+            let etag = seen.doc.etag.clone().unwrap_or_default();
+            match self.write("break", &doc, Some(&etag), false).await {
+                Ok(_) => return Ok(true),
+                Err(m) if m.failure == Failure::NotFound => return Ok(false),
+                Err(m) if m.failure == Failure::PreconditionFailed => {}
+                Err(m) => return Err(m.error),
+            }
+        }
+        Err(LeaseError::unavailable(
+            "cosmos db: break: the lease document kept changing",
+        ))
+    }
+
+    fn info_of(doc: &LeaseDocument) -> LeaseInfo {
+        LeaseInfo::new(
+            doc.lease_name.clone(),
+            Some(doc.lease_id.clone()),
+            doc.token(),
+            ms_to_time(doc.acquired_ms()),
+            LeaseExpiry::At(ms_to_time(doc.expiry_ms())),
+            doc.metadata.clone(),
+        )
+    }
+
+    async fn inspect_one(&self, name: &str) -> Result<Option<LeaseInfo>> {
+        Ok(self
+            .observe(name)
+            .await?
+            .filter(|s| s.doc.held_at(s.now_ms))
+            .map(|s| Self::info_of(&s.doc)))
+    }
+
+    async fn list_page(&self, request: &ListRequest) -> Result<LeasePage> {
+        let container = self.container().await?;
+        let after = request.cursor.clone().unwrap_or_default();
+        let query = Query::from(
+            "SELECT c AS doc, GetCurrentTimestamp() AS now FROM c WHERE c.state = 'held' AND STARTSWITH(c.leaseName, @prefix) AND c.leaseName > @after",
+        )
+        .with_parameter("@prefix", &request.prefix)
+        .and_then(|q| q.with_parameter("@after", &after))
+        .map_err(|e| error::corrupt("list", e))?;
+        let fut = async {
+            let iter = container
+                .query_items::<DocAndClock>(
+                    query,
+                    FeedScope::full_container(),
+                    Some(QueryOptions::default()),
+                )
+                .await?;
+            let mut pages = iter.into_pages();
+            let mut rows = Vec::new();
+            let mut ru = 0.0;
+            while let Some(page) = pages.next().await {
+                let page = page?;
+                ru += page
+                    .headers()
+                    .request_charge()
+                    .map_or(0.0, |c| f64::from(*c));
+                rows.extend(page.into_items());
+            }
+            Ok((rows, ru))
+        };
+        let (rows, ru) = self.call("list", fut).await.map_err(|m| m.error)?;
+        self.charge("list", Some(ru));
+        let mut held: Vec<LeaseDocument> = rows
+            .into_iter()
+            .filter(|r| r.doc.held_at(r.now))
+            .map(|r| r.doc)
+            .collect();
+        held.sort_by(|a, b| a.lease_name.cmp(&b.lease_name));
+        let more = held.len() > request.limit;
+        held.truncate(request.limit);
+        let cursor = if more {
+            held.last().map(|d| d.lease_name.clone())
+        } else {
+            None
+        };
+        Ok(LeasePage::new(
+            held.iter().map(Self::info_of).collect(),
+            cursor,
+        ))
+    }
+}
+
+/// During acquisition, a 412/404 from an unexpected place is not "lost" but a failed
+/// acquisition; other kinds stay.
+fn acquire_error(m: Mapped) -> LeaseError {
+    if m.error.kind() == ErrorKind::Lost {
+        LeaseError::new(ErrorKind::Acquisition, m.error.message().to_owned())
+    } else {
+        m.error
+    }
+}
+
+impl LeaseProvider for CosmosLeaseProvider {
+    fn provider_name(&self) -> &'static str {
+        "cosmos"
+    }
+
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(MIN_DURATION, MAX_DURATION)
+            .with_duration_granularity(Duration::from_secs(1))
+            .with_listing(true)
+            .with_max_renew_batch(self.inner.renew_concurrency)
+    }
+
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move {
+            self.capabilities().check_duration(request.duration)?;
+            self.acquire(request)
+                .await
+                .map_err(|e| e.or_lease(&request.name, None))
+        })
+    }
+
+    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.renew_one(grant)
+                .await
+                .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
+        })
+    }
+
+    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let calls: Vec<BoxFuture<'a, Result<()>>> =
+                grants.iter().map(|g| self.renew(g)).collect();
+            futures::stream::iter(calls)
+                .buffered(self.inner.renew_concurrency)
+                .collect()
+                .await
+        })
+    }
+
+    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.release_one(grant)
+                .await
+                .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
+        })
+    }
+
+    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move {
+            self.inspect_one(name)
+                .await
+                .map_err(|e| e.or_lease(name, None))
+        })
+    }
+
+    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            self.break_one(name)
+                .await
+                .map_err(|e| e.or_lease(name, None))
+        })
+    }
+
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(self.list_page(request))
+    }
+}

@@ -1,0 +1,138 @@
+//! Shared helpers of the integration tests: service discovery, providers, a private
+//! emulator fixture.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use leasing_cosmos::{CosmosLeaseProvider, CosmosLeaseProviderBuilder};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const HOW: &str =
+    "start the emulator with scripts/cosmos-up.sh and source target/services/cosmos.env";
+
+/// The value of `var`, or `None` after a loud SKIPPED line. Under
+/// `LEASING_REQUIRE_SERVICES=1` a missing variable fails the test.
+pub fn service_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if required() => panic!("{var} is not set but LEASING_REQUIRE_SERVICES=1: {HOW}"),
+        _ => {
+            eprintln!("SKIPPED: {var} is not set; {HOW}");
+            None
+        }
+    }
+}
+
+pub fn required() -> bool {
+    std::env::var("LEASING_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
+}
+
+/// The shared emulator's connection string, or `None` (SKIPPED).
+pub fn connection_string() -> Option<String> {
+    service_env("LEASING_COSMOS_CONNECTION_STRING")
+}
+
+pub fn unique(test: &str) -> String {
+    format!("{test}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A builder on the shared emulator with a database of its own for this test.
+pub fn builder(cs: &str, database: &str) -> CosmosLeaseProviderBuilder {
+    CosmosLeaseProvider::builder()
+        .connection_string(cs)
+        .database(database)
+        .call_timeout(Duration::from_secs(3))
+}
+
+pub async fn provider(cs: &str, database: &str) -> CosmosLeaseProvider {
+    builder(cs, database)
+        .build()
+        .await
+        .expect("connect to the emulator")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A private patched emulator on a free port (in memory), killed on drop; `restart`
+/// keeps the port and forgets every database, as a real outage with data loss would.
+pub struct Emulator {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Emulator {
+    /// `None` (SKIPPED) when the launcher settings are not in the environment.
+    pub fn start() -> Option<Self> {
+        service_env("LEASING_COSMOS_EMULATOR_LAUNCHER")?;
+        let mut e = Self {
+            port: free_port(),
+            child: None,
+        };
+        e.spawn();
+        Some(e)
+    }
+
+    fn spawn(&mut self) {
+        let launcher = std::env::var("LEASING_COSMOS_EMULATOR_LAUNCHER").expect("launcher");
+        let modules = std::env::var("LEASING_COSMOS_EMULATOR_MODULES").expect("modules");
+        let child = Command::new("node")
+            .arg(launcher)
+            .arg(modules)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--host",
+                "127.0.0.1",
+                "--no-ssl",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn node");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the private emulator did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn connection_string(&self) -> String {
+        format!("AccountEndpoint={};AccountKey={};", self.endpoint(), KEY)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The emulator's well-known key (public; the local emulator accepts any key).
+pub const KEY: &str =
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
