@@ -1,0 +1,220 @@
+//! Service answers to lease errors, in one place.
+
+use leasing_abstractions::{ErrorKind, LeaseError};
+use std::fmt;
+
+/// The operation a service error answered, which decides what some codes mean (a 409 on
+/// renew is a lost lease; on acquire it is someone else's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Acquire,
+    Renew,
+    Release,
+    Inspect,
+    Break,
+    List,
+    Setup,
+}
+
+/// What an azure_core error says, with secrets removed: the status and `x-ms-error-code`
+/// of a service answer, or the redacted text of a transport failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The service answered with an unexpected status.
+    Status { status: u16, code: Option<String> },
+    /// No answer: connection refused, reset, I/O error, timeout.
+    Transport { connect: bool, text: String },
+    /// A credential could not produce a token.
+    Credential(String),
+    /// Anything else the SDK reports (bad URL, unreadable header).
+    Other(String),
+}
+
+impl Failure {
+    pub(crate) fn from_azure(e: &azure_core::Error) -> Self {
+        use azure_core::error::ErrorKind as K;
+        match e.kind() {
+            K::HttpResponse {
+                status, error_code, ..
+            } => Failure::Status {
+                status: u16::from(*status),
+                code: error_code.clone(),
+            },
+            K::Connection => Failure::Transport {
+                connect: true,
+                text: redact(&chain(e)),
+            },
+            K::Io => Failure::Transport {
+                connect: false,
+                text: redact(&chain(e)),
+            },
+            K::Credential => Failure::Credential(redact(&chain(e))),
+            _ => Failure::Other(redact(&chain(e))),
+        }
+    }
+
+    /// The service's error code, if it gave one.
+    pub(crate) fn code(&self) -> Option<&str> {
+        match self {
+            Failure::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Status { status, code } => {
+                write!(
+                    f,
+                    "HTTP {status} {}",
+                    code.as_deref().unwrap_or("(no error code)")
+                )
+            }
+            Failure::Transport { text, .. } | Failure::Credential(text) | Failure::Other(text) => {
+                f.write_str(text)
+            }
+        }
+    }
+}
+
+impl std::error::Error for Failure {}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Removes what may carry a secret from an error text: every URL query (a SAS token is
+/// one) and any `Authorization`/`SharedKey`/`Bearer` value.
+pub(crate) fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_query = false;
+    for c in text.chars() {
+        if in_query {
+            if c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ',') {
+                in_query = false;
+                out.push(c);
+            }
+            continue;
+        }
+        if c == '?' {
+            in_query = true;
+            out.push_str("?<redacted>");
+            continue;
+        }
+        out.push(c);
+    }
+    for marker in [
+        "SharedKey ",
+        "Bearer ",
+        "sig=",
+        "AccountKey=",
+        "SharedAccessSignature=",
+    ] {
+        while let Some(i) = out.find(marker) {
+            let start = i + marker.len();
+            let end = out[start..]
+                .find(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '"')
+                .map_or(out.len(), |j| start + j);
+            if out[start..end].starts_with("<redacted>") || start == end {
+                break;
+            }
+            out.replace_range(start..end, "<redacted>");
+        }
+    }
+    out
+}
+
+/// Maps a failed call to the core's error kinds: the one place that reads status codes
+/// and `x-ms-error-code`s.
+///
+/// - lease held by someone else: `Conflict` (acquire answers `None` before getting here);
+/// - this grant is no longer the holder (renew: mismatched, broken, missing lease or blob):
+///   `Lost`;
+/// - 401/403: `Unauthorized`; 400 (e.g. `InvalidHeaderValue` for a bad duration):
+///   `InvalidArgument`;
+/// - 408, 429, 5xx, no answer at all, deadline passed: `ProviderUnavailable` (retryable);
+/// - anything else: `Acquisition` for acquire, `Renewal` for renew, otherwise
+///   `ProviderUnavailable`.
+pub(crate) fn map_failure(op: Op, failure: Failure) -> LeaseError {
+    let kind = match (&failure, failure.status(), failure.code()) {
+        (Failure::Transport { .. }, ..) => ErrorKind::ProviderUnavailable,
+        (Failure::Credential(_), ..) => ErrorKind::Unauthorized,
+        (_, Some(401 | 403), _) => ErrorKind::Unauthorized,
+        (_, Some(408 | 429 | 500..=599), _) => ErrorKind::ProviderUnavailable,
+        (_, Some(409 | 412 | 404), Some(code)) if op == Op::Renew && loses_lease(code) => {
+            ErrorKind::Lost
+        }
+        (_, Some(404), _) if op == Op::Renew => ErrorKind::Lost,
+        (_, Some(409), Some("LeaseAlreadyPresent")) => ErrorKind::Conflict,
+        (_, Some(400), _) => ErrorKind::InvalidArgument,
+        _ => match op {
+            Op::Acquire => ErrorKind::Acquisition,
+            Op::Renew => ErrorKind::Renewal,
+            Op::Setup => ErrorKind::Configuration,
+            _ => ErrorKind::ProviderUnavailable,
+        },
+    };
+    let message = match op {
+        Op::Acquire => format!("blob acquire failed: {failure}"),
+        Op::Renew => format!("blob renew failed: {failure}"),
+        Op::Release => format!("blob release failed: {failure}"),
+        Op::Inspect => format!("blob inspect failed: {failure}"),
+        Op::Break => format!("blob break failed: {failure}"),
+        Op::List => format!("blob list failed: {failure}"),
+        Op::Setup => format!("blob container setup failed: {failure}"),
+    };
+    let err = LeaseError::new(kind, message);
+    match kind {
+        // `invalid_argument` errors name a field; the service does not say which was bad.
+        ErrorKind::InvalidArgument => {
+            LeaseError::invalid_argument("request", err.message().to_owned()).with_source(failure)
+        }
+        _ => err.with_source(failure),
+    }
+}
+
+/// Error codes that mean the presented lease id no longer holds the blob.
+fn loses_lease(code: &str) -> bool {
+    matches!(
+        code,
+        "LeaseIdMismatchWithLeaseOperation"
+            | "LeaseIsBrokenAndCannotBeRenewed"
+            | "LeaseNotPresentWithLeaseOperation"
+            | "LeaseIdMismatchWithBlobOperation"
+            | "LeaseNotPresentWithBlobOperation"
+            | "LeaseIdMissing"
+            | "LeaseLost"
+            | "BlobNotFound"
+            | "ContainerNotFound"
+    )
+}
+
+/// An operation's deadline passed without an answer.
+pub(crate) fn deadline_passed(op: Op, after: std::time::Duration) -> LeaseError {
+    map_failure(
+        op,
+        Failure::Transport {
+            connect: false,
+            text: format!("no answer within {after:?}"),
+        },
+    )
+}

@@ -1,0 +1,568 @@
+//! The provider: native blob leases, fencing tokens in blob metadata.
+
+use crate::config::{container_client, BlobConfig, BlobLeaseProviderBuilder};
+use crate::error::{deadline_passed, map_failure, Failure, Op};
+use crate::naming::{self, ACQUIRED_KEY, DURATION_KEY, TOKEN_KEY};
+use azure_core::http::headers::HeaderName;
+use azure_core::http::{Etag, RequestContent};
+use azure_storage_blob::models::{
+    BlobClientAcquireLeaseOptions, BlobClientBreakLeaseOptions,
+    BlobClientGetPropertiesResultHeaders, BlobClientSetMetadataOptions,
+    BlobContainerClientCreateOptions, BlockBlobClientUploadOptions,
+    LeaseDuration as AzLeaseDuration, LeaseStatus,
+};
+use azure_storage_blob::{BlobClient, BlobContainerClient};
+use futures::StreamExt;
+use leasing_abstractions::{
+    AcquireRequest, BoxFuture, LeaseDuration, LeaseError, LeaseExpiry, LeaseGrant, LeaseInfo,
+    LeasePage, LeaseProvider, ListRequest, Metadata, ProviderCapabilities, Result,
+};
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Shortest blob lease.
+pub const MIN_DURATION: Duration = Duration::from_secs(15);
+/// Longest finite blob lease.
+pub const MAX_DURATION: Duration = Duration::from_secs(60);
+
+/// Leases as native Azure Blob leases: one blob per lease name in one container.
+///
+/// Round trips: `try_acquire` 3 when the name is free (acquire the blob lease; read the
+/// metadata for the previous fencing token and the service's `Date`; write the new token
+/// and the holder's metadata under the lease id), 1 when it is held; the first use of a
+/// name adds 1–2 (create the blob, and the container if missing). `renew`, `release`,
+/// `break_lease` and `inspect` take 1 each.
+///
+/// Build it with [`builder`](Self::builder) or [`from_env`](Self::from_env).
+#[derive(Clone)]
+pub struct BlobLeaseProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: BlobConfig,
+    container: BlobContainerClient,
+}
+
+impl fmt::Debug for BlobLeaseProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.inner.config;
+        f.debug_struct("BlobLeaseProvider")
+            .field("endpoint", &c.endpoint.as_str())
+            .field("container", &c.container)
+            .field("auth", &c.auth)
+            .field("call_timeout", &c.call_timeout)
+            .finish()
+    }
+}
+
+fn date_header() -> HeaderName {
+    HeaderName::from_static("date")
+}
+
+/// The service's `Date` of a response, if it sent a readable one.
+fn service_date(headers: &azure_core::http::headers::Headers) -> Option<SystemTime> {
+    let s = headers.get_optional_str(&date_header())?;
+    let t = azure_core::time::parse_rfc7231(s).ok()?;
+    let nanos = t.unix_timestamp_nanos();
+    u64::try_from(nanos / 1_000)
+        .ok()
+        .map(|us| UNIX_EPOCH + Duration::from_micros(us))
+}
+
+fn micros(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// What a blob's metadata says about its lease.
+#[derive(Debug, Default, PartialEq)]
+struct Stored {
+    token: u64,
+    acquired_at: Option<SystemTime>,
+    metadata: Metadata,
+}
+
+fn read_stored(raw: &HashMap<String, String>) -> Stored {
+    let mut s = Stored::default();
+    for (k, v) in raw {
+        let key = k.to_ascii_lowercase();
+        if key == TOKEN_KEY {
+            s.token = v.parse().unwrap_or(0);
+        } else if key == ACQUIRED_KEY {
+            s.acquired_at = v
+                .parse::<u64>()
+                .ok()
+                .map(|us| UNIX_EPOCH + Duration::from_micros(us));
+        } else if let Some(user) = naming::decode_key(&key) {
+            if let Some(value) = naming::decode_value(v) {
+                s.metadata.insert(user, value);
+            }
+        }
+    }
+    s
+}
+
+fn write_stored(
+    token: u64,
+    acquired_at: SystemTime,
+    duration: LeaseDuration,
+    md: &Metadata,
+) -> HashMap<String, String> {
+    let mut out = HashMap::with_capacity(md.len() + 3);
+    out.insert(TOKEN_KEY.to_owned(), token.to_string());
+    out.insert(ACQUIRED_KEY.to_owned(), micros(acquired_at).to_string());
+    out.insert(
+        DURATION_KEY.to_owned(),
+        match duration {
+            LeaseDuration::Finite(d) => d.as_secs().to_string(),
+            LeaseDuration::Infinite => "infinite".to_owned(),
+        },
+    );
+    for (k, v) in md {
+        out.insert(naming::encode_key(k), naming::encode_value(v));
+    }
+    out
+}
+
+/// Seconds for the service's `x-ms-lease-duration` (-1: infinite).
+fn lease_seconds(d: LeaseDuration) -> Result<i32> {
+    match d {
+        LeaseDuration::Infinite => Ok(-1),
+        LeaseDuration::Finite(d)
+            if d >= MIN_DURATION && d <= MAX_DURATION && d.subsec_nanos() == 0 =>
+        {
+            Ok(i32::try_from(d.as_secs()).unwrap_or(60))
+        }
+        LeaseDuration::Finite(d) => Err(LeaseError::invalid_argument(
+            "lease_duration",
+            format!("{d:?}: blob leases are whole seconds from 15 to 60, or infinite"),
+        )),
+    }
+}
+
+impl BlobLeaseProvider {
+    /// A builder.
+    pub fn builder() -> BlobLeaseProviderBuilder {
+        BlobLeaseProviderBuilder::default()
+    }
+
+    /// A provider from a checked configuration.
+    ///
+    /// # Errors
+    /// `Configuration` when the blob client rejects the endpoint or a certificate.
+    pub fn from_config(config: BlobConfig) -> Result<Self> {
+        let container = container_client(&config)?;
+        Ok(Self {
+            inner: Arc::new(Inner { config, container }),
+        })
+    }
+
+    /// The configuration (secrets redacted in its `Debug`).
+    pub fn config(&self) -> &BlobConfig {
+        &self.inner.config
+    }
+
+    fn blob(&self, name: &str) -> BlobClient {
+        self.inner.container.blob_client(&naming::blob_name(name))
+    }
+
+    /// Runs one service call under its deadline.
+    async fn call<T>(
+        &self,
+        op: Op,
+        timeout: Duration,
+        fut: impl Future<Output = azure_core::Result<T>>,
+    ) -> std::result::Result<T, Call> {
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Call::Failed(Failure::from_azure(&e))),
+            Err(_) => Err(Call::Deadline(deadline_passed(op, timeout))),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.inner.config.call_timeout
+    }
+
+    /// Creates the container; one that exists already (another process won the race) is
+    /// fine.
+    async fn create_container(&self) -> Result<()> {
+        let r = self
+            .call(
+                Op::Setup,
+                self.timeout(),
+                self.inner
+                    .container
+                    .create(None::<BlobContainerClientCreateOptions<'_>>),
+            )
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(Call::Failed(f)) if f.code() == Some("ContainerAlreadyExists") => Ok(()),
+            Err(c) => Err(c.into_error(Op::Acquire)),
+        }
+    }
+
+    /// Creates the empty blob of a name; one that exists already is fine.
+    async fn create_blob(&self, blob: &BlobClient) -> Result<()> {
+        let options = BlockBlobClientUploadOptions {
+            if_none_match: Some(Etag::from("*")),
+            ..Default::default()
+        };
+        let r = self
+            .call(
+                Op::Acquire,
+                self.timeout(),
+                blob.block_blob_client()
+                    .upload(RequestContent::from(Vec::<u8>::new()), Some(options)),
+            )
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            Err(Call::Failed(f))
+                if matches!(
+                    f.code(),
+                    Some("BlobAlreadyExists" | "LeaseIdMissing" | "ConditionNotMet")
+                ) || f.status() == Some(409) =>
+            {
+                Ok(())
+            }
+            Err(c) => Err(c.into_error(Op::Acquire)),
+        }
+    }
+
+    async fn acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
+        let seconds = lease_seconds(request.duration)?;
+        let blob = self.blob(&request.name);
+        let lease_id = uuid::Uuid::new_v4().to_string();
+        let mut setups = 0;
+        let sent_at = loop {
+            let sent_at = Instant::now();
+            let options = BlobClientAcquireLeaseOptions {
+                proposed_lease_id: Some(lease_id.clone()),
+                ..Default::default()
+            };
+            let r = self
+                .call(
+                    Op::Acquire,
+                    self.timeout(),
+                    blob.acquire_lease(seconds, Some(options)),
+                )
+                .await;
+            match r {
+                Ok(_) => break sent_at,
+                Err(Call::Failed(f)) if f.code() == Some("LeaseAlreadyPresent") => return Ok(None),
+                Err(Call::Failed(f))
+                    if setups < 2
+                        && matches!(f.code(), Some("BlobNotFound" | "ContainerNotFound")) =>
+                {
+                    setups += 1;
+                    if f.code() == Some("ContainerNotFound") {
+                        self.create_container().await?;
+                    }
+                    self.create_blob(&blob).await?;
+                }
+                Err(c) => return Err(c.into_error(Op::Acquire)),
+            }
+        };
+        match self.stamp(&blob, request, &lease_id, sent_at).await {
+            Ok(grant) => Ok(Some(grant)),
+            Err(e) => {
+                // We hold the blob lease but could not write the token: give it back so the
+                // name does not stay locked (an infinite lease would stay locked forever).
+                let _ = self.release_id(&blob, &lease_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads the previous token and writes the new one with the holder's metadata, under
+    /// the lease just acquired.
+    async fn stamp(
+        &self,
+        blob: &BlobClient,
+        request: &AcquireRequest,
+        lease_id: &str,
+        sent_at: Instant,
+    ) -> Result<LeaseGrant> {
+        let props = self
+            .call(Op::Acquire, self.timeout(), blob.get_properties(None))
+            .await
+            .map_err(|c| c.into_error(Op::Acquire))?;
+        let stored = read_stored(&props.metadata().unwrap_or_default());
+        let now = service_date(props.headers()).unwrap_or_else(SystemTime::now);
+        // Strictly above the previous token, and at least the service's clock in µs, so a
+        // blob that was deleted (or an emulator restarted empty) still continues upwards.
+        let token = stored.token.saturating_add(1).max(micros(now));
+        let md = write_stored(token, now, request.duration, &request.metadata);
+        let options = BlobClientSetMetadataOptions {
+            lease_id: Some(lease_id.to_owned()),
+            ..Default::default()
+        };
+        let written = self
+            .call(
+                Op::Acquire,
+                self.timeout(),
+                blob.set_metadata(&md, Some(options)),
+            )
+            .await
+            .map_err(|c| c.into_error(Op::Acquire))?;
+        let grant = LeaseGrant::new(request, lease_id, token, now, sent_at);
+        let etag = written
+            .headers()
+            .get_optional_str(&HeaderName::from_static("etag"))
+            .map(str::to_owned);
+        Ok(match etag {
+            Some(e) => grant.with_version(e),
+            None => grant,
+        })
+    }
+
+    async fn release_id(&self, blob: &BlobClient, lease_id: &str) -> Result<()> {
+        let r = self
+            .call(
+                Op::Release,
+                self.timeout(),
+                blob.release_lease(lease_id.to_owned(), None),
+            )
+            .await;
+        match r {
+            Ok(_) => Ok(()),
+            // Not ours any more, or gone: nothing to release.
+            Err(Call::Failed(f)) if matches!(f.status(), Some(404 | 409 | 412)) => Ok(()),
+            Err(c) => Err(c.into_error(Op::Release)),
+        }
+    }
+
+    async fn renew_one(&self, grant: &LeaseGrant) -> Result<()> {
+        let blob = self.blob(&grant.name);
+        // The core bounds the whole renewal by the lease's safety deadline; one call never
+        // outlives half a lease either.
+        let timeout = match grant.duration {
+            LeaseDuration::Finite(d) => self.timeout().min(d / 2),
+            LeaseDuration::Infinite => self.timeout(),
+        };
+        self.call(
+            Op::Renew,
+            timeout,
+            blob.renew_lease(grant.lease_id.clone(), None),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|c| c.into_error(Op::Renew))
+    }
+
+    async fn inspect_name(&self, name: &str) -> Result<Option<LeaseInfo>> {
+        let blob = self.blob(name);
+        let props = match self
+            .call(Op::Inspect, self.timeout(), blob.get_properties(None))
+            .await
+        {
+            Ok(p) => p,
+            Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(None),
+            Err(c) => return Err(c.into_error(Op::Inspect)),
+        };
+        if props.lease_status().ok().flatten() != Some(LeaseStatus::Locked) {
+            return Ok(None);
+        }
+        let infinite = props.duration().ok().flatten() == Some(AzLeaseDuration::Infinite);
+        let stored = read_stored(&props.metadata().unwrap_or_default());
+        Ok(Some(info(name, stored, infinite)))
+    }
+
+    async fn break_name(&self, name: &str) -> Result<bool> {
+        let blob = self.blob(name);
+        let options = BlobClientBreakLeaseOptions {
+            break_period: Some(0),
+            ..Default::default()
+        };
+        match self
+            .call(Op::Break, self.timeout(), blob.break_lease(Some(options)))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(Call::Failed(f))
+                if f.status() == Some(404)
+                    || f.code() == Some("LeaseNotPresentWithLeaseOperation") =>
+            {
+                Ok(false)
+            }
+            Err(c) => Err(c.into_error(Op::Break)),
+        }
+    }
+
+    async fn list_page(&self, request: &ListRequest) -> Result<LeasePage> {
+        use azure_storage_blob::models::{
+            BlobContainerClientListBlobsOptions, ListBlobsIncludeItem,
+        };
+        let options = BlobContainerClientListBlobsOptions {
+            include: Some(vec![ListBlobsIncludeItem::Metadata]),
+            marker: request.cursor.clone(),
+            maxresults: Some(i32::try_from(request.limit.clamp(1, 5000)).unwrap_or(5000)),
+            prefix: Some(naming::blob_prefix(&request.prefix)),
+            ..Default::default()
+        };
+        let mut pages = match self.inner.container.list_blobs(Some(options)) {
+            Ok(p) => p.into_pages(),
+            Err(e) => return Err(map_failure(Op::List, Failure::from_azure(&e))),
+        };
+        loop {
+            let next = tokio::time::timeout(self.timeout(), pages.next()).await;
+            let page = match next {
+                Err(_) => return Err(deadline_passed(Op::List, self.timeout())),
+                Ok(None) => return Ok(LeasePage::new(Vec::new(), None)),
+                Ok(Some(Err(e))) => {
+                    let f = Failure::from_azure(&e);
+                    if f.code() == Some("ContainerNotFound") {
+                        return Ok(LeasePage::new(Vec::new(), None));
+                    }
+                    return Err(map_failure(Op::List, f));
+                }
+                Ok(Some(Ok(p))) => p,
+            };
+            let body = page
+                .into_model()
+                .map_err(|e| map_failure(Op::List, Failure::from_azure(&e)))?;
+            let next_marker = body.next_marker.clone().filter(|m| !m.is_empty());
+            let mut leases = Vec::new();
+            for item in body.blob_items {
+                let Some(blob_name) = item.name.clone() else {
+                    continue;
+                };
+                let Some(name) = naming::lease_name(&blob_name) else {
+                    continue;
+                };
+                if !name.starts_with(&request.prefix) {
+                    continue;
+                }
+                let props = item.properties.as_ref();
+                let locked = props.and_then(|p| p.lease_status) == Some(LeaseStatus::Locked);
+                if !locked {
+                    continue;
+                }
+                let infinite =
+                    props.and_then(|p| p.lease_duration) == Some(AzLeaseDuration::Infinite);
+                let raw: HashMap<String, String> = item
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.values.clone())
+                    .unwrap_or_default();
+                leases.push(info(&name, read_stored(&raw), infinite));
+            }
+            // A page is never empty unless the listing is done: skip pages of free
+            // leases.
+            if !leases.is_empty() || next_marker.is_none() {
+                return Ok(LeasePage::new(leases, next_marker));
+            }
+        }
+    }
+}
+
+fn info(name: &str, stored: Stored, infinite: bool) -> LeaseInfo {
+    LeaseInfo::new(
+        name,
+        None,
+        stored.token,
+        stored.acquired_at.unwrap_or(UNIX_EPOCH),
+        if infinite {
+            LeaseExpiry::Never
+        } else {
+            LeaseExpiry::Unknown
+        },
+        stored.metadata,
+    )
+}
+
+/// A call that failed or ran out of time.
+enum Call {
+    Failed(Failure),
+    Deadline(LeaseError),
+}
+
+impl Call {
+    fn into_error(self, op: Op) -> LeaseError {
+        match self {
+            Call::Failed(f) => map_failure(op, f),
+            Call::Deadline(e) => e,
+        }
+    }
+}
+
+impl LeaseProvider for BlobLeaseProvider {
+    fn provider_name(&self) -> &'static str {
+        "blob"
+    }
+
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(MIN_DURATION, MAX_DURATION)
+            .with_infinite_leases(true)
+            .with_duration_granularity(Duration::from_secs(1))
+            .with_listing(true)
+            .with_max_renew_batch(self.inner.config.renew_concurrency.saturating_mul(8))
+    }
+
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async move {
+            leasing_abstractions::validate_request(request, &self.capabilities())?;
+            self.acquire(request)
+                .await
+                .map_err(|e| e.or_lease(&request.name, None))
+        })
+    }
+
+    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            self.renew_one(grant)
+                .await
+                .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
+        })
+    }
+
+    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let n = self.inner.config.renew_concurrency;
+            let calls: Vec<BoxFuture<'a, Result<()>>> =
+                grants.iter().map(|g| self.renew(g)).collect();
+            futures::stream::iter(calls).buffered(n).collect().await
+        })
+    }
+
+    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let blob = self.blob(&grant.name);
+            self.release_id(&blob, &grant.lease_id)
+                .await
+                .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
+        })
+    }
+
+    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async move {
+            leasing_abstractions::validate_name(name)?;
+            self.inspect_name(name)
+                .await
+                .map_err(|e| e.or_lease(name, None))
+        })
+    }
+
+    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            leasing_abstractions::validate_name(name)?;
+            self.break_name(name)
+                .await
+                .map_err(|e| e.or_lease(name, None))
+        })
+    }
+
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(async move { self.list_page(request).await })
+    }
+}
