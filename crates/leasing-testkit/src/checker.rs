@@ -20,7 +20,10 @@
 //!   another (its acquire invoked after the other's completed) has a fencing token not
 //!   greater than it; two grants of one name share a token.
 //! - **acted after loss**: a holder was told (or released) and afterwards still got
-//!   `held: true` from its lease, or wrote to the resource with it.
+//!   `held: true` from its lease; or it wrote to the resource with it after its lease
+//!   answered `held: false` (or after releasing). A write that races with an
+//!   asynchronous `Lost` notice is not counted here: it was decided on an earlier `true`,
+//!   and is a *stale write* if the name had moved on.
 //! - **loss not told**: a holder that had not released lost the name to the next grant
 //!   and had not been told before that grant completed, although it was running
 //!   (holders killed before, or stopped at some point between their last `held: true`
@@ -309,6 +312,7 @@ struct Grant {
     last_true_invoke: u64,
     last_activity: u64,
     told: Option<u64>,
+    answered_not_held: Option<u64>,
     released: Option<u64>,
     true_checks: Vec<u64>,
     writes: Vec<(u64, u64, Option<bool>)>,
@@ -368,6 +372,7 @@ pub fn check(history: &[Record]) -> Report {
                         last_true_invoke: r.complete_ns,
                         last_activity: r.complete_ns,
                         told: None,
+                        answered_not_held: None,
                         released: None,
                         true_checks: Vec::new(),
                         writes: Vec::new(),
@@ -409,6 +414,7 @@ pub fn check(history: &[Record]) -> Report {
                     g.last_activity = g.last_activity.max(r.complete_ns);
                 } else {
                     g.told = min_opt(g.told, r.complete_ns);
+                    g.answered_not_held = min_opt(g.answered_not_held, r.complete_ns);
                 }
             }
             Op::Write { accepted } => {
@@ -529,13 +535,30 @@ fn token_order(name: &str, gs: &[&Grant], out: &mut Vec<Violation>) {
 
 fn acted_after_loss(name: &str, gs: &[&Grant], out: &mut Vec<Violation>) {
     for g in gs {
-        let Some(end) = g.ended() else { continue };
-        let check = g.true_checks.iter().copied().find(|&t| t > end);
-        let write = g.writes.iter().map(|w| w.0).find(|&t| t > end);
-        let (at, what) = match (check, write) {
-            (Some(c), Some(w)) if w < c => (w, "wrote"),
-            (Some(c), _) => (c, "was told it held"),
-            (None, Some(w)) => (w, "wrote"),
+        // Told it held after being told of the loss (or releasing): the lease lied.
+        let check = g.ended().and_then(|end| {
+            g.true_checks
+                .iter()
+                .copied()
+                .find(|&t| t > end)
+                .map(|t| (t, end))
+        });
+        // Wrote after asking and hearing "not held" (or after releasing). A write racing
+        // with an asynchronous `Lost` notice is a stale write, judged by fencing instead.
+        let write = g
+            .answered_not_held
+            .map_or(g.released, |n| Some(g.released.map_or(n, |r| r.min(n))))
+            .and_then(|end| {
+                g.writes
+                    .iter()
+                    .map(|w| w.0)
+                    .find(|&t| t > end)
+                    .map(|t| (t, end))
+            });
+        let (at, end, what) = match (check, write) {
+            (Some(c), Some(w)) if w.0 < c.0 => (w.0, w.1, "wrote"),
+            (Some(c), _) => (c.0, c.1, "was told it held"),
+            (None, Some(w)) => (w.0, w.1, "wrote"),
             (None, None) => continue,
         };
         out.push(Violation {

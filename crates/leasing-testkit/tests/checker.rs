@@ -148,6 +148,14 @@ fn acting_after_being_told_is_caught() {
     let report = check(&h);
     assert_eq!(report.count(ViolationKind::ActedAfterLoss), 1, "{report}");
     assert!(report.violations[0].detail.contains("wrote"));
+    let mut h = clean();
+    h.push(write("a", "l1", 1, 57, false)); // a write after `held: false` at 55
+    assert_eq!(check(&h).count(ViolationKind::ActedAfterLoss), 1);
+    // A write decided on the check at 20 that lands after the asynchronous Lost notice
+    // at 50 (but before the answer `false` at 55) is a race, not this violation.
+    let mut h = clean();
+    h.push(write("a", "l1", 1, 52, true));
+    assert_eq!(check(&h).count(ViolationKind::ActedAfterLoss), 0);
 }
 
 #[test]

@@ -1,0 +1,103 @@
+//! The backends a run can target. A backend that runs in its own server processes is two
+//! small functions: [`start`] (start its servers, each behind a `FaultProxy`, and say how
+//! clients reach them) and [`connect`] (what a client process does with that). The fault
+//! schedule, the clients and the checker are shared.
+
+use crate::servers::{RedisServer, Server};
+use leasing_abstractions::LeaseProvider;
+use leasing_testkit::proxy::FaultProxy;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Every backend `--backend` accepts.
+pub(crate) const KNOWN: [&str; 3] = ["memory", "redis", "redlock"];
+
+/// A server the runner may fault, and the proxy clients reach it through.
+pub(crate) struct Slot {
+    pub(crate) server: Arc<Mutex<Box<dyn Server>>>,
+    pub(crate) proxy: FaultProxy,
+}
+
+impl Slot {
+    async fn new(server: Box<dyn Server>) -> Result<Self, String> {
+        let proxy = FaultProxy::start(server.addr())
+            .await
+            .map_err(|e| format!("proxy: {e}"))?;
+        Ok(Self {
+            server: Arc::new(Mutex::new(server)),
+            proxy,
+        })
+    }
+}
+
+/// A backend started for a run.
+pub(crate) struct Target {
+    /// What client processes pass to [`connect`].
+    pub(crate) spec: String,
+    /// Its servers (one for Redis, three for Redlock).
+    pub(crate) slots: Vec<Slot>,
+    /// A provider connected straight to the servers (not through the proxies), used to
+    /// find the current holder of a name.
+    pub(crate) inspector: Arc<dyn LeaseProvider>,
+}
+
+/// Starts the servers of `backend` under `dir`.
+pub(crate) async fn start(backend: &str, dir: &Path) -> Result<Target, String> {
+    let instances = match backend {
+        "redis" => 1,
+        "redlock" => 3,
+        other => return Err(format!("{other} has no servers to start")),
+    };
+    let mut slots = Vec::new();
+    let mut direct = Vec::new();
+    for _ in 0..instances {
+        let dir = dir.to_path_buf();
+        let server = tokio::task::spawn_blocking(move || RedisServer::start_new(dir))
+            .await
+            .map_err(|e| e.to_string())??;
+        direct.push(server.url());
+        slots.push(Slot::new(Box::new(server)).await?);
+    }
+    let spec = slots
+        .iter()
+        .map(|s| format!("redis://{}", s.proxy.addr()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let inspector = connect(backend, &direct.join(",")).await?;
+    Ok(Target {
+        spec,
+        slots,
+        inspector,
+    })
+}
+
+/// A provider for `backend` from `spec` (what [`start`] returned), retried for 15 s while
+/// the backend is unreachable (a client may start during a fault).
+pub(crate) async fn connect(backend: &str, spec: &str) -> Result<Arc<dyn LeaseProvider>, String> {
+    let started = Instant::now();
+    loop {
+        let result: Result<Arc<dyn LeaseProvider>, String> = match backend {
+            "redis" => leasing_redis::RedisLeaseProvider::builder()
+                .url(spec)
+                .build()
+                .await
+                .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
+                .map_err(|e| e.to_string()),
+            "redlock" => leasing_redis::RedlockLeaseProvider::builder()
+                .urls(spec.split(','))
+                .build()
+                .await
+                .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
+                .map_err(|e| e.to_string()),
+            other => return Err(format!("no client for backend {other:?}")),
+        };
+        match result {
+            Ok(p) => return Ok(p),
+            Err(e) if started.elapsed() > Duration::from_secs(15) => {
+                return Err(format!("connect to {backend}: {e}"))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}

@@ -1,0 +1,704 @@
+//! The runner: start the backend and the clients, inject faults on a schedule, collect
+//! the history, check it, print the summary.
+
+use crate::backend::{self, Slot, Target};
+use crate::client::{self, ClientCfg, Fence, CLIENT_KEY};
+use crate::opts::{ClientOpts, RunOpts};
+use leasing_abstractions::fault::{FaultControl, FaultInjectingProvider};
+use leasing_abstractions::{InMemoryLeaseProvider, LeaseProvider};
+use leasing_testkit::checker::{check, Report, ViolationKind};
+use leasing_testkit::fenced::{FencedResource, FencedServer};
+use leasing_testkit::history::{mono_ns, read_histories, write_history, Op, Record, Recorder};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The faults a schedule draws from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL a server and start it again with its data (append-only file, fsync always).
+    RestartPersistent,
+    /// SIGKILL a server and start it again without its data.
+    RestartWiped,
+    /// Stop a server for 1.5 lease durations, then start it with its data.
+    ServerDown,
+    /// Cut the network to a server (every connection closed, new ones refused).
+    NetworkCut,
+    /// Add latency to every packet to a server.
+    Latency,
+    /// SIGSTOP the current holder of a name for 1.5 lease durations, then SIGCONT.
+    PauseHolder,
+    /// SIGKILL the current holder of a name (a new client takes its place).
+    KillHolder,
+}
+
+impl Fault {
+    fn label(self) -> &'static str {
+        match self {
+            Fault::RestartPersistent => "server_restart_persistent",
+            Fault::RestartWiped => "server_restart_wiped",
+            Fault::ServerDown => "server_down",
+            Fault::NetworkCut => "network_cut",
+            Fault::Latency => "latency",
+            Fault::PauseHolder => "pause_holder",
+            Fault::KillHolder => "kill_holder",
+        }
+    }
+}
+
+fn schedule_for(backend: &str, o: &RunOpts) -> Vec<Fault> {
+    let mut v = vec![
+        Fault::PauseHolder,
+        Fault::NetworkCut,
+        Fault::KillHolder,
+        Fault::Latency,
+    ];
+    match backend {
+        "memory" => {}
+        "redlock" => {
+            v.push(Fault::ServerDown);
+            v.push(Fault::RestartPersistent);
+            if o.wipe {
+                v.push(Fault::RestartWiped);
+            }
+        }
+        _ => {
+            v.push(Fault::RestartPersistent);
+            if o.wipe {
+                v.push(Fault::RestartWiped);
+            }
+        }
+    }
+    v
+}
+
+/// A client in a thread of this process (in-memory backend): its own runtime and its own
+/// fault-injecting view of the shared provider.
+struct ThreadClient {
+    id: String,
+    control: FaultControl,
+    pause: tokio::sync::mpsc::UnboundedSender<Duration>,
+    kill: CancellationToken,
+    join: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A client process.
+struct ProcClient {
+    id: String,
+    child: tokio::process::Child,
+}
+
+impl ProcClient {
+    fn pid(&self) -> Option<Pid> {
+        self.child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .map(Pid::from_raw)
+    }
+}
+
+enum Fleet {
+    Threads {
+        shared: InMemoryLeaseProvider,
+        fence: FencedResource,
+        clients: Vec<ThreadClient>,
+        latency: Duration,
+        cut: bool,
+    },
+    Processes {
+        target: Target,
+        fence: FencedServer,
+        clients: Vec<ProcClient>,
+        skew: Option<PathBuf>,
+    },
+}
+
+struct Run {
+    backend: String,
+    o: RunOpts,
+    dir: PathBuf,
+    names: Vec<String>,
+    until_ns: u64,
+    rec: Recorder,
+    rng: fastrand::Rng,
+    next_client: usize,
+    fleet: Fleet,
+}
+
+impl Run {
+    fn client_cfg(&mut self, id: &str) -> ClientCfg {
+        ClientCfg {
+            id: id.to_owned(),
+            names: self.names.clone(),
+            lease: self.o.lease,
+            until_ns: self.until_ns,
+            seed: self.rng.u64(..),
+        }
+    }
+
+    /// Starts one more client (a replacement after a kill, or at start-up).
+    async fn spawn_client(&mut self) -> Result<(), String> {
+        let id = format!("c{}", self.next_client);
+        self.next_client += 1;
+        let cfg = self.client_cfg(&id);
+        let rec = self.rec.clone();
+        let (backend, dir, lease, until, ordinal) = (
+            self.backend.clone(),
+            self.dir.clone(),
+            self.o.lease,
+            self.until_ns,
+            self.next_client,
+        );
+        match &mut self.fleet {
+            Fleet::Threads {
+                shared,
+                fence,
+                clients,
+                latency,
+                cut,
+            } => {
+                let faulty = FaultInjectingProvider::new(Arc::new(shared.clone()));
+                let control = faulty.control();
+                control.set_latency(*latency);
+                control.set_partitioned(*cut);
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Duration>();
+                let kill = CancellationToken::new();
+                let (k2, fence, id2) = (kill.clone(), fence.clone(), id.clone());
+                let join = std::thread::Builder::new()
+                    .name(id.clone())
+                    .spawn(move || {
+                        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        else {
+                            eprintln!("{id2}: no runtime");
+                            return;
+                        };
+                        rt.block_on(async move {
+                            let r2 = rec.clone();
+                            // A pause blocks this client's only thread: its work and its
+                            // lease renewals stop together, as under SIGSTOP.
+                            tokio::spawn(async move {
+                                while let Some(d) = rx.recv().await {
+                                    let s = mono_ns();
+                                    std::thread::sleep(d);
+                                    r2.record(Record::new(&id2, "", s, mono_ns(), Op::Paused));
+                                }
+                            });
+                            match client::manager(Arc::new(faulty), &cfg) {
+                                Ok(m) => {
+                                    client::client_loop(cfg, m, rec, Fence::Local(fence), k2).await
+                                }
+                                Err(e) => eprintln!("{e}"),
+                            }
+                        });
+                    })
+                    .map_err(|e| format!("thread: {e}"))?;
+                clients.push(ThreadClient {
+                    id,
+                    control,
+                    pause: tx,
+                    kill,
+                    join: Some(join),
+                });
+            }
+            Fleet::Processes {
+                target,
+                fence,
+                clients,
+                skew,
+            } => {
+                let co = ClientOpts {
+                    backend,
+                    spec: target.spec.clone(),
+                    id: id.clone(),
+                    names: cfg.names.clone(),
+                    lease,
+                    until_ns: until,
+                    history: dir.join(format!("client-{id}.jsonl")),
+                    fence: fence.addr(),
+                    seed: cfg.seed,
+                };
+                let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+                let mut cmd = tokio::process::Command::new(exe);
+                cmd.args(co.to_args()).kill_on_drop(true);
+                // The first two clients' wall clocks are 30 s ahead and 30 s behind.
+                let offset = match (skew.as_ref(), ordinal) {
+                    (Some(_), 1) => Some("+30s"),
+                    (Some(_), 2) => Some("-30s"),
+                    _ => None,
+                };
+                if let (Some(lib), Some(off)) = (skew.as_ref(), offset) {
+                    cmd.env("LD_PRELOAD", lib)
+                        .env("FAKETIME", off)
+                        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+                    let now = mono_ns();
+                    self.rec.record(
+                        Record::new(
+                            &id,
+                            "",
+                            now,
+                            now,
+                            Op::Fault {
+                                kind: "clock_skew".into(),
+                            },
+                        )
+                        .with_detail(format!("wall clock {off}")),
+                    );
+                }
+                let child = cmd.spawn().map_err(|e| format!("spawn client: {e}"))?;
+                clients.push(ProcClient { id, child });
+            }
+        }
+        Ok(())
+    }
+
+    /// The client holding some name now (names tried in random order), with the name.
+    async fn find_holder(&mut self) -> Option<(String, String)> {
+        let inspector: Arc<dyn LeaseProvider> = match &self.fleet {
+            Fleet::Threads { shared, .. } => Arc::new(shared.clone()),
+            Fleet::Processes { target, .. } => Arc::clone(&target.inspector),
+        };
+        let mut names = self.names.clone();
+        self.rng.shuffle(&mut names);
+        for name in names {
+            let Ok(Ok(Some(info))) =
+                tokio::time::timeout(Duration::from_secs(1), inspector.inspect(&name)).await
+            else {
+                continue;
+            };
+            if let Some(id) = info.metadata.get(CLIENT_KEY) {
+                let alive = match &self.fleet {
+                    Fleet::Threads { clients, .. } => clients.iter().any(|c| &c.id == id),
+                    Fleet::Processes { clients, .. } => clients.iter().any(|c| &c.id == id),
+                };
+                if alive {
+                    return Some((id.clone(), name));
+                }
+            }
+        }
+        None
+    }
+
+    /// A random server of the backend, `None` for the in-memory one.
+    fn slot(&mut self) -> Option<&Slot> {
+        let Fleet::Processes { target, .. } = &self.fleet else {
+            return None;
+        };
+        if target.slots.is_empty() {
+            return None;
+        }
+        target.slots.get(self.rng.usize(..target.slots.len()))
+    }
+
+    /// Injects `fault`; returns the record, or `None` if it did not apply (no holder).
+    async fn inject(&mut self, fault: Fault, long: bool) -> Result<Option<Record>, String> {
+        let lease = self.o.lease;
+        let span = if long { lease.mul_f64(1.5) } else { lease / 4 };
+        let start = mono_ns();
+        let mut target_client = "*".to_owned();
+        let mut name = String::new();
+        let mut detail = String::new();
+        match fault {
+            Fault::PauseHolder => {
+                let Some((id, n)) = self.find_holder().await else {
+                    return Ok(None);
+                };
+                let d = lease.mul_f64(1.5);
+                detail = format!("stopped {} ms", d.as_millis());
+                match &mut self.fleet {
+                    Fleet::Threads { clients, .. } => {
+                        if let Some(c) = clients.iter().find(|c| c.id == id) {
+                            let _ = c.pause.send(d);
+                        }
+                        tokio::time::sleep(d).await;
+                    }
+                    Fleet::Processes { clients, .. } => {
+                        let Some(pid) = clients.iter().find(|c| c.id == id).and_then(|c| c.pid())
+                        else {
+                            return Ok(None);
+                        };
+                        let s = mono_ns();
+                        let _ = kill(pid, Signal::SIGSTOP);
+                        tokio::time::sleep(d).await;
+                        let _ = kill(pid, Signal::SIGCONT);
+                        self.rec
+                            .record(Record::new(&id, "", s, mono_ns(), Op::Paused));
+                    }
+                }
+                (target_client, name) = (id, n);
+            }
+            Fault::KillHolder => {
+                let Some((id, n)) = self.find_holder().await else {
+                    return Ok(None);
+                };
+                match &mut self.fleet {
+                    Fleet::Threads { clients, .. } => {
+                        if let Some(i) = clients.iter().position(|c| c.id == id) {
+                            let mut c = clients.swap_remove(i);
+                            // Nothing it sends reaches the backend any more: no release.
+                            c.control.set_partitioned(true);
+                            c.kill.cancel();
+                            let now = mono_ns();
+                            self.rec.record(Record::new(&id, "", now, now, Op::Killed));
+                            if let Some(j) = c.join.take() {
+                                let _ = tokio::task::spawn_blocking(move || j.join()).await;
+                            }
+                        }
+                    }
+                    Fleet::Processes { clients, .. } => {
+                        if let Some(i) = clients.iter().position(|c| c.id == id) {
+                            let mut c = clients.swap_remove(i);
+                            let _ = c.child.start_kill();
+                            let now = mono_ns();
+                            self.rec.record(Record::new(&id, "", now, now, Op::Killed));
+                            let _ = c.child.wait().await;
+                        }
+                    }
+                }
+                self.spawn_client().await?;
+                (target_client, name) = (id, n);
+            }
+            Fault::NetworkCut | Fault::Latency => {
+                let cut = fault == Fault::NetworkCut;
+                let d = if cut { span } else { lease * 2 };
+                let latency = Duration::from_millis(if long { 300 } else { 100 });
+                detail = if cut {
+                    format!("{} ms", d.as_millis())
+                } else {
+                    format!("{} ms for {} ms", latency.as_millis(), d.as_millis())
+                };
+                if let Fleet::Threads {
+                    clients,
+                    latency: l,
+                    cut: c,
+                    ..
+                } = &mut self.fleet
+                {
+                    if cut {
+                        *c = true;
+                    } else {
+                        *l = latency;
+                    }
+                    for cl in clients.iter() {
+                        if cut {
+                            cl.control.set_partitioned(true);
+                        } else {
+                            cl.control.set_latency(latency);
+                        }
+                    }
+                    tokio::time::sleep(d).await;
+                    *c = false;
+                    *l = Duration::ZERO;
+                    for cl in clients.iter() {
+                        cl.control.set_partitioned(false);
+                        cl.control.set_latency(Duration::ZERO);
+                    }
+                } else if let Some(slot) = self.slot() {
+                    if cut {
+                        slot.proxy.cut();
+                    } else {
+                        slot.proxy.set_latency(latency);
+                    }
+                    detail = format!("{detail} to {}", slot.proxy.target());
+                    tokio::time::sleep(d).await;
+                    slot.proxy.restore();
+                    slot.proxy.set_latency(Duration::ZERO);
+                }
+            }
+            Fault::RestartPersistent | Fault::RestartWiped | Fault::ServerDown => {
+                let Some(slot) = self.slot() else {
+                    return Ok(None);
+                };
+                let server = Arc::clone(&slot.server);
+                let wipe = fault == Fault::RestartWiped;
+                let down = if fault == Fault::ServerDown {
+                    lease.mul_f64(1.5)
+                } else {
+                    Duration::ZERO
+                };
+                detail = format!(
+                    "{}{}",
+                    slot.proxy.target(),
+                    if down.is_zero() {
+                        String::new()
+                    } else {
+                        format!(" down {} ms", down.as_millis())
+                    }
+                );
+                tokio::task::spawn_blocking(move || {
+                    let mut s = server.lock().unwrap_or_else(|p| p.into_inner());
+                    s.kill();
+                    std::thread::sleep(down);
+                    s.start(wipe)
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+            }
+        }
+        Ok(Some(
+            Record::new(
+                target_client,
+                name,
+                start,
+                mono_ns(),
+                Op::Fault {
+                    kind: fault.label().into(),
+                },
+            )
+            .with_detail(detail),
+        ))
+    }
+
+    /// Waits for every client to finish (a straggler is killed after a grace period).
+    async fn finish(&mut self) {
+        let grace = self.until_ns + ns(self.o.lease * 6) + 5_000_000_000;
+        match &mut self.fleet {
+            Fleet::Threads { clients, .. } => {
+                for mut c in clients.drain(..) {
+                    if mono_ns() > grace {
+                        c.kill.cancel();
+                    }
+                    if let Some(j) = c.join.take() {
+                        let k = c.kill.clone();
+                        let wait = tokio::task::spawn_blocking(move || j.join());
+                        let left = Duration::from_nanos(grace.saturating_sub(mono_ns()));
+                        if tokio::time::timeout(left, wait).await.is_err() {
+                            k.cancel();
+                        }
+                    }
+                }
+            }
+            Fleet::Processes { clients, .. } => {
+                for mut c in clients.drain(..) {
+                    let left = Duration::from_nanos(grace.saturating_sub(mono_ns()));
+                    if tokio::time::timeout(left, c.child.wait()).await.is_err() {
+                        eprintln!("client {} did not stop in time: killed", c.id);
+                        let _ = c.child.start_kill();
+                        let now = mono_ns();
+                        self.rec
+                            .record(Record::new(&c.id, "", now, now, Op::Killed));
+                        let _ = c.child.wait().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// libfaketime, installed with apt-get when missing (like scripts/redis-up.sh does for
+/// redis-server); `None` if it cannot be had.
+fn faketime_lib() -> Option<PathBuf> {
+    let find = || {
+        [
+            "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+            "/usr/lib/faketime/libfaketime.so.1",
+            "/usr/local/lib/faketime/libfaketime.so.1",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+    };
+    if let Some(p) = find() {
+        return Some(p);
+    }
+    eprintln!("leasing-chaos: installing faketime with apt-get");
+    let sudo = !nix::unistd::geteuid().is_root();
+    let apt = |args: &[&str]| {
+        let mut c = if sudo {
+            let mut c = std::process::Command::new("sudo");
+            c.arg("apt-get");
+            c
+        } else {
+            std::process::Command::new("apt-get")
+        };
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "-qq", "faketime"]) {
+        apt(&["update", "-qq"]);
+        apt(&["install", "-y", "-qq", "faketime"]);
+    }
+    find()
+}
+
+/// `leasing-chaos run`.
+pub(crate) fn main(o: RunOpts) -> Result<u8, String> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("runtime: {e}"))?;
+    let mut rows = Vec::new();
+    let mut violations = 0;
+    for b in o.backends.clone() {
+        let report = rt.block_on(run_backend(&b, &o))?;
+        violations += report.violations.len();
+        rows.push((b, report));
+    }
+    println!("\n{}", table(&rows));
+    if violations > 0 && !o.warn_only {
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
+    let dir = o.out.join(backend);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = std::fs::canonicalize(&dir).map_err(|e| e.to_string())?;
+    println!(
+        "==> chaos {backend}: {} clients, {} names, lease {} ms, {} s, faults every {} ms, seed {}",
+        o.clients,
+        o.names,
+        o.lease.as_millis(),
+        o.duration.as_secs(),
+        o.fault_every.as_millis(),
+        o.seed
+    );
+    let rec = Recorder::to_file(dir.join("runner.jsonl")).map_err(|e| e.to_string())?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let names: Vec<String> = (0..o.names)
+        .map(|i| format!("chaos-{}-{i}", &run_id[..8]))
+        .collect();
+    let fleet = if backend == "memory" {
+        Fleet::Threads {
+            shared: InMemoryLeaseProvider::new(),
+            fence: FencedResource::new(),
+            clients: Vec::new(),
+            latency: Duration::ZERO,
+            cut: false,
+        }
+    } else {
+        let target = backend::start(backend, &dir).await?;
+        let skew = if o.skew { faketime_lib() } else { None };
+        if o.skew && skew.is_none() {
+            eprintln!("leasing-chaos: libfaketime not available: no clock-skewed clients");
+        }
+        Fleet::Processes {
+            target,
+            fence: FencedServer::start().await.map_err(|e| e.to_string())?,
+            clients: Vec::new(),
+            skew,
+        }
+    };
+    let start_ns = mono_ns();
+    let until_ns = start_ns + ns(o.duration);
+    let mut run = Run {
+        backend: backend.to_owned(),
+        o: o.clone(),
+        dir: dir.clone(),
+        names,
+        until_ns,
+        rec: rec.clone(),
+        rng: fastrand::Rng::with_seed(o.seed),
+        next_client: 0,
+        fleet,
+    };
+    for _ in 0..o.clients {
+        run.spawn_client().await?;
+    }
+    let schedule = schedule_for(backend, o);
+    let mut i = 0usize;
+    let margin = ns(o.lease * 3);
+    loop {
+        tokio::time::sleep(o.fault_every.mul_f64(0.5 + run.rng.f64())).await;
+        if mono_ns() + margin >= until_ns {
+            break;
+        }
+        let fault = schedule[i % schedule.len()];
+        let long = (i / schedule.len()) % 2 == 0;
+        i += 1;
+        if let Some(r) = run.inject(fault, long).await? {
+            println!(
+                "  {:>7.1} s  {:<26} {} {} {}",
+                (r.invoke_ns - start_ns) as f64 / 1e9,
+                fault.label(),
+                r.client,
+                r.name,
+                r.detail.as_deref().unwrap_or("")
+            );
+            rec.record(r);
+        }
+    }
+    run.finish().await;
+    drop(run);
+
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "jsonl")
+                && p.file_name().is_some_and(|n| n != "history.jsonl")
+        })
+        .collect();
+    let (history, torn) = read_histories(&files).map_err(|e| e.to_string())?;
+    write_history(dir.join("history.jsonl"), &history).map_err(|e| e.to_string())?;
+    let report = check(&history);
+    println!(
+        "history: {} records ({} torn lines of killed clients skipped) in {}",
+        history.len(),
+        torn,
+        dir.join("history.jsonl").display()
+    );
+    print!("{report}");
+    let _ = std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    Ok(report)
+}
+
+fn table(rows: &[(String, Report)]) -> String {
+    let mut s = String::from(
+        "| backend | operations | acquisitions | faults by kind | violations | losses told before the next grant | acquire p50 / p99 | longest wait, name free |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for (b, r) in rows {
+        let st = &r.stats;
+        let faults: Vec<String> = st.faults.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let by_kind: Vec<String> = ViolationKind::ALL
+            .iter()
+            .filter(|k| r.count(**k) > 0)
+            .map(|k| format!("{} {}", k.label(), r.count(*k)))
+            .collect();
+        s += &format!(
+            "| {b} | {} | {} | {} | {}{} | {}/{} = {:.0} % (+{} stopped, {} killed) | {:.0} / {:.0} ms | {:.0} ms |\n",
+            st.operations,
+            st.acquisitions,
+            faults.join(", "),
+            r.violations.len(),
+            if by_kind.is_empty() { String::new() } else { format!(" ({})", by_kind.join(", ")) },
+            st.takeovers_told_in_time,
+            st.takeovers_running,
+            st.told_in_time_percent(),
+            st.takeovers_stopped,
+            st.takeovers_killed,
+            st.acquire_latency_percentile(50.0) as f64 / 1e6,
+            st.acquire_latency_percentile(99.0) as f64 / 1e6,
+            st.longest_free_wait_ns as f64 / 1e6,
+        );
+    }
+    s
+}
+
+/// `leasing-chaos check FILE…`: checks recorded histories again.
+pub(crate) fn check_files(files: &[String]) -> Result<u8, String> {
+    let paths: Vec<&Path> = files.iter().map(Path::new).collect();
+    let (history, torn) = read_histories(&paths).map_err(|e| e.to_string())?;
+    let report = check(&history);
+    println!("{} records, {torn} torn lines skipped", history.len());
+    print!("{report}");
+    Ok(u8::from(!report.is_clean()))
+}

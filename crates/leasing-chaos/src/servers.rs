@@ -1,0 +1,124 @@
+//! Private servers the runner owns (and so may kill and restart): redis-server on a free
+//! loopback port, never the shared ones `scripts/redis-up.sh` starts.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A server the runner can stop and start again on the same address.
+pub(crate) trait Server: Send {
+    /// Where it listens.
+    fn addr(&self) -> SocketAddr;
+    /// Stops it at once (SIGKILL: no shutdown save).
+    fn kill(&mut self);
+    /// Starts it again; with `wipe`, everything it persisted is deleted first (a restart
+    /// without persistence).
+    fn start(&mut self, wipe: bool) -> Result<(), String>;
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}
+
+fn wait_listening(addr: SocketAddr, up: bool) -> Result<(), String> {
+    let started = Instant::now();
+    while TcpStream::connect(addr).is_ok() != up {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err(format!(
+                "server on {addr} did not {} in 10 s",
+                if up { "start" } else { "stop" }
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(())
+}
+
+/// A private redis-server with an append-only file fsynced on every write, so a kill loses
+/// nothing unless the restart wipes it.
+#[derive(Debug)]
+pub(crate) struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub(crate) fn start_new(dir: PathBuf) -> Result<Self, String> {
+        let port = free_port()?;
+        let dir = dir.join(format!("redis-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut s = Self {
+            port,
+            dir,
+            child: None,
+        };
+        s.start(false)?;
+        Ok(s)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Server for RedisServer {
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = wait_listening(self.addr(), false);
+    }
+
+    fn start(&mut self, wipe: bool) -> Result<(), String> {
+        self.kill();
+        if wipe {
+            for entry in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+                let p = entry.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .args(["--maxmemory-policy", "noeviction"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot run redis-server (scripts/redis-up.sh installs it): {e}")
+            })?;
+        self.child = Some(child);
+        wait_listening(self.addr(), true)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
