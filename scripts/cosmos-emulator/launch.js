@@ -14,6 +14,9 @@
 //     switches to TLS after its first call. We advertise the scheme actually served.
 //  4. The stock CLI answers `Connection: close` (keep-alive off), so every call pays a new
 //     TCP connection (measured 4x slower). We start the server with keep-alive on.
+//  6. Writing or querying documents of a container that does not exist (deleted, or
+//     the emulator restarted) throws a TypeError and answers 500; the service answers
+//     404 NotFound, which tells a client to recreate the container. We answer 404.
 //  5. (Addition, not a bug fix) `GetCurrentTimestamp()` is missing from the query
 //     engine; the real service has it (milliseconds since the Unix epoch, server clock).
 //     The provider reads the server clock with it, so we add it.
@@ -25,7 +28,7 @@
 const path = require("path");
 
 const argv = process.argv.slice(2);
-const modules = argv.shift();
+const modules = argv[0] ? path.resolve(argv.shift()) : null;
 if (!modules) {
   console.error("usage: launch.js <node_modules dir> --port N [--host H] [--no-ssl]");
   process.exit(2);
@@ -33,11 +36,15 @@ if (!modules) {
 let port = 8081;
 let host = "127.0.0.1";
 let ssl = true;
+let advertisePort = null; // tests: advertise a proxy in front of us instead
+let multiWrite = false; // tests: pretend to be a multi-region-write account
 while (argv.length) {
   const a = argv.shift();
   if (a === "--port" || a === "-p") port = parseInt(argv.shift(), 10);
   else if (a === "--host") host = argv.shift();
   else if (a === "--no-ssl") ssl = false;
+  else if (a === "--advertise-port") advertisePort = parseInt(argv.shift(), 10);
+  else if (a === "--multi-write") multiWrite = true;
 }
 
 const lib = path.join(modules, "@vercel", "cosmosdb-server", "lib");
@@ -76,18 +83,42 @@ readDocument.default = (account, request, res, params) => {
   return originalRead(account, request, res, params);
 };
 
-// Patch 3: advertise the scheme actually served.
+// Patch 6: document operations on a missing container are 404, not 500.
+for (const h of ["create-document", "replace-document", "upsert-document", "delete-document", "patch-document", "query-documents"]) {
+  const mod = req(`handler/${h}.js`);
+  const original = mod.default;
+  mod.default = (account, request, res, params) => {
+    const { dbId, collId } = params;
+    const db = account.database(dbId);
+    if (!db.read() || !db.collection(collId).read()) {
+      res.statusCode = 404;
+      return { code: "NotFound", message: "Resource Not Found" };
+    }
+    return original(account, request, res, params);
+  };
+}
+
+// Patch 3: advertise the scheme actually served (and, for tests, another port or a
+// multi-region-write account).
 const Item = req("account/item.js").default;
 const Account = req("account/index.js").default;
 const scheme = ssl ? "https" : "http";
 Account.prototype.read = function read() {
   const data = Item.prototype.read.call(this);
   const fix = (locs) =>
-    (locs || []).map((l) => ({
-      ...l,
-      databaseAccountEndpoint: String(l.databaseAccountEndpoint).replace(/^https?:/, `${scheme}:`),
-    }));
-  return { ...data, writableLocations: fix(data.writableLocations), readableLocations: fix(data.readableLocations) };
+    (locs || []).map((l) => {
+      let url = String(l.databaseAccountEndpoint).replace(/^https?:/, `${scheme}:`);
+      if (advertisePort) url = url.replace(/:\d+\/$/, `:${advertisePort}/`);
+      return { ...l, databaseAccountEndpoint: url };
+    });
+  const writable = fix(data.writableLocations);
+  if (multiWrite) writable.push({ ...writable[0], name: "East US" });
+  return {
+    ...data,
+    writableLocations: writable,
+    readableLocations: fix(data.readableLocations),
+    enableMultipleWriteLocations: multiWrite,
+  };
 };
 
 // Patch 5: GetCurrentTimestamp() in queries (server clock, ms).

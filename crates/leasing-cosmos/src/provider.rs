@@ -586,7 +586,7 @@ impl CosmosLeaseProvider {
         self.inner
             .container
             .get_or_try_init(|| async {
-                if self.inner.create_if_missing && self.inner.auth_kind == "key" {
+                if self.may_create() {
                     self.ensure_container().await?;
                 }
                 let db = self
@@ -601,6 +601,10 @@ impl CosmosLeaseProvider {
                 .map_err(|m| m.error)
             })
             .await
+    }
+
+    fn may_create(&self) -> bool {
+        self.inner.create_if_missing && self.inner.auth_kind == "key"
     }
 
     /// Creates the database and container unless they exist; safe when many processes
@@ -670,7 +674,12 @@ impl CosmosLeaseProvider {
             }
             Ok((rows, ru))
         };
-        let (rows, ru) = self.call("read", fut).await.map_err(|m| m.error)?;
+        let (rows, ru) = match self.call("read", fut).await {
+            Ok(v) => v,
+            // No container (yet, or any more): nothing is held.
+            Err(m) if m.failure == Failure::NotFound => return Ok(None),
+            Err(m) => return Err(m.error),
+        };
         self.charge("read", Some(ru));
         Ok(rows.into_iter().next().map(|r| Observed {
             doc: r.doc,
@@ -816,6 +825,12 @@ impl CosmosLeaseProvider {
                     return Err(error::corrupt("acquire", "no document in the answer"))
                 }
                 Err(m) if m.failure == Failure::Conflict => {}
+                // The container is gone (deleted, or an emulator restarted): recreate it
+                // when allowed, and try again.
+                Err(m) if m.failure == Failure::NotFound && self.may_create() => {
+                    self.ensure_container().await?;
+                    continue;
+                }
                 Err(m) => return Err(acquire_error(m)),
             }
             let sent_at = Instant::now();
@@ -1016,7 +1031,13 @@ impl CosmosLeaseProvider {
             }
             Ok((rows, ru))
         };
-        let (rows, ru) = self.call("list", fut).await.map_err(|m| m.error)?;
+        let (rows, ru) = match self.call("list", fut).await {
+            Ok(v) => v,
+            Err(m) if m.failure == Failure::NotFound => {
+                return Ok(LeasePage::new(Vec::new(), None))
+            }
+            Err(m) => return Err(m.error),
+        };
         self.charge("list", Some(ru));
         let mut held: Vec<LeaseDocument> = rows
             .into_iter()

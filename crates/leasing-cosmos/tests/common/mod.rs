@@ -63,15 +63,41 @@ pub fn free_port() -> u16 {
 /// keeps the port and forgets every database, as a real outage with data loss would.
 pub struct Emulator {
     pub port: u16,
+    pub proxy: Option<leasing_testkit::proxy::FaultProxy>,
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Emulator {
     /// `None` (SKIPPED) when the launcher settings are not in the environment.
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    /// With extra launcher flags (`--multi-write`…).
+    pub fn start_with(args: &[&str]) -> Option<Self> {
         service_env("LEASING_COSMOS_EMULATOR_LAUNCHER")?;
         let mut e = Self {
             port: free_port(),
+            proxy: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            child: None,
+        };
+        e.spawn();
+        Some(e)
+    }
+
+    /// Behind a `FaultProxy`, which the emulator advertises as its endpoint.
+    pub async fn start_with_proxy() -> Option<Self> {
+        service_env("LEASING_COSMOS_EMULATOR_LAUNCHER")?;
+        let port = free_port();
+        let proxy = leasing_testkit::proxy::FaultProxy::start(([127, 0, 0, 1], port).into())
+            .await
+            .expect("proxy");
+        let mut e = Self {
+            port,
+            args: vec!["--advertise-port".into(), proxy.addr().port().to_string()],
+            proxy: Some(proxy),
             child: None,
         };
         e.spawn();
@@ -91,8 +117,9 @@ impl Emulator {
                 "127.0.0.1",
                 "--no-ssl",
             ])
+            .args(&self.args)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log_file(self.port))
             .spawn()
             .expect("spawn node");
         self.child = Some(child);
@@ -131,6 +158,16 @@ impl Drop for Emulator {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The private emulator's log (its stderr), under the system temp dir.
+fn log_file(port: u16) -> Stdio {
+    let path = std::env::temp_dir().join(format!("leasing-cosmos-emulator-{port}.log"));
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
 }
 
 /// The emulator's well-known key (public; the local emulator accepts any key).

@@ -1,0 +1,418 @@
+//! Integration tests against the patched emulator: creation races, partition-key
+//! strategies, renew_many and request charges, UTF-8 metadata, secrets, multi-region
+//! refusal, an emulator restart mid-lease, network faults through `FaultProxy`, and the
+//! SDK's fault injection (429/408) while a lease is kept.
+
+mod common;
+
+use common::Emulator;
+use futures::future::join_all;
+use leasing_abstractions::{
+    AcquireRequest, ErrorKind, LeaseEvent, LeaseManager, LeaseOptions, LeaseProvider, LeaseState,
+    ListRequest, Metadata,
+};
+use leasing_cosmos::fault_injection::{
+    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
+    FaultInjectionRuleBuilder, FaultOperationType,
+};
+use leasing_cosmos::{CosmosLeaseProvider, PartitionKeyStrategy};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_processes_starting_at_once_create_the_database_and_container_once() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let db = common::unique("race");
+    let name = common::unique("first-use");
+    let providers = join_all((0..8).map(|_| common::provider(&cs, &db))).await;
+    let req = AcquireRequest::new(&name, secs(30), Metadata::new());
+    let results = join_all(providers.iter().map(|p| p.try_acquire(&req))).await;
+    let mut winners = 0;
+    for r in results {
+        match r {
+            Ok(Some(_)) => winners += 1,
+            Ok(None) => {}
+            Err(e) => panic!("a racing first use failed: {e}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of the racing first uses must win");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn utf8_metadata_round_trips_through_inspect_and_list() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let p = common::provider(&cs, &common::unique("meta")).await;
+    let prefix = format!("{}/", common::unique("utf8"));
+    let mut md = Metadata::new();
+    md.insert("who".into(), "Zoë — 日本語 ✓ 🚀 \"q\" \\ / ? #".into());
+    md.insert("empty".into(), String::new());
+    let name = format!("{prefix}a%2F/b");
+    let g = p
+        .try_acquire(&AcquireRequest::new(&name, secs(30), md.clone()))
+        .await
+        .expect("acquire")
+        .expect("free");
+    let info = p.inspect(&name).await.expect("inspect").expect("held");
+    assert_eq!(info.metadata, md);
+    assert_eq!(info.name, name);
+    let page = p.list(&ListRequest::new(&prefix)).await.expect("list");
+    assert_eq!(page.leases.len(), 1);
+    assert_eq!(page.leases[0].metadata, md);
+    assert_eq!(page.leases[0].fencing_token, g.fencing_token);
+    p.release(&g).await.expect("release");
+    assert!(p
+        .list(&ListRequest::new(&prefix))
+        .await
+        .expect("list")
+        .leases
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_partition_key_strategy_works_end_to_end() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let strategies = [
+        PartitionKeyStrategy::PerLease,
+        PartitionKeyStrategy::Fixed("all".into()),
+        PartitionKeyStrategy::ByTenant {
+            fallback: "none".into(),
+        },
+        PartitionKeyStrategy::ByRegion {
+            fallback: "global".into(),
+        },
+        PartitionKeyStrategy::Custom(Arc::new(|n: &str| format!("h{}", n.len() % 7))),
+    ];
+    for (i, s) in strategies.into_iter().enumerate() {
+        let p = common::builder(&cs, &common::unique("pk"))
+            .partition_key(s)
+            .build()
+            .await
+            .expect("connect");
+        let name = format!("prod:westeurope:contoso:svc:{}", common::unique("r"));
+        let req = AcquireRequest::new(&name, secs(30), Metadata::new());
+        let g = p.try_acquire(&req).await.expect("acquire").expect("free");
+        assert!(
+            p.try_acquire(&req).await.expect("again").is_none(),
+            "strategy {i}"
+        );
+        p.renew(&g).await.expect("renew");
+        let info = p.inspect(&name).await.expect("inspect").expect("held");
+        assert_eq!(info.fencing_token, g.fencing_token, "strategy {i}");
+        let listed = p
+            .list(&ListRequest::new("prod:westeurope:contoso:"))
+            .await
+            .expect("list");
+        assert_eq!(listed.leases.len(), 1, "strategy {i}");
+        assert!(p.break_lease(&name).await.expect("break"));
+        let e = p.renew(&g).await.expect_err("renew after break");
+        assert_eq!(e.kind(), ErrorKind::Lost);
+        p.release(&g).await.expect("stale release is Ok");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn renew_many_renews_every_grant_and_request_charges_are_counted() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let p = common::builder(&cs, &common::unique("many"))
+        .renew_concurrency(4)
+        .build()
+        .await
+        .expect("connect");
+    assert_eq!(p.capabilities().max_renew_batch, 4);
+    let before = p.request_charge_total();
+    let mut grants = Vec::new();
+    for i in 0..10 {
+        let req = AcquireRequest::new(common::unique(&format!("m{i}")), secs(30), Metadata::new());
+        grants.push(Arc::new(
+            p.try_acquire(&req).await.expect("acquire").expect("free"),
+        ));
+    }
+    let stale = Arc::clone(&grants[3]);
+    assert!(p.break_lease(&stale.name).await.expect("break"));
+    let results = p.renew_many(&grants).await;
+    assert_eq!(results.len(), 10);
+    for (i, r) in results.iter().enumerate() {
+        if i == 3 {
+            assert_eq!(r.as_ref().expect_err("broken").kind(), ErrorKind::Lost);
+        } else {
+            r.as_ref().expect("renewed");
+        }
+    }
+    assert!(
+        p.request_charge_total() > before,
+        "request charges are counted"
+    );
+    assert_eq!(p.write_locations(), ["South Central US"]);
+}
+
+#[tokio::test]
+async fn no_secret_appears_in_debug_or_errors() {
+    let key = "c2VrcmV0LWtleS1mb3ItdGhlLXRlc3Q=".to_owned();
+    let port = common::free_port(); // nothing listens there
+    let cs = format!("AccountEndpoint=http://127.0.0.1:{port}/;AccountKey={key};");
+    let b = CosmosLeaseProvider::builder()
+        .connection_string(&cs)
+        .call_timeout(secs(2));
+    let dbg = format!("{b:?}");
+    assert!(!dbg.contains(&key) && !dbg.contains("AccountKey"), "{dbg}");
+    let e = b.build().await.expect_err("nothing listens");
+    let text = format!("{e} {e:?}");
+    assert!(!text.contains(&key), "{text}");
+    assert!(e.is_retryable(), "{e}");
+    let b = CosmosLeaseProvider::builder().key(format!("http://127.0.0.1:{port}/"), &key);
+    assert!(!format!("{b:?}").contains(&key));
+    let e = CosmosLeaseProvider::builder()
+        .connection_string(format!("AccountEndpoint=http://x/;Key={key}"))
+        .build()
+        .await
+        .expect_err("no AccountKey");
+    assert_eq!(e.kind(), ErrorKind::Configuration);
+    assert!(!format!("{e} {e:?}").contains(&key));
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let p = common::provider(&cs, &common::unique("dbg")).await;
+    let dbg = format!("{p:?} {p:#?}");
+    assert!(
+        !dbg.contains(common::KEY) && !dbg.contains("AccountKey"),
+        "{dbg}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_is_named() {
+    let cases = [
+        (CosmosLeaseProvider::builder(), "endpoint"),
+        (
+            CosmosLeaseProvider::builder().key("not a url", "a2V5"),
+            "endpoint",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key("http://127.0.0.1:1/", "a2V5")
+                .database(""),
+            "database",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key("http://127.0.0.1:1/", "a2V5")
+                .container("a/b"),
+            "container",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key("http://127.0.0.1:1/", "a2V5")
+                .call_timeout(Duration::ZERO),
+            "call_timeout",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key("http://127.0.0.1:1/", "a2V5")
+                .retention(Duration::ZERO),
+            "retention",
+        ),
+    ];
+    for (b, field) in cases {
+        let e = b.build().await.expect_err(field);
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{field}: {e}");
+        assert_eq!(e.field(), Some(field), "{e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_region_write_accounts_are_refused_unless_opted_in() {
+    let Some(emu) = Emulator::start_with(&["--multi-write"]) else {
+        return;
+    };
+    let e = CosmosLeaseProvider::builder()
+        .connection_string(emu.connection_string())
+        .build()
+        .await
+        .expect_err("a multi-region-write account must be refused");
+    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    assert_eq!(e.field(), Some("allow_multi_region_writes"));
+    assert!(e.to_string().contains("East US"), "{e}");
+    let p = CosmosLeaseProvider::builder()
+        .connection_string(emu.connection_string())
+        .allow_multi_region_writes(true)
+        .build()
+        .await
+        .expect("opted in");
+    assert_eq!(p.write_locations().len(), 2);
+}
+
+fn manager(p: CosmosLeaseProvider, duration: Duration) -> LeaseManager {
+    LeaseManager::new(
+        Arc::new(p),
+        LeaseOptions::default()
+            .with_default_lease_duration(duration)
+            .with_auto_renew_retry_interval(Duration::from_millis(100)),
+    )
+    .expect("manager")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_emulator_restart_mid_lease_is_a_loss_and_tokens_keep_rising() {
+    let Some(mut emu) = Emulator::start() else {
+        return;
+    };
+    let p = CosmosLeaseProvider::builder()
+        .connection_string(emu.connection_string())
+        .call_timeout(secs(2))
+        .build()
+        .await
+        .expect("connect");
+    let m = manager(p.clone(), secs(3));
+    let name = common::unique("restart");
+    let lease = m.acquire(&name).await.expect("acquire");
+    let first = lease.fencing_token();
+    // Fencing tokens of a recreated document start from the service clock in seconds:
+    // let the old document be at least a second old (see docs: operator deletion).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    emu.restart(); // in memory: every database is gone
+    let reason = tokio::time::timeout(secs(10), lease.lost())
+        .await
+        .expect("the holder must be told it lost the lease");
+    assert!(!lease.is_held(), "{reason:?}");
+    let again = m
+        .acquire(&name)
+        .await
+        .expect("re-acquire after the restart");
+    assert!(
+        again.fencing_token() > first,
+        "{} ≤ {first}",
+        again.fencing_token()
+    );
+    again.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_cut_shorter_than_the_slack_keeps_the_lease_and_latency_is_tolerated() {
+    let Some(mut emu) = Emulator::start_with_proxy().await else {
+        return;
+    };
+    let proxy = emu.proxy.take().expect("proxy");
+    let p = CosmosLeaseProvider::builder()
+        .connection_string(format!(
+            "AccountEndpoint=http://{}/;AccountKey={};",
+            proxy.addr(),
+            common::KEY
+        ))
+        .call_timeout(Duration::from_millis(800))
+        .build()
+        .await
+        .expect("connect through the proxy");
+    let m = manager(p, secs(6));
+    let lease = m.acquire(&common::unique("cut")).await.expect("acquire");
+    let mut events = lease.events();
+    tokio::time::sleep(secs(1)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(2500)).await; // past one renewal (every 4 s)
+    proxy.restore();
+    proxy.set_latency(Duration::from_millis(50));
+    tokio::time::sleep(secs(4)).await;
+    assert_eq!(
+        lease.state(),
+        LeaseState::Held,
+        "a short cut must not lose the lease"
+    );
+    let mut renewed = false;
+    while let Ok(e) = events.try_recv() {
+        renewed |= matches!(e, LeaseEvent::Renewed { .. });
+        assert!(!matches!(e, LeaseEvent::Lost { .. }), "{e:?}");
+    }
+    assert!(renewed, "renewals went through again after the cut");
+    assert!(proxy.accepted() > 0);
+    lease.release().await.expect("release");
+}
+
+async fn outage_keeps_lease(kind: FaultInjectionErrorType, label: &str) {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let rule = Arc::new(
+        FaultInjectionRuleBuilder::new(
+            label,
+            FaultInjectionResultBuilder::new()
+                .with_error(kind)
+                .with_probability(1.0)
+                .build(),
+        )
+        .with_condition(
+            FaultInjectionConditionBuilder::new()
+                .with_operation_type(FaultOperationType::ReplaceItem)
+                .build(),
+        )
+        .build(),
+    );
+    rule.disable();
+    let p = common::builder(&cs, &common::unique("fault"))
+        .call_timeout(Duration::from_millis(800))
+        .fault_injection_rules(vec![Arc::clone(&rule)])
+        .build()
+        .await
+        .expect("connect");
+    let m = manager(p, secs(6));
+    let lease = m.acquire(&common::unique(label)).await.expect("acquire");
+    let mut events = lease.events();
+    tokio::time::sleep(Duration::from_millis(3500)).await; // first renewal at 4 s
+    rule.enable();
+    tokio::time::sleep(secs(1)).await; // shorter than duration − renewal interval
+    rule.disable();
+    tokio::time::sleep(secs(3)).await;
+    assert_eq!(
+        lease.state(),
+        LeaseState::Held,
+        "{label}: the lease was not kept"
+    );
+    let (mut failed, mut renewed) = (false, false);
+    while let Ok(e) = events.try_recv() {
+        match e {
+            LeaseEvent::RenewalFailed { error, .. } => {
+                assert!(error.is_retryable(), "{label}: {error}");
+                failed = true;
+            }
+            LeaseEvent::Renewed { .. } => renewed = failed || renewed,
+            LeaseEvent::Lost { reason } => panic!("{label}: lost: {reason:?}"),
+            _ => {}
+        }
+    }
+    assert!(failed, "{label}: the injected fault was never seen");
+    assert!(rule.hit_count() > 0);
+    assert!(renewed, "{label}: no renewal succeeded after the outage");
+    lease.release().await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_429_shorter_than_the_slack_keeps_the_lease() {
+    outage_keeps_lease(FaultInjectionErrorType::TooManyRequests, "throttled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_408_shorter_than_the_slack_keep_the_lease() {
+    outage_keeps_lease(FaultInjectionErrorType::Timeout, "timeout").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_builds_from_the_emulator_settings() {
+    let Some(_) = common::connection_string() else {
+        return;
+    };
+    let p = CosmosLeaseProvider::from_env().await.expect("from_env");
+    let name = common::unique("env");
+    let req = AcquireRequest::new(&name, secs(5), Metadata::new());
+    let g = p.try_acquire(&req).await.expect("acquire").expect("free");
+    p.release(&g).await.expect("release");
+}
