@@ -58,6 +58,7 @@ struct Counted {
     renewals: AtomicU64,
 }
 
+#[deny(clippy::missing_trait_methods)]
 impl LeaseProvider for Counted {
     fn provider_name(&self) -> &'static str {
         "in-memory"
@@ -87,6 +88,15 @@ impl LeaseProvider for Counted {
     }
     fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
         self.inner.break_lease(n)
+    }
+    fn release_notifications(
+        &self,
+        name: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        self.inner.release_notifications(name)
+    }
+    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        self.inner.list(r)
     }
 }
 

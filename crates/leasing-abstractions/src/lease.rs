@@ -160,12 +160,48 @@ impl LeaseShared {
         }
     }
 
-    pub(crate) fn state(&self) -> LeaseState {
+    /// The state as last recorded, without looking at the clock.
+    fn recorded_state(&self) -> LeaseState {
         *self.state.borrow()
+    }
+
+    /// Whether the lease was released or declared lost (bookkeeping of the scheduler).
+    pub(crate) fn ended(&self) -> bool {
+        !self.recorded_state().is_active()
+    }
+
+    /// Whether the safety deadline has passed: the holder may no longer act.
+    fn past_deadline(&self) -> bool {
+        self.safety_deadline().is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// The state, answered from the safety deadline at the moment of asking: an active
+    /// lease past its deadline is `Lost`, whether or not the scheduler has run since (a
+    /// holder resuming from a long pause must not be told it holds).
+    pub(crate) fn state(&self) -> LeaseState {
+        match self.recorded_state() {
+            s if s.is_active() && self.past_deadline() => LeaseState::Lost,
+            s => s,
+        }
     }
 
     pub(crate) fn is_active(&self) -> bool {
         self.state().is_active()
+    }
+
+    /// Declares the lease lost if its safety deadline has passed (and frees it in the
+    /// background). Returns whether it is still active.
+    pub(crate) fn check_deadline(self: &Arc<Self>) -> bool {
+        if self.ended() {
+            return false;
+        }
+        if !self.past_deadline() {
+            return true;
+        }
+        if self.mark_lost(LostReason::SafetyDeadline) {
+            self.ctx.release_in_background(Arc::clone(self));
+        }
+        false
     }
 
     pub(crate) fn last_sent(&self) -> Instant {
@@ -174,7 +210,8 @@ impl LeaseShared {
 
     /// When the holder stops trusting the lease without a renewal; `None` if infinite.
     pub(crate) fn safety_deadline(&self) -> Option<Instant> {
-        self.safety_window.map(|w| self.last_sent() + w)
+        self.safety_window
+            .map(|w| crate::options::after(self.last_sent(), w))
     }
 
     /// `duration − elapsed since the last successful send − drift`; `None` if infinite.
@@ -260,6 +297,7 @@ impl LeaseShared {
     /// Ends an active lease; the loss reason is recorded in the same step as the state, so
     /// `lost()` always finds it and an ended lease never gets a (second) reason.
     fn end_with(&self, to: LeaseState, reason: Option<&LostReason>) -> bool {
+        // The recorded state: a lease past its deadline is still ended here exactly once.
         let ended = self.state.send_if_modified(|s| {
             let active = s.is_active();
             if active {
@@ -293,10 +331,13 @@ impl LeaseShared {
         elapsed: Duration,
         attempt: u32,
     ) -> RenewOutcome {
+        // The lease ended (released, lost) while the call was in flight, or its safety
+        // deadline passed before the answer came: a late success must not revive it or
+        // announce a renewal.
+        if !self.check_deadline() {
+            return RenewOutcome::Lost;
+        }
         match result {
-            // The lease ended (lost at its deadline, released) while the call was in flight:
-            // a late success must not revive it or announce a renewal.
-            Ok(()) if !self.is_active() => RenewOutcome::Lost,
             Ok(()) => {
                 self.on_renewed(sent, elapsed);
                 RenewOutcome::Renewed
@@ -361,6 +402,7 @@ impl LeaseShared {
 /// Dropping a `Lease` without [`release`](Self::release) stops renewal and releases it in
 /// the background; the drop itself never blocks and never panics, also outside a runtime
 /// (then the backend expires the lease after its duration).
+#[must_use = "dropping a Lease releases it at once; bind it (`let lease = …`) for as long as you need it"]
 pub struct Lease {
     shared: Arc<LeaseShared>,
 }
@@ -416,6 +458,7 @@ impl Lease {
     /// Validity left, Redlock-style: `duration − elapsed since the last successful
     /// renewal's send − drift`; zero once lost or released; `None` if infinite.
     pub fn remaining_validity(&self) -> Option<Duration> {
+        self.shared.check_deadline();
         self.shared.remaining()
     }
 
@@ -424,14 +467,19 @@ impl Lease {
         &self.shared.grant.metadata
     }
 
-    /// Current state.
+    /// Current state, answered from the safety deadline at the moment of asking: past
+    /// it without a successful renewal the lease is [`Lost`](LeaseState::Lost) (and is
+    /// declared lost then, if the renewal engine has not done so yet).
     pub fn state(&self) -> LeaseState {
+        self.shared.check_deadline();
         self.shared.state()
     }
 
-    /// Whether the lease is held or at risk.
+    /// Whether the lease is held or at risk: whether the holder may still act on it.
+    /// Answered from the safety deadline at the moment of asking, like
+    /// [`state`](Self::state).
     pub fn is_held(&self) -> bool {
-        self.shared.is_active()
+        self.shared.check_deadline()
     }
 
     /// The provider's grant behind this lease.
@@ -469,15 +517,30 @@ impl Lease {
     /// Cancel-safe: dropping the future changes nothing.
     pub async fn lost(&self) -> LostReason {
         let mut rx = self.shared.state.subscribe();
-        // The sender lives in `self.shared`, so `changed` cannot fail while we wait.
-        let _ = rx.wait_for(|s| *s == LeaseState::Lost).await;
+        loop {
+            // The deadline is watched here too, not only by the renewal engine: a holder
+            // waiting on `lost()` learns of the loss at the deadline itself.
+            self.shared.check_deadline();
+            if *rx.borrow_and_update() == LeaseState::Lost {
+                break;
+            }
+            let deadline = self.shared.safety_deadline();
+            tokio::select! {
+                // The sender lives in `self.shared`, so `changed` cannot fail while we wait.
+                _ = rx.changed() => {}
+                () = sleep_until_opt(deadline) => {}
+            }
+        }
         self.lost_reason().unwrap_or(LostReason::SafetyDeadline)
     }
 
     /// A token cancelled when the lease ends: lost, released or dropped. Tie work to it
-    /// (`token.run_until_cancelled(work)`) or make child tokens.
+    /// (`token.run_until_cancelled(work)`).
+    ///
+    /// Each call returns a new child of the lease's own token: cancelling it stops only
+    /// the work tied to it, never the lease (use [`release`](Self::release) for that).
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.shared.token.clone()
+        self.shared.token.child_token()
     }
 
     /// Renews now, outside the background schedule.
@@ -491,7 +554,7 @@ impl Lease {
     /// Cancel-safe: a renewal cut short leaves the lease as it was.
     pub async fn renew(&self) -> Result<()> {
         let s = &self.shared;
-        if !s.is_active() {
+        if !s.check_deadline() {
             return Err(LeaseError::lost(format!("the lease is {:?}", s.state()))
                 .with_lease_name(&s.grant.name)
                 .with_lease_id(&s.grant.lease_id));
@@ -539,6 +602,13 @@ impl Lease {
         let result = crate::renewal::release_now(&s, timeout).await;
         guard.0 = None;
         result
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -20,7 +20,7 @@ pub use lease::{Lease, LeaseEvent, LeaseState, LostReason};
 pub use manager::{LeaseManager, LeaseManagerBuilder};
 pub use memory::InMemoryLeaseProvider;
 pub use metadata::{environment_metadata, validate_metadata, Metadata};
-pub use name::{validate_name, LeaseNameBuilder, LeaseNameParts};
+pub use name::{validate_name, validate_prefix, LeaseNameBuilder, LeaseNameParts};
 pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions, RenewalPolicy};
 pub use provider::{
     AcquireRequest, BoxFuture, GrantVersion, LeaseExpiry, LeaseGrant, LeaseInfo, LeasePage,

@@ -1,11 +1,14 @@
 //! [`LeaseManager`]: acquires leases and runs their renewal.
 
+use crate::error::Operation;
 use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{Lease, LeaseShared};
 use crate::options::{
-    safety_window, AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT,
+    after, safety_window, scale, AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT,
 };
-use crate::provider::{AcquireRequest, LeaseGrant, LeaseInfo, LeaseProvider};
+use crate::provider::{
+    AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
+};
 use crate::renewal::Ctx;
 use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS, SPAN_ACQUIRE};
 use crate::validate::validate_request;
@@ -126,11 +129,18 @@ impl LeaseManager {
 
     /// Acquires `name`, waiting up to the acquire timeout.
     ///
+    /// The first attempt is always made. A timeout of zero makes exactly that one attempt
+    /// and waits for its answer (bounded by the provider's own call timeout): the lease,
+    /// or `Timeout` if the name is held. Otherwise attempts repeat (woken by release
+    /// notifications, or after a jittered `acquire_retry_interval`) until the timeout.
+    ///
     /// # Errors
     /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout (or
-    /// the attempt cap) passes; `Unauthorized`, `Configuration` or `Acquisition` on a
-    /// failure that waiting cannot fix. Transient backend failures are retried until the
-    /// timeout.
+    /// the attempt cap) passes, whose message gives the whole timeout and the attempts
+    /// made and whose [`source`](std::error::Error::source) is what the last attempt met
+    /// (`Conflict`: the name was held; or the backend's error); `Unauthorized`,
+    /// `Configuration` or `Acquisition` on a failure that waiting cannot fix. Transient
+    /// backend failures are retried until the timeout.
     ///
     /// # Cancellation safety
     /// Cancel-safe: if the future is dropped, nothing stays held (a grant that arrives
@@ -167,7 +177,9 @@ impl LeaseManager {
         self.try_acquire_with(name, AcquireOptions::default()).await
     }
 
-    /// One attempt with per-call overrides (the timeout override is ignored).
+    /// One attempt with per-call overrides. A timeout override bounds the wait for that
+    /// one attempt's answer (`Timeout` if it does not come in time); without one the
+    /// attempt is bounded by the provider's own call timeout only.
     ///
     /// # Errors
     /// As [`try_acquire`](Self::try_acquire).
@@ -179,10 +191,19 @@ impl LeaseManager {
         name: &str,
         options: AcquireOptions,
     ) -> Result<Option<Lease>> {
+        let bound = options.timeout.flatten();
         let (request, policy) = self.prepare(name, options)?;
         let span = acquire_span(&request, self.provider().provider_name());
         let started = Instant::now();
-        let result = self.attempt(&request, None).instrument(span.clone()).await;
+        let deadline = bound.map(|t| after(started, t));
+        let result = self
+            .attempt(&request, deadline)
+            .instrument(span.clone())
+            .await
+            .map_err(|e| match e.kind() {
+                ErrorKind::Timeout => timeout_error(&request.name, bound.unwrap_or_default(), 1, e),
+                _ => e,
+            });
         let result = result.map(|g| g.map(|g| self.make_lease(g, policy, &span, started)));
         let label = match &result {
             Ok(Some(_)) => RESULT_SUCCESS,
@@ -207,8 +228,57 @@ impl LeaseManager {
     /// # Errors
     /// `InvalidArgument` for a bad name; the provider's error otherwise.
     pub async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
-        crate::name::validate_name(name)?;
-        self.provider().inspect(name).await
+        crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Inspect))?;
+        self.provider()
+            .inspect(name)
+            .await
+            .map_err(|e| e.or_lease(name, None).with_operation(Operation::Inspect))
+    }
+
+    /// One page of the leases currently held whose names start with `request.prefix`.
+    /// Start with [`ListRequest::new`] and pass each page's cursor to the next request
+    /// until it is `None`; [`list_all`](Self::list_all) does that.
+    ///
+    /// # Errors
+    /// `InvalidArgument` for a prefix no lease name can start with (over-long, or a
+    /// character outside the name rules); `Unsupported` if the provider cannot list (see
+    /// [`ProviderCapabilities::listing`](crate::ProviderCapabilities::listing)); the
+    /// provider's error otherwise.
+    pub async fn list(&self, request: &ListRequest) -> Result<LeasePage> {
+        crate::name::validate_prefix(&request.prefix)
+            .map_err(|e| e.with_operation(Operation::List))?;
+        self.provider()
+            .list(request)
+            .await
+            .map_err(|e| e.with_operation(Operation::List))
+    }
+
+    /// Every lease currently held whose name starts with `prefix`, paging through
+    /// [`list`](Self::list). Not a snapshot: leases acquired or released meanwhile may or
+    /// may not appear.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<LeaseInfo>> {
+        let mut all = Vec::new();
+        let mut request = ListRequest::new(prefix);
+        loop {
+            let page = self.list(&request).await?;
+            all.extend(page.leases);
+            match page.cursor {
+                Some(c) if request.cursor.as_deref() != Some(c.as_str()) => {
+                    request = request.with_cursor(Some(c));
+                }
+                Some(_) => {
+                    return Err(LeaseError::new(
+                        ErrorKind::Acquisition,
+                        "the provider returned the same listing cursor twice",
+                    )
+                    .with_operation(Operation::List))
+                }
+                None => return Ok(all),
+            }
+        }
     }
 
     /// Breaks whatever lease holds `name` (operator action). `true` if one was broken.
@@ -216,8 +286,11 @@ impl LeaseManager {
     /// # Errors
     /// `InvalidArgument` for a bad name; the provider's error otherwise.
     pub async fn break_lease(&self, name: &str) -> Result<bool> {
-        crate::name::validate_name(name)?;
-        self.provider().break_lease(name).await
+        crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Break))?;
+        self.provider()
+            .break_lease(name)
+            .await
+            .map_err(|e| e.or_lease(name, None).with_operation(Operation::Break))
     }
 
     /// Snapshot of the leases acquired through this manager whose handles are alive:
@@ -242,9 +315,9 @@ impl LeaseManager {
             .metadata
             .unwrap_or_else(|| self.options.metadata.clone());
         let request = AcquireRequest::new(name, duration, metadata);
-        validate_request(&request, &self.provider().capabilities())?;
-        let policy = self.options.renewal_policy(duration)?;
-        Ok((request, policy))
+        validate_request(&request, &self.provider().capabilities())
+            .and_then(|()| self.options.renewal_policy(duration).map(|p| (request, p)))
+            .map_err(|e| e.or_lease(name, None).with_operation(Operation::Acquire))
     }
 
     async fn acquire_loop(
@@ -255,13 +328,17 @@ impl LeaseManager {
         span: Span,
     ) -> Result<Lease> {
         let started = Instant::now();
-        let deadline = timeout.map(|t| started + t);
+        let deadline = timeout.map(|t| after(started, t));
+        // A zero timeout is one attempt, waited for in full (see `acquire`).
+        let first_deadline = deadline.filter(|_| timeout != Some(Duration::ZERO));
         // Subscribed to release notifications only once the name is found held, so that
         // uncontended acquisitions cost the backend no subscription.
         let mut releases = None;
         let mut subscribed = false;
         let mut rng = fastrand::Rng::new();
         let mut attempts: u32 = 0;
+        // What the last attempt met, for the error if none succeeds.
+        let mut last: Option<LeaseError>;
         let finish = |result: Result<Lease>, attempts: u32| {
             span.record("lease.retry_count", attempts.saturating_sub(1));
             match &result {
@@ -280,20 +357,35 @@ impl LeaseManager {
                     tracing::debug!(lease.name = %request.name, error = %e, "lease acquisition failed");
                 }
             }
-            result
+            result.map_err(|e| e.with_operation(Operation::Acquire))
+        };
+        let timed_out = |attempts: u32, last: Option<LeaseError>| {
+            let cause = last.unwrap_or_else(|| held_error(&request.name));
+            timeout_error(&request.name, timeout.unwrap_or_default(), attempts, cause)
         };
         loop {
             attempts += 1;
-            match self.attempt(&request, deadline).await {
+            let bound = if attempts == 1 {
+                first_deadline
+            } else {
+                deadline
+            };
+            match self.attempt(&request, bound).await {
                 Ok(Some(grant)) => {
                     return finish(Ok(self.make_lease(grant, policy, &span, started)), attempts)
                 }
-                Ok(None) => {}
-                Err(e) if e.kind() == ErrorKind::Timeout => return finish(Err(e), attempts),
+                Ok(None) => last = Some(held_error(&request.name)),
+                Err(e) if e.kind() == ErrorKind::Timeout => {
+                    return finish(Err(timed_out(attempts, Some(e))), attempts)
+                }
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(lease.name = %request.name, error = %e, "acquisition attempt failed; retrying");
+                    last = Some(e);
                 }
                 Err(e) => return finish(Err(e), attempts),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return finish(Err(timed_out(attempts, last)), attempts);
             }
             if !subscribed {
                 subscribed = true;
@@ -305,23 +397,23 @@ impl LeaseManager {
                 }
             }
             if deadline.is_none() && attempts >= MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT {
+                let cause = last.take().unwrap_or_else(|| held_error(&request.name));
                 return finish(
                     Err(LeaseError::new(
                         ErrorKind::Timeout,
-                        format!("gave up after {attempts} attempts (the cap for an infinite acquire timeout)"),
+                        format!("gave up after {attempts} attempts (the cap for an infinite acquire timeout); last attempt: {cause}"),
                     )
-                    .with_lease_name(&request.name)),
+                    .with_lease_name(&request.name)
+                    .with_source(cause)),
                     attempts,
                 );
             }
-            let pause = self.options.acquire_retry_interval.mul_f64(0.5 + rng.f64());
-            let wake = deadline.map_or(Instant::now() + pause, |d| d.min(Instant::now() + pause));
+            let pause = scale(self.options.acquire_retry_interval, 0.5 + rng.f64());
+            let next = after(Instant::now(), pause);
+            let wake = deadline.map_or(next, |d| d.min(next));
             wait_for_release(&mut releases, &request.name, wake).await;
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return finish(
-                    Err(timeout_error(&request.name, timeout.unwrap_or_default())),
-                    attempts,
-                );
+                return finish(Err(timed_out(attempts, last)), attempts);
             }
         }
     }
@@ -380,10 +472,11 @@ impl LeaseManager {
                 "the acquisition task panicked",
             )
             .with_lease_name(&request.name)),
-            None => Err(timeout_error(
-                &request.name,
-                deadline.unwrap_or(sent).saturating_duration_since(sent),
-            )),
+            None => Err(LeaseError::new(
+                ErrorKind::Timeout,
+                "the attempt was still waiting for the backend's answer at the acquire deadline",
+            )
+            .with_lease_name(&request.name)),
         }
     }
 
@@ -430,12 +523,24 @@ fn acquire_span(request: &AcquireRequest, provider: &'static str) -> Span {
     )
 }
 
-fn timeout_error(name: &str, timeout: Duration) -> LeaseError {
+/// The `Timeout` of an acquisition: the whole timeout, the attempts, and what the last
+/// attempt met (kept as the source).
+fn timeout_error(name: &str, timeout: Duration, attempts: u32, cause: LeaseError) -> LeaseError {
+    let tries = if attempts == 1 { "attempt" } else { "attempts" };
     LeaseError::new(
         ErrorKind::Timeout,
-        format!("not acquired within {timeout:?}"),
+        format!(
+            "not acquired within {timeout:?} ({attempts} {tries}); last attempt: {}",
+            cause.message()
+        ),
     )
     .with_lease_name(name)
+    .with_source(cause)
+}
+
+/// What an attempt that found the name held met.
+fn held_error(name: &str) -> LeaseError {
+    LeaseError::new(ErrorKind::Conflict, "the name is held by another owner").with_lease_name(name)
 }
 
 /// The receiving end of one acquisition attempt. Dropped while a grant sits in the channel

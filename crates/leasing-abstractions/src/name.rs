@@ -44,6 +44,23 @@ pub fn validate_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a listing prefix: the start of some valid name (empty allowed).
+///
+/// # Errors
+/// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the field
+/// `prefix` and the rule broken.
+pub fn validate_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty() {
+        return Ok(());
+    }
+    validate_name(prefix).map_err(|e| {
+        LeaseError::invalid_argument(
+            "prefix",
+            format!("no lease name starts with it: {}", e.message()),
+        )
+    })
+}
+
 /// The parts of a hierarchical lease name, in the order they are joined.
 ///
 /// The name is always five `:`-separated segments,

@@ -28,6 +28,24 @@ pub fn safety_window(duration: Duration, threshold: f64) -> Duration {
         .min(duration.saturating_sub(clock_drift(duration)))
 }
 
+/// A far-future instant standing in for "never": about 30 years from now (tokio's own
+/// choice for its far future), so that adding a huge user-given duration to an instant
+/// saturates instead of panicking.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `at + d`, saturating at a far-future instant instead of overflowing.
+pub(crate) fn after(at: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    at.checked_add(d.min(FAR_FUTURE))
+        .or_else(|| at.checked_add(FAR_FUTURE))
+        .unwrap_or(at)
+}
+
+/// `d × factor` for a finite, non-negative `factor`, saturating at `Duration::MAX`
+/// (`Duration::mul_f64` panics on overflow).
+pub(crate) fn scale(d: Duration, factor: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor.max(0.0)).unwrap_or(Duration::MAX)
+}
+
 /// How long a lease lasts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LeaseDuration {
@@ -80,13 +98,19 @@ pub struct LeaseOptions {
     pub acquire_retry_interval: Duration,
     /// Renew held leases in the background. Default true.
     pub auto_renew: bool,
-    /// Time from one renewal's send to the next; `None` means 2/3 of the lease duration.
+    /// Time from one renewal's send to the next; `None` (the default) means 2/3 of the
+    /// lease duration.
     pub auto_renew_interval: Option<Duration>,
-    /// First pause after a failed renewal; doubles with each retry (jittered, capped at
-    /// `duration − interval`). Default 500 ms.
-    pub auto_renew_retry_interval: Duration,
-    /// Retries after a failed renewal before the lease is declared lost. Default 3.
-    pub auto_renew_max_retries: u32,
+    /// First pause after a failed renewal; doubles with each retry, jittered, capped at
+    /// `duration − interval` and at half the time left before the safety deadline, so
+    /// retries grow denser as the deadline nears. `None` (the default) derives it from
+    /// the duration: `min(500 ms, (duration − interval) / 4)`.
+    pub auto_renew_retry_interval: Option<Duration>,
+    /// Retries after a failed renewal before the lease is declared lost. `None` (the
+    /// default) retries until the safety deadline: an outage shorter than the slack
+    /// between the renewal and the safety deadline loses nothing. A cap is the user's
+    /// choice: with one, a lease can end while still valid.
+    pub auto_renew_max_retries: Option<u32>,
     /// Fraction of the duration after the last successful renewal's send at which the
     /// holder declares the lease lost. Default 0.9, allowed 0.5–0.95.
     pub auto_renew_safety_threshold: f64,
@@ -102,8 +126,8 @@ impl Default for LeaseOptions {
             acquire_retry_interval: Duration::from_millis(500),
             auto_renew: true,
             auto_renew_interval: None,
-            auto_renew_retry_interval: Duration::from_millis(500),
-            auto_renew_max_retries: 3,
+            auto_renew_retry_interval: None,
+            auto_renew_max_retries: None,
             auto_renew_safety_threshold: 0.9,
             metadata: Metadata::new(),
         }
@@ -113,17 +137,25 @@ impl Default for LeaseOptions {
 macro_rules! setter {
     ($(#[$m:meta])* $name:ident, $field:ident: $ty:ty) => {
         $(#[$m])*
-        pub fn $name(mut self, v: impl Into<$ty>) -> Self {
-            self.$field = v.into();
+        #[must_use]
+        pub fn $name(mut self, v: $ty) -> Self {
+            self.$field = v;
             self
         }
     };
 }
 
+/// The retry interval derived from a lease's timing when the user sets none.
+const DEFAULT_RETRY_INTERVAL: Duration = Duration::from_millis(500);
+
 impl LeaseOptions {
-    setter!(
-        /// Sets [`default_lease_duration`](Self::default_lease_duration).
-        with_default_lease_duration, default_lease_duration: LeaseDuration);
+    /// Sets [`default_lease_duration`](Self::default_lease_duration) (a `Duration` or
+    /// [`LeaseDuration::Infinite`]).
+    #[must_use]
+    pub fn with_default_lease_duration(mut self, d: impl Into<LeaseDuration>) -> Self {
+        self.default_lease_duration = d.into();
+        self
+    }
     setter!(
         /// Sets [`acquire_timeout`](Self::acquire_timeout).
         with_acquire_timeout, acquire_timeout: Option<Duration>);
@@ -136,12 +168,22 @@ impl LeaseOptions {
     setter!(
         /// Sets [`auto_renew_interval`](Self::auto_renew_interval).
         with_auto_renew_interval, auto_renew_interval: Option<Duration>);
-    setter!(
-        /// Sets [`auto_renew_retry_interval`](Self::auto_renew_retry_interval).
-        with_auto_renew_retry_interval, auto_renew_retry_interval: Duration);
-    setter!(
-        /// Sets [`auto_renew_max_retries`](Self::auto_renew_max_retries).
-        with_auto_renew_max_retries, auto_renew_max_retries: u32);
+    /// Sets [`auto_renew_retry_interval`](Self::auto_renew_retry_interval) instead of
+    /// deriving it from the duration.
+    #[must_use]
+    pub fn with_auto_renew_retry_interval(mut self, first_pause: Duration) -> Self {
+        self.auto_renew_retry_interval = Some(first_pause);
+        self
+    }
+
+    /// Caps the retries of a failed renewal (see
+    /// [`auto_renew_max_retries`](Self::auto_renew_max_retries)); by default renewal
+    /// retries until the safety deadline.
+    #[must_use]
+    pub fn with_auto_renew_max_retries(mut self, retries: u32) -> Self {
+        self.auto_renew_max_retries = Some(retries);
+        self
+    }
     setter!(
         /// Sets [`auto_renew_safety_threshold`](Self::auto_renew_safety_threshold).
         with_auto_renew_safety_threshold, auto_renew_safety_threshold: f64);
@@ -167,10 +209,11 @@ impl LeaseOptions {
     /// The renewal timing for a lease of `duration` under these options.
     ///
     /// Rules, for a finite duration `d` with auto-renewal on (interval `i`, retry interval
-    /// `r`, threshold `t`, `n` retries):
-    /// `d > 0`; `t` in `[0.5, 0.95]`; `0 < i < d`; `i < d × t`; `0 < r < d − i`; and the
-    /// whole retry budget fits the safety buffer:
-    /// `i + Σ_{k<n} min(r × 2^k, d − i) ≤ d × t`.
+    /// `r`, threshold `t`):
+    /// `d > 0`; `t` in `[0.5, 0.95]`; `0 < i < d`; `i < d × t`; `0 < r < d − i`.
+    /// What the user leaves unset is derived from `d` (`i = 2/3 d`,
+    /// `r = min(500 ms, (d − i) / 4)`), so every duration works with default options.
+    /// A retry cap needs no rule: retries never outlive the safety deadline.
     ///
     /// # Errors
     /// `InvalidArgument` naming the field and the rule broken.
@@ -213,8 +256,12 @@ impl LeaseOptions {
                 ),
             ));
         }
-        let r = self.auto_renew_retry_interval;
         let cap = d - i;
+        let r = self.auto_renew_retry_interval.unwrap_or_else(|| {
+            DEFAULT_RETRY_INTERVAL
+                .min(cap / 4)
+                .max(Duration::from_nanos(1))
+        });
         if r.is_zero() || r >= cap {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_retry_interval",
@@ -231,16 +278,6 @@ impl LeaseOptions {
             max_retries: self.auto_renew_max_retries,
             safety_threshold: t,
         };
-        let budget = i + policy.total_backoff();
-        if budget > safe {
-            return Err(LeaseError::invalid_argument(
-                "auto_renew_max_retries",
-                format!(
-                    "interval + all {} retries take up to {budget:?}, more than duration × auto_renew_safety_threshold = {safe:?}; lower the retries or the retry interval",
-                    self.auto_renew_max_retries
-                ),
-            ));
-        }
         Ok(Some(policy))
     }
 }
@@ -256,8 +293,8 @@ pub struct RenewalPolicy {
     pub retry_interval: Duration,
     /// Largest retry pause.
     pub retry_cap: Duration,
-    /// Retries before the lease is declared lost.
-    pub max_retries: u32,
+    /// Retries before the lease is declared lost; `None`: until the safety deadline.
+    pub max_retries: Option<u32>,
     /// Safety threshold.
     pub safety_threshold: f64,
 }
@@ -272,16 +309,20 @@ impl RenewalPolicy {
             .map_or(self.retry_cap, |d| d.min(self.retry_cap))
     }
 
-    /// The pause before retry `attempt` with "equal jitter": uniformly in
-    /// `[backoff/2, backoff]`, so the budget computed without jitter is an upper bound.
-    pub fn jittered_backoff(&self, attempt: u32, rng: &mut fastrand::Rng) -> Duration {
+    /// The pause before retry `attempt` with "equal jitter": `unit` (uniform in `[0, 1]`)
+    /// picks a point in `[backoff/2, backoff]`.
+    pub fn jittered_backoff(&self, attempt: u32, unit: f64) -> Duration {
         let full = self.backoff(attempt);
-        full / 2 + (full / 2).mul_f64(rng.f64())
+        full / 2 + scale(full / 2, unit.clamp(0.0, 1.0))
     }
 
-    /// Sum of all un-jittered retry pauses.
-    pub fn total_backoff(&self) -> Duration {
-        (1..=self.max_retries).map(|a| self.backoff(a)).sum()
+    /// The pause before retry `attempt` when `left` remains before the safety deadline:
+    /// the jittered backoff, but at most half of `left` (at least 1 ms), so that a lease
+    /// near its deadline still gets several attempts.
+    pub fn retry_pause(&self, attempt: u32, unit: f64, left: Duration) -> Duration {
+        self.jittered_backoff(attempt, unit)
+            .min(left / 2)
+            .max(Duration::from_millis(1))
     }
 
     /// How long after a successful renewal's send the holder declares the lease lost:
@@ -396,10 +437,6 @@ mod tests {
                 base.clone().with_auto_renew_retry_interval(secs(10.0)),
                 "auto_renew_retry_interval",
             ),
-            (
-                base.clone().with_auto_renew_max_retries(6u32),
-                "auto_renew_max_retries",
-            ),
         ];
         for (o, field) in cases {
             let e = o.validate().unwrap_err();
@@ -430,23 +467,70 @@ mod tests {
     fn backoff_doubles_caps_and_jitters_within_bounds() {
         let o = LeaseOptions::default()
             .with_auto_renew_retry_interval(secs(1.0))
-            .with_auto_renew_max_retries(2u32);
+            .with_auto_renew_max_retries(2);
         let p = o
             .renewal_policy(Duration::from_secs(60).into())
             .unwrap()
             .unwrap();
+        assert_eq!(p.max_retries, Some(2));
         assert_eq!(p.retry_cap, Duration::from_secs(20));
         let seq: Vec<_> = (1..=7).map(|a| p.backoff(a)).collect();
         assert_eq!(seq, [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0].map(secs));
         assert_eq!(p.backoff(1000), p.retry_cap);
-        assert_eq!(p.total_backoff(), secs(3.0));
         let mut rng = fastrand::Rng::with_seed(7);
         for a in 1..=6 {
             for _ in 0..100 {
-                let j = p.jittered_backoff(a, &mut rng);
+                let j = p.jittered_backoff(a, rng.f64());
                 assert!(j >= p.backoff(a) / 2 && j <= p.backoff(a), "{a}: {j:?}");
             }
+            assert_eq!(p.jittered_backoff(a, 0.0), p.backoff(a) / 2);
+            assert_eq!(p.jittered_backoff(a, 7.0), p.backoff(a), "unit is clamped");
         }
+        // Near the deadline the pause shrinks to half of what is left, never below 1 ms.
+        assert_eq!(p.retry_pause(5, 1.0, secs(3.0)), secs(1.5));
+        assert_eq!(p.retry_pause(1, 1.0, secs(30.0)), secs(1.0));
+        assert_eq!(p.retry_pause(1, 1.0, Duration::ZERO), secs(0.001));
+    }
+
+    /// Issue 6.3: every duration a provider may accept works with default options, and
+    /// what depends on the duration is derived from it.
+    #[test]
+    fn defaults_work_for_every_duration() {
+        for d in [
+            Duration::from_millis(1),
+            Duration::from_millis(20),
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            Duration::from_secs(10),
+            Duration::from_secs(15),
+            Duration::from_secs(60),
+            Duration::from_secs(3600),
+            Duration::from_secs(365 * 24 * 3600),
+            Duration::MAX,
+        ] {
+            let o = LeaseOptions::default().with_default_lease_duration(d);
+            o.validate().unwrap_or_else(|e| panic!("{d:?}: {e}"));
+            let p = o.renewal_policy(d.into()).unwrap().unwrap();
+            assert_eq!(p.max_retries, None, "{d:?}: retries until the deadline");
+            assert!(p.retry_interval > Duration::ZERO && p.retry_interval < d - p.interval);
+            assert!(p.retry_interval <= Duration::from_millis(500));
+        }
+        let p = LeaseOptions::default()
+            .renewal_policy(Duration::from_secs(3).into())
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.interval, Duration::from_secs(2));
+        assert_eq!(p.retry_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn saturating_time_helpers() {
+        let now = tokio::time::Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
+        assert_eq!(after(now, secs(1.0)), now + secs(1.0));
+        assert_eq!(scale(Duration::MAX, 1.5), Duration::MAX);
+        assert_eq!(scale(secs(2.0), 0.5), secs(1.0));
+        assert_eq!(scale(secs(2.0), -1.0), Duration::ZERO);
     }
 
     #[test]
@@ -454,7 +538,7 @@ mod tests {
         let o = LeaseOptions::default()
             .with_auto_renew_safety_threshold(0.95)
             .with_auto_renew_retry_interval(Duration::from_micros(100))
-            .with_auto_renew_max_retries(1u32);
+            .with_auto_renew_max_retries(1);
         let p = o
             .renewal_policy(Duration::from_millis(20).into())
             .unwrap()

@@ -15,6 +15,7 @@
 
 use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{LeaseShared, LostReason, RenewOutcome};
+use crate::options::after;
 use crate::provider::{LeaseGrant, LeaseProvider};
 use crate::telemetry::{Metrics, RESULT_SUCCESS, SPAN_AUTO_RENEWAL};
 use futures::FutureExt;
@@ -83,7 +84,7 @@ impl Ctx {
             tracing::warn!("the lease renewal scheduler stopped with its runtime; restarting it");
             let (tx, rx) = mpsc::unbounded_channel();
             *chan = Channel { tx, rx: Some(rx) };
-            revive = self.held().into_iter().filter(|l| l.is_active()).collect();
+            revive = self.held().into_iter().filter(|l| !l.ended()).collect();
         }
         if let Some(rx) = chan.rx.take() {
             tokio::spawn(run(Arc::clone(&self.provider), rx));
@@ -253,9 +254,9 @@ impl Scheduler {
                 let key = lease.key;
                 let sent = lease.last_sent();
                 let (at, early) = match lease.policy {
-                    Some(p) => (sent + p.interval, early_slack(p.duration)),
+                    Some(p) => (after(sent, p.interval), early_slack(p.duration)),
                     // Manual renewal: only watch the safety deadline.
-                    None => (sent + window, Duration::ZERO),
+                    None => (after(sent, window), Duration::ZERO),
                 };
                 self.entries.insert(
                     key,
@@ -311,7 +312,7 @@ impl Scheduler {
                 self.queue.remove(&(at, key));
             }
             let lease = &e.lease;
-            if !lease.is_active() {
+            if lease.ended() {
                 self.entries.remove(&key);
                 continue;
             }
@@ -411,7 +412,7 @@ impl Scheduler {
                 continue;
             };
             let lease = Arc::clone(&e.lease);
-            if !lease.is_active() {
+            if lease.ended() {
                 self.remove(key);
                 continue;
             }
@@ -424,12 +425,12 @@ impl Scheduler {
                 RenewOutcome::Renewed => {
                     e.failures = 0;
                     e.early = early_slack(policy.duration);
-                    self.enqueue(key, done.sent + policy.interval);
+                    self.enqueue(key, after(done.sent, policy.interval));
                 }
                 RenewOutcome::Lost => self.remove(key),
                 RenewOutcome::Failed => {
                     e.failures = attempt;
-                    if attempt > policy.max_retries {
+                    if policy.max_retries.is_some_and(|max| attempt > max) {
                         self.remove(key);
                         let err = result.err().unwrap_or_else(|| deadline_error(&lease));
                         if lease.mark_lost(LostReason::RetriesExhausted(err)) {
@@ -438,8 +439,11 @@ impl Scheduler {
                         continue;
                     }
                     e.early = Duration::ZERO;
-                    let pause = policy.jittered_backoff(attempt, &mut self.rng);
-                    let deadline = lease.safety_deadline().unwrap_or(now + pause);
+                    // Retry until the safety deadline, the pauses shrinking as it nears;
+                    // at the deadline itself the dispatch declares the lease lost.
+                    let deadline = lease.safety_deadline().unwrap_or(now);
+                    let left = deadline.saturating_duration_since(now);
+                    let pause = policy.retry_pause(attempt, self.rng.f64(), left);
                     self.enqueue(key, (now + pause).min(deadline));
                 }
             }

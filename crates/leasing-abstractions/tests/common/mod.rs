@@ -77,6 +77,7 @@ impl Counting {
         self.batches.load(Ordering::SeqCst)
     }
 }
+#[deny(clippy::missing_trait_methods)]
 impl LeaseProvider for Counting {
     fn provider_name(&self) -> &'static str {
         self.inner.provider_name()
@@ -112,5 +113,8 @@ impl LeaseProvider for Counting {
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
         self.subscriptions.fetch_add(1, Ordering::SeqCst);
         self.inner.release_notifications(name)
+    }
+    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        self.inner.list(r)
     }
 }
