@@ -29,6 +29,14 @@ if [ -x scripts/redis-up.sh ]; then
   source target/services/redis.env
   trap 'scripts/redis-down.sh || true' EXIT
 fi
+if [ -x scripts/azurite-up.sh ]; then
+  scripts/azurite-up.sh
+  # shellcheck disable=SC1091
+  source target/services/azurite.env
+  # Stop Azurite too, keeping whatever the EXIT trap already does.
+  prev_exit_trap="$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")"
+  trap "scripts/azurite-down.sh || true; ${prev_exit_trap}" EXIT
+fi
 # Under this script a test that cannot reach its server fails instead of skipping.
 export LEASING_REQUIRE_SERVICES=1
 

@@ -5,3 +5,7 @@ pub use leasing_abstractions::*;
 /// The Redis and Redlock providers (feature `redis`).
 #[cfg(feature = "redis")]
 pub use leasing_redis as redis;
+
+/// The Azure Blob Storage provider (feature `blob`).
+#[cfg(feature = "blob")]
+pub use leasing_blob as blob;

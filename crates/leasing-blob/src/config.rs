@@ -139,7 +139,167 @@ fn base(mut url: Url) -> Url {
     url
 }
 
+/// Environment variables [`BlobLeaseProviderBuilder::from_env`] reads.
+pub mod env {
+    /// A connection string; wins over everything else.
+    pub const CONNECTION_STRING: &str = "AZURE_STORAGE_CONNECTION_STRING";
+    /// The blob endpoint (`https://myaccount.blob.core.windows.net`).
+    pub const BLOB_ENDPOINT: &str = "AZURE_STORAGE_BLOB_ENDPOINT";
+    /// The account name (endpoint `https://{name}.blob.core.windows.net` unless set).
+    pub const ACCOUNT: &str = "AZURE_STORAGE_ACCOUNT";
+    /// The account key.
+    pub const KEY: &str = "AZURE_STORAGE_KEY";
+    /// A SAS token (query string).
+    pub const SAS_TOKEN: &str = "AZURE_STORAGE_SAS_TOKEN";
+    /// The container (default `leases`).
+    pub const CONTAINER: &str = "LEASING_BLOB_CONTAINER";
+    /// Forces one token credential: `client-secret`, `workload-identity`,
+    /// `managed-identity` or `developer-tools`.
+    pub const CREDENTIAL: &str = "LEASING_BLOB_CREDENTIAL";
+}
+
+/// Which token credential the environment asks for, in the documented order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CredentialKind {
+    ClientSecret,
+    WorkloadIdentity,
+    ManagedIdentity,
+    DeveloperTools,
+}
+
+pub(crate) fn credential_kind(var: &dyn Fn(&str) -> Option<String>) -> Result<CredentialKind> {
+    let has = |k: &str| var(k).is_some_and(|v| !v.is_empty());
+    match var(env::CREDENTIAL).as_deref() {
+        Some("client-secret") => return Ok(CredentialKind::ClientSecret),
+        Some("workload-identity") => return Ok(CredentialKind::WorkloadIdentity),
+        Some("managed-identity") => return Ok(CredentialKind::ManagedIdentity),
+        Some("developer-tools") => return Ok(CredentialKind::DeveloperTools),
+        Some("") | None => {}
+        Some(other) => {
+            return Err(config_error(
+                "credential",
+                format!("{other:?} is not one of client-secret, workload-identity, managed-identity, developer-tools"),
+            ))
+        }
+    }
+    Ok(if has("AZURE_CLIENT_SECRET") {
+        CredentialKind::ClientSecret
+    } else if has("AZURE_FEDERATED_TOKEN_FILE") {
+        CredentialKind::WorkloadIdentity
+    } else if has("IDENTITY_ENDPOINT") || has("MSI_ENDPOINT") {
+        CredentialKind::ManagedIdentity
+    } else {
+        CredentialKind::DeveloperTools
+    })
+}
+
+fn identity_error(e: &azure_core::Error) -> LeaseError {
+    config_error(
+        "credential",
+        format!(
+            "could not be created: {}",
+            crate::error::Failure::from_azure(e)
+        ),
+    )
+}
+
+pub(crate) fn make_credential(
+    kind: CredentialKind,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> Result<Arc<dyn TokenCredential>> {
+    use azure_identity::{
+        ClientSecretCredential, DeveloperToolsCredential, ManagedIdentityCredential,
+        WorkloadIdentityCredential,
+    };
+    Ok(match kind {
+        CredentialKind::ClientSecret => {
+            let need = |k: &'static str| {
+                var(k).ok_or_else(|| config_error("credential", format!("{k} is not set")))
+            };
+            ClientSecretCredential::new(
+                &need("AZURE_TENANT_ID")?,
+                need("AZURE_CLIENT_ID")?,
+                Secret::new(need("AZURE_CLIENT_SECRET")?),
+                None,
+            )
+            .map_err(|e| identity_error(&e))?
+        }
+        CredentialKind::WorkloadIdentity => {
+            WorkloadIdentityCredential::new(None).map_err(|e| identity_error(&e))?
+        }
+        CredentialKind::ManagedIdentity => {
+            ManagedIdentityCredential::new(None).map_err(|e| identity_error(&e))?
+        }
+        CredentialKind::DeveloperTools => {
+            DeveloperToolsCredential::new(None).map_err(|e| identity_error(&e))?
+        }
+    })
+}
+
 impl BlobLeaseProviderBuilder {
+    /// A builder from the environment, in this order:
+    ///
+    /// 1. `AZURE_STORAGE_CONNECTION_STRING`: a [connection string](Self::connection_string);
+    /// 2. otherwise the endpoint from `AZURE_STORAGE_BLOB_ENDPOINT`, or from
+    ///    `AZURE_STORAGE_ACCOUNT` (`https://{account}.blob.core.windows.net`), with
+    ///    - `AZURE_STORAGE_KEY`: the account key (needs `AZURE_STORAGE_ACCOUNT`), else
+    ///    - `AZURE_STORAGE_SAS_TOKEN`: a SAS, else
+    ///    - a token credential from `azure_identity`: the one `LEASING_BLOB_CREDENTIAL`
+    ///      names, else client secret (`AZURE_CLIENT_SECRET` set, with `AZURE_TENANT_ID`
+    ///      and `AZURE_CLIENT_ID`), else workload identity (`AZURE_FEDERATED_TOKEN_FILE`
+    ///      set), else managed identity (`IDENTITY_ENDPOINT` or `MSI_ENDPOINT` set; on a VM
+    ///      with only IMDS, set `LEASING_BLOB_CREDENTIAL=managed-identity`), else the
+    ///      developer tools (Azure CLI, then Azure Developer CLI).
+    ///
+    /// `LEASING_BLOB_CONTAINER` sets the container.
+    ///
+    /// # Errors
+    /// `Configuration` naming what is missing or malformed (never a secret's value).
+    pub fn from_env() -> Result<Self> {
+        Self::from_vars(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub(crate) fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
+        let mut b = Self::default();
+        if let Some(c) = var(env::CONTAINER) {
+            b.container = Some(c);
+        }
+        if let Some(cs) = var(env::CONNECTION_STRING) {
+            return b.connection_string(&cs);
+        }
+        let account = var(env::ACCOUNT);
+        let endpoint = match (var(env::BLOB_ENDPOINT), &account) {
+            (Some(e), _) => e,
+            (None, Some(a)) => format!("https://{a}.blob.core.windows.net"),
+            (None, None) => {
+                return Err(config_error(
+                    "endpoint",
+                    format!(
+                        "set {} or {} (or {})",
+                        env::CONNECTION_STRING,
+                        env::BLOB_ENDPOINT,
+                        env::ACCOUNT
+                    ),
+                ))
+            }
+        };
+        b = b.endpoint(&endpoint)?;
+        if let Some(key) = var(env::KEY) {
+            let account = account.ok_or_else(|| {
+                config_error("auth", format!("{} needs {}", env::KEY, env::ACCOUNT))
+            })?;
+            return Ok(b.account_key(account, key));
+        }
+        if let Some(sas) = var(env::SAS_TOKEN) {
+            b.auth = Some(BlobAuth::Sas(Secret::new(
+                sas.trim_start_matches('?').to_owned(),
+            )));
+            return Ok(b);
+        }
+        let kind = credential_kind(var)?;
+        Ok(b.credential(make_credential(kind, var)?))
+    }
+
     /// Reads an Azure Storage connection string: `UseDevelopmentStorage=true` (Azurite on
     /// this machine), or `AccountName=…;AccountKey=…` with `DefaultEndpointsProtocol`,
     /// `EndpointSuffix` or `BlobEndpoint`, or `BlobEndpoint=…;SharedAccessSignature=…`.
@@ -423,10 +583,312 @@ fn http_client(pem: &[u8]) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     let certs = reqwest::Certificate::from_pem_bundle(pem)
         .map_err(|e| config_error("root_certificates_pem", format!("unreadable: {e}")))?;
+    if certs.is_empty() {
+        return Err(config_error(
+            "root_certificates_pem",
+            "holds no PEM certificate",
+        ));
+    }
     for cert in certs {
         builder = builder.add_root_certificate(cert);
     }
     builder
         .build()
         .map_err(|e| config_error("root_certificates_pem", format!("HTTP client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leasing_abstractions::ErrorKind;
+    use std::collections::HashMap;
+
+    const KEY: &str = "c2VjcmV0LWtleS1ub3QtcmVhbA==";
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k: &str| m.get(k).cloned()
+    }
+
+    fn field(r: Result<impl fmt::Debug>) -> &'static str {
+        let e = r.expect_err("must be rejected");
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+        e.field().expect("names a field")
+    }
+
+    #[test]
+    fn development_storage() {
+        let c = BlobLeaseProvider::builder()
+            .connection_string("UseDevelopmentStorage=true")
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(c.endpoint.as_str(), DEV_BLOB_ENDPOINT);
+        assert_eq!(c.container, DEFAULT_CONTAINER);
+        assert!(
+            matches!(c.auth, BlobAuth::AccountKey { ref account, .. } if account == DEV_ACCOUNT)
+        );
+        let c = BlobLeaseProvider::builder()
+            .connection_string(
+                "UseDevelopmentStorage=true; DevelopmentStorageProxyUri=http://10.0.0.1:10000/",
+            )
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(
+            c.endpoint.as_str(),
+            "http://10.0.0.1:10000/devstoreaccount1"
+        );
+    }
+
+    #[test]
+    fn account_connection_strings() {
+        let cs = format!("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY};EndpointSuffix=core.chinacloudapi.cn");
+        let c = BlobLeaseProvider::builder()
+            .connection_string(&cs)
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(
+            c.endpoint.as_str(),
+            "https://acct.blob.core.chinacloudapi.cn/"
+        );
+        let dbg = format!(
+            "{c:?} {:?}",
+            BlobLeaseProvider::builder().connection_string(&cs).unwrap()
+        );
+        assert!(!dbg.contains(KEY), "{dbg}");
+        let c = BlobLeaseProvider::builder()
+            .connection_string(&format!("AccountName=acct;AccountKey={KEY}"))
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
+        let c = BlobLeaseProvider::builder()
+            .connection_string(
+                "BlobEndpoint=https://x.example/acct/;SharedAccessSignature=?sv=1&sig=SECRETSIG",
+            )
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://x.example/acct");
+        assert!(matches!(&c.auth, BlobAuth::Sas(s) if s.secret() == "sv=1&sig=SECRETSIG"));
+        assert!(!format!("{c:?}").contains("SECRETSIG"));
+    }
+
+    #[test]
+    fn bad_connection_strings_name_the_field_without_the_secret() {
+        for cs in [
+            "garbage",
+            "AccountKey=SECRETKEY",
+            "AccountName=a",
+            "BlobEndpoint=https://x;AccountKey=SECRETKEY",
+            "BlobEndpoint=notaurl;AccountKey=SECRETKEY",
+            "BlobEndpoint=ftp://x/?sig=SECRETKEY;AccountName=a;AccountKey=k",
+        ] {
+            let e = BlobLeaseProvider::builder()
+                .connection_string(cs)
+                .expect_err(cs);
+            assert_eq!(e.field(), Some("connection_string"), "{cs}: {e}");
+            assert!(!format!("{e} {e:?}").contains("SECRETKEY"), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn sas_urls() {
+        let b = BlobLeaseProvider::builder()
+            .sas_url("https://acct.blob.core.windows.net/?sv=2020&sig=SECRETSIG")
+            .unwrap();
+        let c = b.into_config().unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
+        let c = BlobLeaseProvider::builder()
+            .container_sas_url(
+                "http://127.0.0.1:10000/devstoreaccount1/my-leases?sv=2020&sig=SECRETSIG",
+            )
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert_eq!(
+            c.endpoint.as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(c.container, "my-leases");
+        assert!(!format!("{c:?}").contains("SECRETSIG"));
+        assert_eq!(
+            field(BlobLeaseProvider::builder().sas_url("https://a.example/")),
+            "sas_url"
+        );
+        assert_eq!(
+            field(BlobLeaseProvider::builder().container_sas_url("https://a.example/?sig=x")),
+            "sas_url"
+        );
+        let e = BlobLeaseProvider::builder()
+            .sas_url("not a url?sig=SECRETSIG")
+            .unwrap_err();
+        assert!(!e.to_string().contains("SECRETSIG"), "{e}");
+    }
+
+    #[test]
+    fn checks_name_the_field() {
+        let ok = || {
+            BlobLeaseProvider::builder()
+                .endpoint("https://acct.blob.core.windows.net")
+                .unwrap()
+                .account_key("acct", KEY)
+        };
+        assert_eq!(
+            field(BlobLeaseProvider::builder().into_config()),
+            "endpoint"
+        );
+        assert_eq!(
+            field(
+                BlobLeaseProvider::builder()
+                    .endpoint("https://a.example")
+                    .unwrap()
+                    .into_config()
+            ),
+            "auth"
+        );
+        for bad in [
+            "ab",
+            "Leases",
+            "-leases",
+            "leases-",
+            "le--ases",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                field(ok().container(bad).into_config()),
+                "container",
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            field(ok().call_timeout(Duration::ZERO).into_config()),
+            "call_timeout"
+        );
+        assert_eq!(
+            field(ok().renew_concurrency(0).into_config()),
+            "renew_concurrency"
+        );
+        assert_eq!(
+            field(BlobLeaseProvider::builder().endpoint("mailto:x")),
+            "endpoint"
+        );
+        let token = BlobLeaseProvider::builder()
+            .endpoint("http://127.0.0.1:10000/devstoreaccount1")
+            .unwrap()
+            .credential(make_credential(CredentialKind::DeveloperTools, &vars(&[])).unwrap());
+        assert_eq!(field(token.into_config()), "endpoint");
+        assert_eq!(
+            field(ok().root_certificates_pem(b"not a pem".to_vec()).build()),
+            "root_certificates_pem"
+        );
+        let p = ok()
+            .container("abc")
+            .call_timeout(Duration::from_millis(10))
+            .renew_concurrency(3)
+            .build()
+            .unwrap();
+        assert_eq!(p.config().container, "abc");
+        assert_eq!(p.config().renew_concurrency, 3);
+        assert!(format!("{:?}", ok()).contains("acct"));
+    }
+
+    #[test]
+    fn from_the_environment() {
+        let b = BlobLeaseProviderBuilder::from_vars(&vars(&[
+            (env::CONNECTION_STRING, "UseDevelopmentStorage=true"),
+            (env::CONTAINER, "other"),
+        ]))
+        .unwrap();
+        assert_eq!(b.into_config().unwrap().container, "other");
+        let c =
+            BlobLeaseProviderBuilder::from_vars(&vars(&[(env::ACCOUNT, "acct"), (env::KEY, KEY)]))
+                .unwrap()
+                .into_config()
+                .unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
+        assert!(matches!(c.auth, BlobAuth::AccountKey { .. }));
+        let c = BlobLeaseProviderBuilder::from_vars(&vars(&[
+            (env::BLOB_ENDPOINT, "https://x.example"),
+            (env::SAS_TOKEN, "?sv=1&sig=S"),
+        ]))
+        .unwrap()
+        .into_config()
+        .unwrap();
+        assert!(matches!(&c.auth, BlobAuth::Sas(s) if s.secret() == "sv=1&sig=S"));
+        let c = BlobLeaseProviderBuilder::from_vars(&vars(&[(env::ACCOUNT, "acct")]))
+            .unwrap()
+            .into_config()
+            .unwrap();
+        assert!(matches!(c.auth, BlobAuth::Token(_)));
+        assert_eq!(format!("{:?}", c.auth), "Token(<credential>)");
+        assert_eq!(
+            field(BlobLeaseProviderBuilder::from_vars(&vars(&[]))),
+            "endpoint"
+        );
+        assert_eq!(
+            field(BlobLeaseProviderBuilder::from_vars(&vars(&[
+                (env::BLOB_ENDPOINT, "https://x.example"),
+                (env::KEY, KEY)
+            ]))),
+            "auth"
+        );
+        // The process environment: whatever it holds, no panic and no secret in errors.
+        if let Err(e) = BlobLeaseProvider::from_env() {
+            assert_eq!(e.kind(), ErrorKind::Configuration);
+        }
+    }
+
+    #[test]
+    fn credential_order() {
+        use CredentialKind::*;
+        let k = |p: &[(&str, &str)]| credential_kind(&vars(p));
+        assert_eq!(k(&[]).unwrap(), DeveloperTools);
+        assert_eq!(k(&[("MSI_ENDPOINT", "x")]).unwrap(), ManagedIdentity);
+        assert_eq!(k(&[("IDENTITY_ENDPOINT", "x")]).unwrap(), ManagedIdentity);
+        assert_eq!(
+            k(&[("AZURE_FEDERATED_TOKEN_FILE", "f"), ("MSI_ENDPOINT", "x")]).unwrap(),
+            WorkloadIdentity
+        );
+        assert_eq!(
+            k(&[
+                ("AZURE_CLIENT_SECRET", "s"),
+                ("AZURE_FEDERATED_TOKEN_FILE", "f")
+            ])
+            .unwrap(),
+            ClientSecret
+        );
+        for (name, kind) in [
+            ("client-secret", ClientSecret),
+            ("workload-identity", WorkloadIdentity),
+            ("managed-identity", ManagedIdentity),
+            ("developer-tools", DeveloperTools),
+        ] {
+            assert_eq!(k(&[(env::CREDENTIAL, name)]).unwrap(), kind);
+        }
+        assert_eq!(field(k(&[(env::CREDENTIAL, "magic")])), "credential");
+        let secret = vars(&[
+            ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            ("AZURE_CLIENT_ID", "id"),
+            ("AZURE_CLIENT_SECRET", "SECRETVALUE"),
+        ]);
+        make_credential(ClientSecret, &secret).unwrap();
+        let e = make_credential(ClientSecret, &vars(&[("AZURE_CLIENT_ID", "id")])).unwrap_err();
+        assert!(e.to_string().contains("AZURE_TENANT_ID"), "{e}");
+        let bad_tenant = vars(&[
+            ("AZURE_TENANT_ID", "not a tenant!"),
+            ("AZURE_CLIENT_ID", "id"),
+            ("AZURE_CLIENT_SECRET", "SECRETVALUE"),
+        ]);
+        let e = make_credential(ClientSecret, &bad_tenant).unwrap_err();
+        assert!(!format!("{e:?}").contains("SECRETVALUE"));
+        make_credential(ManagedIdentity, &vars(&[])).unwrap();
+        // Workload identity needs its variables in the process environment.
+        let _ = make_credential(WorkloadIdentity, &vars(&[]));
+    }
 }

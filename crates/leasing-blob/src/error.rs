@@ -218,3 +218,132 @@ pub(crate) fn deadline_passed(op: Op, after: std::time::Duration) -> LeaseError 
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, code: &str) -> Failure {
+        Failure::Status {
+            status,
+            code: (!code.is_empty()).then(|| code.to_owned()),
+        }
+    }
+
+    #[test]
+    fn one_table_for_every_answer() {
+        use ErrorKind::*;
+        let cases = [
+            (
+                Op::Renew,
+                status(409, "LeaseIdMismatchWithLeaseOperation"),
+                Lost,
+            ),
+            (
+                Op::Renew,
+                status(409, "LeaseIsBrokenAndCannotBeRenewed"),
+                Lost,
+            ),
+            (Op::Renew, status(412, "LeaseIdMissing"), Lost),
+            (Op::Renew, status(404, "BlobNotFound"), Lost),
+            (Op::Renew, status(404, ""), Lost),
+            (Op::Renew, status(409, "SomethingElse"), Renewal),
+            (Op::Acquire, status(409, "LeaseAlreadyPresent"), Conflict),
+            (Op::Acquire, status(412, "ConditionNotMet"), Acquisition),
+            (
+                Op::Acquire,
+                status(400, "InvalidHeaderValue"),
+                InvalidArgument,
+            ),
+            (
+                Op::Acquire,
+                status(403, "AuthenticationFailed"),
+                Unauthorized,
+            ),
+            (Op::Inspect, status(401, ""), Unauthorized),
+            (Op::Release, status(503, "ServerBusy"), ProviderUnavailable),
+            (Op::Break, status(500, ""), ProviderUnavailable),
+            (Op::List, status(429, ""), ProviderUnavailable),
+            (Op::Inspect, status(408, ""), ProviderUnavailable),
+            (Op::Release, status(418, ""), ProviderUnavailable),
+            (Op::Setup, status(418, ""), Configuration),
+            (
+                Op::Renew,
+                Failure::Transport {
+                    connect: true,
+                    text: "refused".into(),
+                },
+                ProviderUnavailable,
+            ),
+            (
+                Op::Acquire,
+                Failure::Credential("no token".into()),
+                Unauthorized,
+            ),
+            (Op::Acquire, Failure::Other("odd".into()), Acquisition),
+        ];
+        for (op, failure, kind) in cases {
+            let text = failure.to_string();
+            let e = map_failure(op, failure);
+            assert_eq!(e.kind(), kind, "{op:?} {text}");
+            assert!(e.message().contains(&text), "{e}");
+        }
+        let e = map_failure(Op::Acquire, status(400, ""));
+        assert_eq!(e.field(), Some("request"));
+        assert!(e.message().contains("(no error code)"));
+        assert_eq!(
+            deadline_passed(Op::Renew, std::time::Duration::from_secs(1)).kind(),
+            ErrorKind::ProviderUnavailable
+        );
+        assert_eq!(status(409, "x").code(), Some("x"));
+        assert_eq!(Failure::Other("y".into()).code(), None);
+        assert_eq!(Failure::Other("y".into()).status(), None);
+    }
+
+    #[test]
+    fn redaction_removes_queries_and_credentials() {
+        let text = "error sending request for url (https://a.blob.core.windows.net/c/b?sv=1&sig=SECRET1): Authorization: SharedKey acct:SECRET2 Bearer SECRET3 AccountKey=SECRET4;SharedAccessSignature=SECRET5 sig=SECRET6";
+        let r = redact(text);
+        for s in [
+            "SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5", "SECRET6",
+        ] {
+            assert!(!r.contains(s), "{s} in {r}");
+        }
+        assert!(
+            r.contains("https://a.blob.core.windows.net/c/b?<redacted>)"),
+            "{r}"
+        );
+        assert_eq!(redact("plain"), "plain");
+        assert_eq!(redact("Bearer "), "Bearer ");
+    }
+
+    #[test]
+    fn azure_errors_are_read_without_secrets() {
+        use azure_core::error::ErrorKind as K;
+        let e = azure_core::Error::with_message(
+            K::Connection,
+            "connect to http://h/?sig=SECRET failed",
+        );
+        let f = Failure::from_azure(&e);
+        assert!(matches!(f, Failure::Transport { connect: true, .. }));
+        assert!(!f.to_string().contains("SECRET"));
+        let io = std::io::Error::other("reset");
+        let e = azure_core::Error::new(K::Io, io);
+        assert!(
+            matches!(Failure::from_azure(&e), Failure::Transport { connect: false, ref text } if text.contains("reset"))
+        );
+        let e = azure_core::Error::with_message(K::Credential, "no az");
+        assert!(matches!(Failure::from_azure(&e), Failure::Credential(_)));
+        let e = azure_core::Error::with_message(K::DataConversion, "bad");
+        assert!(matches!(Failure::from_azure(&e), Failure::Other(_)));
+        let e = azure_core::Error::new(
+            K::HttpResponse {
+                status: azure_core::http::StatusCode::Conflict,
+                error_code: Some("LeaseAlreadyPresent".into()),
+                raw_response: None,
+            },
+            std::io::Error::other("x"),
+        );
+        assert_eq!(Failure::from_azure(&e), status(409, "LeaseAlreadyPresent"));
+    }
+}

@@ -17,7 +17,7 @@ mod provider;
 mod shared_key;
 
 pub use config::{
-    BlobAuth, BlobConfig, BlobLeaseProviderBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_CONTAINER,
+    env, BlobAuth, BlobConfig, BlobLeaseProviderBuilder, DEFAULT_CALL_TIMEOUT, DEFAULT_CONTAINER,
     DEFAULT_RENEW_CONCURRENCY, DEV_ACCOUNT, DEV_ACCOUNT_KEY, DEV_BLOB_ENDPOINT,
 };
 pub use provider::{BlobLeaseProvider, MAX_DURATION, MIN_DURATION};

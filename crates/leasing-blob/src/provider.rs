@@ -151,6 +151,15 @@ impl BlobLeaseProvider {
         BlobLeaseProviderBuilder::default()
     }
 
+    /// A provider configured from the environment (see
+    /// [`BlobLeaseProviderBuilder::from_env`] for the variables and their order).
+    ///
+    /// # Errors
+    /// `Configuration` naming what is missing or malformed.
+    pub fn from_env() -> Result<Self> {
+        BlobLeaseProviderBuilder::from_env()?.build()
+    }
+
     /// A provider from a checked configuration.
     ///
     /// # Errors
