@@ -3,7 +3,8 @@
 # and starts it, patched by scripts/cosmos-emulator/launch.js (what each patch fixes is
 # written there), on loopback: plain HTTP on 127.0.0.1:8081 (override with
 # LEASING_COSMOS_PORT). In memory: a restart forgets every database. Idempotent: a running
-# instance is kept. Writes target/services/cosmos.env; stop it with scripts/cosmos-down.sh.
+# instance is kept. Also installs faketime (apt) for the clock-skew tests. Writes
+# target/services/cosmos.env; stop it with scripts/cosmos-down.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="1.0.1"
@@ -23,6 +24,15 @@ if ! grep -q "\"version\": \"$VERSION\"" "$PKG" 2>/dev/null; then
   mkdir -p "$PREFIX"
   npm install --prefix "$PREFIX" --no-audit --no-fund --loglevel=error \
     "@vercel/cosmosdb-server@$VERSION" >/dev/null
+fi
+
+# faketime (Debian) for the clock-skew tests: a process whose wall clock is off.
+if ! command -v faketime >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+  echo "cosmos-up: installing faketime with apt-get" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq faketime >/dev/null
 fi
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -58,5 +68,6 @@ export LEASING_COSMOS_CONNECTION_STRING="AccountEndpoint=$ENDPOINT;AccountKey=$K
 export LEASING_COSMOS_EMULATOR_PID_FILE="$PIDFILE"
 export LEASING_COSMOS_EMULATOR_LAUNCHER="$ROOT/scripts/cosmos-emulator/launch.js"
 export LEASING_COSMOS_EMULATOR_MODULES="$PREFIX/node_modules"
+export LEASING_FAKETIME="$(command -v faketime)"
 ENV
 echo "cosmos-up: emulator on $ENDPOINT (pid $(cat "$PIDFILE")); settings in $ENV_FILE" >&2
