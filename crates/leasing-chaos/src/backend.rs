@@ -10,8 +10,68 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Every backend `--backend` accepts.
-pub(crate) const KNOWN: [&str; 3] = ["memory", "redis", "redlock"];
+/// Every backend `--backend` accepts. `memory-unsafe` is the runner's self-test: an
+/// in-memory provider that breaks the current lease to grant a new one, on which a run
+/// must find violations.
+pub(crate) const KNOWN: [&str; 4] = ["memory", "redis", "redlock", "memory-unsafe"];
+
+/// Whether `backend` runs in this process (threads) rather than in server processes.
+pub(crate) fn in_process(backend: &str) -> bool {
+    backend.starts_with("memory")
+}
+
+/// An unsafe provider for the self-test: grants every acquisition, breaking the current
+/// holder's lease first (which it learns only at its next renewal).
+#[derive(Debug, Clone)]
+pub(crate) struct Stealing(pub(crate) leasing_abstractions::InMemoryLeaseProvider);
+
+impl LeaseProvider for Stealing {
+    fn provider_name(&self) -> &'static str {
+        "stealing"
+    }
+    fn capabilities(&self) -> leasing_abstractions::ProviderCapabilities {
+        self.0.capabilities()
+    }
+    fn try_acquire<'a>(
+        &'a self,
+        request: &'a leasing_abstractions::AcquireRequest,
+    ) -> leasing_abstractions::BoxFuture<
+        'a,
+        leasing_abstractions::Result<Option<leasing_abstractions::LeaseGrant>>,
+    > {
+        Box::pin(async move {
+            self.0.break_lease(&request.name).await?;
+            self.0.try_acquire(request).await
+        })
+    }
+    fn renew<'a>(
+        &'a self,
+        grant: &'a leasing_abstractions::LeaseGrant,
+    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<()>> {
+        self.0.renew(grant)
+    }
+    fn release<'a>(
+        &'a self,
+        grant: &'a leasing_abstractions::LeaseGrant,
+    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<()>> {
+        self.0.release(grant)
+    }
+    fn inspect<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> leasing_abstractions::BoxFuture<
+        'a,
+        leasing_abstractions::Result<Option<leasing_abstractions::LeaseInfo>>,
+    > {
+        self.0.inspect(name)
+    }
+    fn break_lease<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<bool>> {
+        self.0.break_lease(name)
+    }
+}
 
 /// A server the runner may fault, and the proxy clients reach it through.
 pub(crate) struct Slot {

@@ -133,7 +133,7 @@ async fn hold(
             });
         }
     });
-    let hold_for = cfg.lease.mul_f64(0.5 + rng.f64() * 2.0);
+    let hold_for = cfg.lease.mul_f64(0.25 + rng.f64() * 1.25);
     let until = mono_ns() + u64::try_from(hold_for.as_nanos()).unwrap_or(u64::MAX);
     let name = lease.name().to_owned();
     let token = lease.fencing_token();

@@ -61,7 +61,7 @@ fn schedule_for(backend: &str, o: &RunOpts) -> Vec<Fault> {
         Fault::Latency,
     ];
     match backend {
-        "memory" => {}
+        b if backend::in_process(b) => {}
         "redlock" => {
             v.push(Fault::ServerDown);
             v.push(Fault::RestartPersistent);
@@ -106,6 +106,8 @@ impl ProcClient {
 
 enum Fleet {
     Threads {
+        /// The self-test's unsafe provider instead of the in-memory one.
+        stealing: bool,
         shared: InMemoryLeaseProvider,
         fence: FencedResource,
         clients: Vec<ThreadClient>,
@@ -158,13 +160,19 @@ impl Run {
         );
         match &mut self.fleet {
             Fleet::Threads {
+                stealing,
                 shared,
                 fence,
                 clients,
                 latency,
                 cut,
             } => {
-                let faulty = FaultInjectingProvider::new(Arc::new(shared.clone()));
+                let inner: Arc<dyn LeaseProvider> = if *stealing {
+                    Arc::new(backend::Stealing(shared.clone()))
+                } else {
+                    Arc::new(shared.clone())
+                };
+                let faulty = FaultInjectingProvider::new(inner);
                 let control = faulty.control();
                 control.set_latency(*latency);
                 control.set_partitioned(*cut);
@@ -572,8 +580,9 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
     let names: Vec<String> = (0..o.names)
         .map(|i| format!("chaos-{}-{i}", &run_id[..8]))
         .collect();
-    let fleet = if backend == "memory" {
+    let fleet = if backend::in_process(backend) {
         Fleet::Threads {
+            stealing: backend == "memory-unsafe",
             shared: InMemoryLeaseProvider::new(),
             fence: FencedResource::new(),
             clients: Vec::new(),
@@ -654,6 +663,26 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
         dir.join("history.jsonl").display()
     );
     print!("{report}");
+    for v in report.violations.iter().take(20) {
+        let at = v.at_ns.saturating_sub(start_ns) as f64 / 1e9;
+        let fault = history
+            .iter()
+            .filter(|r| matches!(r.op, Op::Fault { .. }) && r.invoke_ns <= v.at_ns)
+            .max_by_key(|r| r.invoke_ns)
+            .map_or_else(String::new, |r| match &r.op {
+                Op::Fault { kind } => format!(
+                    "; last fault before it: {kind} at {:.1} s ({})",
+                    r.invoke_ns.saturating_sub(start_ns) as f64 / 1e9,
+                    r.detail.as_deref().unwrap_or("")
+                ),
+                _ => String::new(),
+            });
+        println!(
+            "  {} on {} at {at:.1} s into the run{fault}",
+            v.kind.label(),
+            v.name
+        );
+    }
     let _ = std::fs::write(
         dir.join("report.json"),
         serde_json::to_string_pretty(&report).unwrap_or_default(),
