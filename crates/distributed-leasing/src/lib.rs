@@ -9,3 +9,7 @@ pub use leasing_redis as redis;
 /// The Azure Blob Storage provider (feature `blob`).
 #[cfg(feature = "blob")]
 pub use leasing_blob as blob;
+
+/// The Azure Cosmos DB provider (feature `cosmos`).
+#[cfg(feature = "cosmos")]
+pub use leasing_cosmos as cosmos;
