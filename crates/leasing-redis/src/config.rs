@@ -20,6 +20,12 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default time before a token's expiry at which it is replaced.
 pub const DEFAULT_REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(120);
+/// Default of [`RedisConfig::fence_retention`]: a name's fencing counter is deleted one day
+/// after its last grant.
+pub const DEFAULT_FENCE_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+/// Longest duration any option takes; longer values (`Duration::MAX` included) are
+/// saturated to it when the provider is built.
+pub const MAX_OPTION_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A credential for token authentication (Microsoft Entra ID on Azure Cache for Redis):
 /// the username (the identity's object id) and an access token used as the password.
@@ -101,6 +107,17 @@ pub struct RedisConfig {
     pub refresh_before_expiry: Duration,
     /// Most grants renewed in one pipelined round trip.
     pub max_renew_batch: usize,
+    /// How long a name's fencing counter (`{prefix}{<name>}:fence`) outlives the name's
+    /// last grant (default 1 day). A name unused for longer leaves no key behind; its next
+    /// token still rises, floored at the server clock in µs (see the crate docs).
+    pub fence_retention: Duration,
+    /// Restart fence (default zero: off). When not zero, a server that restarted less than
+    /// this long ago (`uptime_in_seconds`), that is not the server this provider saw before
+    /// at its address (a changed `run_id` or replication id), or that was promoted from a
+    /// replica, grants nothing until this long after the restart or promotion: set it to at
+    /// least the longest lease duration in use, and no lease granted before a restart
+    /// without persistence or a failover can overlap one granted after it.
+    pub restart_fence: Duration,
 }
 
 impl Default for RedisConfig {
@@ -117,6 +134,8 @@ impl Default for RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             refresh_before_expiry: DEFAULT_REFRESH_BEFORE_EXPIRY,
             max_renew_batch: 256,
+            fence_retention: DEFAULT_FENCE_RETENTION,
+            restart_fence: Duration::ZERO,
         }
     }
 }
@@ -151,6 +170,8 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("refresh_before_expiry", &self.refresh_before_expiry)
             .field("max_renew_batch", &self.max_renew_batch)
+            .field("fence_retention", &self.fence_retention)
+            .field("restart_fence", &self.restart_fence)
             .finish()
     }
 }
@@ -166,6 +187,22 @@ pub(crate) fn redact_url(url: &str) -> String {
 }
 
 impl RedisConfig {
+    /// The configuration with every duration saturated at [`MAX_OPTION_DURATION`], so
+    /// that no arithmetic on them can overflow (`Duration::MAX` means "as long as
+    /// possible", never a panic).
+    pub(crate) fn saturated(mut self) -> Self {
+        for d in [
+            &mut self.call_timeout,
+            &mut self.connect_timeout,
+            &mut self.refresh_before_expiry,
+            &mut self.fence_retention,
+            &mut self.restart_fence,
+        ] {
+            *d = (*d).min(MAX_OPTION_DURATION);
+        }
+        self
+    }
+
     /// Checks every field; errors name the field and the rule.
     ///
     /// # Errors
@@ -202,6 +239,12 @@ impl RedisConfig {
             return Err(LeaseError::configuration(
                 "connect_timeout",
                 "must be greater than zero",
+            ));
+        }
+        if self.fence_retention < Duration::from_millis(1) {
+            return Err(LeaseError::configuration(
+                "fence_retention",
+                "must be at least 1 ms",
             ));
         }
         if self.max_renew_batch == 0 {
@@ -320,6 +363,20 @@ macro_rules! common_setters {
             self
         }
 
+        /// How long a name's fencing counter outlives its last grant (default 1 day);
+        /// see [`RedisConfig::fence_retention`].
+        pub fn fence_retention(mut self, retention: std::time::Duration) -> Self {
+            self.config.fence_retention = retention;
+            self
+        }
+
+        /// Restart fence (default off); see [`RedisConfig::restart_fence`]. Set it to at
+        /// least the longest lease duration in use.
+        pub fn restart_fence(mut self, fence: std::time::Duration) -> Self {
+            self.config.restart_fence = fence;
+            self
+        }
+
         /// The configuration so far.
         pub fn config(&self) -> &$crate::config::RedisConfig {
             &self.config
@@ -402,7 +459,7 @@ impl RedisLeaseProviderBuilder {
 /// When to fetch the next token for one that expires at `expires_at`.
 pub(crate) fn refresh_delay(expires_at: SystemTime, before: Duration, now: SystemTime) -> Duration {
     let remaining = expires_at.duration_since(now).unwrap_or(Duration::ZERO);
-    let wait = if remaining > before * 2 {
+    let wait = if remaining > before.saturating_mul(2) {
         remaining - before
     } else {
         remaining / 2

@@ -12,6 +12,7 @@ pub(crate) enum Op {
     Release,
     Inspect,
     Break,
+    List,
 }
 
 impl Op {
@@ -23,6 +24,7 @@ impl Op {
             Op::Release => "release",
             Op::Inspect => "inspect",
             Op::Break => "break",
+            Op::List => "list",
         }
     }
 }

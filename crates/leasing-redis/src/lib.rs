@@ -1,11 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 pub mod config;
+mod connection;
+mod credential;
 mod error;
+mod ghost;
+mod identity;
+mod listing;
 mod node;
 mod provider;
+mod record;
 mod redlock;
 mod releases;
+mod scripts;
+mod subscriber;
 
 pub use config::{AccessToken, RedisConfig, RedisLeaseProviderBuilder, TokenCredential};
 pub use provider::{RedisLeaseProvider, MAX_DURATION, MIN_DURATION};

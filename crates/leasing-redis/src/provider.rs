@@ -1,11 +1,14 @@
 //! The single-instance Redis provider.
 
 use crate::config::{RedisConfig, RedisLeaseProviderBuilder};
-use crate::node::{system_time_ms, GhostGuard, Node};
+use crate::ghost::GhostGuard;
+use crate::listing::{scan_until_found, stale_cursor, Cursor};
+use crate::node::{Acquire, Node, Renewal};
+use crate::record::{encode_rest, system_time_ms, RawInfo};
 use crate::releases::Releases;
 use leasing_abstractions::{
-    validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo,
-    LeaseProvider, ProviderCapabilities, Result,
+    validate_name, AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo, LeasePage,
+    LeaseProvider, ListRequest, ProviderCapabilities, Result,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,31 @@ pub const MIN_DURATION: Duration = Duration::from_millis(100);
 pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 
 pub(crate) fn capabilities(batch: usize) -> ProviderCapabilities {
-    ProviderCapabilities::new(MIN_DURATION, MAX_DURATION).with_max_renew_batch(batch)
+    ProviderCapabilities::new(MIN_DURATION, MAX_DURATION)
+        .with_max_renew_batch(batch)
+        .with_listing(true)
+}
+
+/// The node epoch a grant was made in, from its version (see [`crate::identity`]); one
+/// number per node, comma-separated.
+pub(crate) fn grant_epochs(grant: &LeaseGrant) -> Vec<Option<u64>> {
+    grant
+        .version
+        .get()
+        .map(|v| v.split(',').map(|e| e.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// A lease as `inspect` and `list` report it.
+pub(crate) fn lease_info(name: &str, i: RawInfo) -> LeaseInfo {
+    LeaseInfo::new(
+        name,
+        i.lease_id,
+        i.token,
+        system_time_ms(i.acquired_ms),
+        i.expires_ms.map(system_time_ms),
+        i.metadata,
+    )
 }
 
 pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Duration {
@@ -32,10 +59,11 @@ pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Durat
 /// one hash slot through the `{<name>}` tag, and redis-rs' cluster connection routes each
 /// script to the master of that slot, following `MOVED`/`ASK`).
 ///
-/// Storage: one hash per lease at `{prefix}{<name>}` with fields `leaseId`,
-/// `fencingToken`, `owner`, `acquiredAt` (server ms) and `meta_<key>`, with a PEXPIRE TTL;
-/// the fencing counter at `{prefix}{<name>}:fence` (no TTL). All writes are Lua scripts
-/// run by SHA. Releases of names someone found held are announced on
+/// Storage: one string per lease at `{prefix}{<name>}` holding the lease id, fencing
+/// token, acquired-at (server ms), owner and metadata, with a PX TTL; the fencing counter
+/// at `{prefix}{<name>}:fence`, which expires [`fence_retention`](crate::RedisConfig::fence_retention)
+/// after the name's last grant. Tokens are `max(counter + 1, server clock in µs)`. All
+/// writes are Lua scripts run by SHA. Releases of names someone found held are announced on
 /// `{prefix}{<name>}:released`, which a provider subscribes only while one of its callers
 /// waits for that name.
 ///
@@ -82,6 +110,7 @@ impl RedisLeaseProvider {
     }
 
     pub(crate) async fn from_config(config: RedisConfig) -> Result<Self> {
+        let config = config.saturated();
         config.validate()?;
         let releases = Arc::new(Releases::new());
         let node = if config.cluster_urls.is_empty() {
@@ -114,40 +143,52 @@ pub(crate) fn owner_id() -> String {
 
 impl RedisLeaseProvider {
     async fn do_try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        validate_request(request, &self.capabilities())?;
-        let ttl = finite(request.duration);
+        // The core validated the request; the name is checked again because it becomes a
+        // key (a '{' or '}' would break the key mapping).
+        validate_name(&request.name)?;
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
+        let rest = encode_rest(&self.owner, &request.metadata);
         let sent_at = Instant::now();
         // From here on the script may reach the server: if the answer is lost (error,
         // timeout, cancellation), release the possible grant in the background.
         let guard = GhostGuard::new(&self.node, &request.name, &lease_id);
         let got = self.node[0]
             .acquire(
-                &request.name,
-                &lease_id,
-                ttl,
-                0,
-                &self.owner,
-                &request.metadata,
+                Acquire {
+                    name: &request.name,
+                    lease_id: &lease_id,
+                    ttl: finite(request.duration),
+                    floor: 0,
+                    rest: &rest,
+                },
                 self.config.call_timeout,
             )
             .await?;
         guard.disarm();
-        Ok(got.map(|(token, acquired_ms)| {
+        Ok(got.map(|g| {
             LeaseGrant::new(
                 request,
                 lease_id,
-                token,
-                system_time_ms(acquired_ms),
+                g.token,
+                system_time_ms(g.acquired_ms),
                 sent_at,
             )
+            .with_version(g.epoch.to_string())
         }))
     }
 
+    fn renewal<'a>(grant: &'a LeaseGrant) -> Renewal<'a> {
+        Renewal {
+            name: &grant.name,
+            lease_id: &grant.lease_id,
+            ttl: finite(grant.duration),
+            epoch: grant_epochs(grant).first().copied().flatten(),
+        }
+    }
+
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
-        let ttl = finite(grant.duration);
         if self.node[0]
-            .renew(&grant.name, &grant.lease_id, ttl, self.config.call_timeout)
+            .renew(Self::renewal(grant), self.config.call_timeout)
             .await?
         {
             Ok(())
@@ -157,10 +198,7 @@ impl RedisLeaseProvider {
     }
 
     async fn do_renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        let items: Vec<(&str, &str, Duration)> = grants
-            .iter()
-            .map(|g| (g.name.as_str(), g.lease_id.as_str(), finite(g.duration)))
-            .collect();
+        let items: Vec<Renewal<'_>> = grants.iter().map(|g| Self::renewal(g)).collect();
         self.node[0]
             .renew_many(&items, self.config.call_timeout)
             .await
@@ -184,16 +222,42 @@ impl RedisLeaseProvider {
 
     async fn do_inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
         validate_name(name)?;
-        Ok(self.node[0].inspect(name).await?.map(|i| {
-            LeaseInfo::new(
-                name,
-                i.lease_id,
-                i.token,
-                system_time_ms(i.acquired_ms),
-                i.expires_ms.map(system_time_ms),
-                i.metadata,
+        Ok(self.node[0]
+            .inspect(name)
+            .await?
+            .map(|i| lease_info(name, i)))
+    }
+
+    async fn do_list(&self, request: &ListRequest) -> Result<LeasePage> {
+        let node = &self.node[0];
+        let spaces = node.scan_spaces().await?;
+        let mut cursor = Cursor::parse(request.cursor.as_deref())?;
+        if cursor.space >= spaces.len() {
+            return Err(stale_cursor());
+        }
+        loop {
+            let (names, next) = scan_until_found(
+                node,
+                &spaces,
+                cursor,
+                &request.prefix,
+                request.limit,
+                self.config.call_timeout,
             )
-        }))
+            .await?;
+            // SCAN found the keys; each is read with its TTL (it may have gone since).
+            let infos = futures::future::join_all(names.iter().map(|n| node.inspect(n))).await;
+            let mut leases = Vec::with_capacity(names.len());
+            for (name, info) in names.iter().zip(infos) {
+                if let Some(i) = info? {
+                    leases.push(lease_info(name, i));
+                }
+            }
+            match next {
+                Some(c) if leases.is_empty() => cursor = c,
+                next => return Ok(LeasePage::new(leases, next.map(Cursor::render))),
+            }
+        }
     }
 
     async fn do_break_lease(&self, name: &str) -> Result<bool> {
@@ -240,6 +304,10 @@ impl LeaseProvider for RedisLeaseProvider {
 
     fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(self.do_break_lease(name))
+    }
+
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(self.do_list(request))
     }
 }
 

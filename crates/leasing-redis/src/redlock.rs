@@ -1,14 +1,19 @@
 //! Redlock: a lease on a majority of N independent Redis servers.
 
 use crate::config::{common_setters, redact_url, RedisConfig};
-use crate::node::{release_in_background, system_time_ms, GhostGuard, Node, RawInfo};
-use crate::provider::{capabilities, finite, lost, owner_id, MAX_DURATION};
+use crate::ghost::{release_in_background, GhostGuard};
+use crate::listing::{scan_until_found, stale_cursor, Cursor};
+use crate::node::{Acquire, Granted, Node, Renewal};
+use crate::provider::{
+    capabilities, finite, grant_epochs, lease_info, lost, owner_id, MAX_DURATION,
+};
+use crate::record::{encode_rest, system_time_ms, RawInfo};
 use crate::releases::Releases;
 use futures::future::join_all;
 use futures::stream::{FuturesUnordered, StreamExt};
 use leasing_abstractions::{
-    clock_drift, validate_name, validate_request, AcquireRequest, BoxFuture, LeaseError,
-    LeaseGrant, LeaseInfo, LeaseProvider, ProviderCapabilities, Result,
+    clock_drift, validate_name, AcquireRequest, BoxFuture, ErrorKind, LeaseError, LeaseGrant,
+    LeaseInfo, LeasePage, LeaseProvider, ListRequest, ProviderCapabilities, Result,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,6 +76,7 @@ impl RedlockLeaseProviderBuilder {
             ));
         }
         self.config.url = self.urls[0].clone();
+        self.config = self.config.saturated();
         self.config.validate()?;
         let releases = Arc::new(Releases::new());
         let mut nodes = Vec::with_capacity(self.urls.len());
@@ -125,11 +131,36 @@ impl std::fmt::Debug for RedlockLeaseProvider {
     }
 }
 
+/// No majority answered. When every server that failed refused the credentials (or the
+/// configuration), that is the error (`Unauthorized`, `Configuration`: retrying does not
+/// help, as with a wrong password on every server); otherwise `ProviderUnavailable`.
 fn no_majority(name: &str, answered: usize, quorum: usize, errors: Vec<LeaseError>) -> LeaseError {
+    for kind in [ErrorKind::Unauthorized, ErrorKind::Configuration] {
+        let refused = errors.iter().filter(|e| e.kind() == kind).count();
+        if refused > 0 && refused == errors.len() {
+            let first = errors.iter().find(|e| e.kind() == kind).cloned();
+            let mut e = LeaseError::new(
+                kind,
+                format!(
+                    "{refused} Redlock servers refused ({}); a majority of {quorum} is needed",
+                    kind.as_str()
+                ),
+            );
+            if !name.is_empty() {
+                e = e.with_lease_name(name);
+            }
+            if let Some(first) = first {
+                e = e.with_source(first);
+            }
+            return e;
+        }
+    }
     let mut e = LeaseError::unavailable(format!(
         "only {answered} Redlock servers answered; a majority of {quorum} is needed"
-    ))
-    .with_lease_name(name);
+    ));
+    if !name.is_empty() {
+        e = e.with_lease_name(name);
+    }
     if let Some(first) = errors.into_iter().next() {
         e = e.with_source(first);
     }
@@ -193,8 +224,16 @@ impl RedlockLeaseProvider {
         let validity = ttl.saturating_sub(clock_drift(ttl));
         let per_server = self.per_server(ttl);
         let limit = || Self::remaining(sent_at, validity).min(per_server);
-        let md = &request.metadata;
+        let rest: Arc<[u8]> = encode_rest(&self.owner, &request.metadata).into();
+        let ask = Acquire {
+            name,
+            lease_id,
+            ttl,
+            floor: 0,
+            rest: &rest,
+        };
         let n = self.nodes.len();
+        let mut epochs: Vec<Option<u64>> = vec![None; n];
         let mut errors = Vec::new();
         // Servers that answered (granted or refused); the others may grant late.
         let mut answered = vec![false; n];
@@ -205,13 +244,11 @@ impl RedlockLeaseProvider {
             if errors.len() > n - self.quorum {
                 break;
             }
-            match node
-                .acquire(name, lease_id, ttl, 0, &self.owner, md, limit())
-                .await
-            {
-                Ok(Some(t)) => {
+            match node.acquire(ask, limit()).await {
+                Ok(Some(g)) => {
                     answered[i] = true;
-                    first = Some((i, t));
+                    epochs[i] = Some(g.epoch);
+                    first = Some((i, g));
                     break;
                 }
                 Ok(None) => {
@@ -224,7 +261,15 @@ impl RedlockLeaseProvider {
                 Err(e) => errors.push(e),
             }
         }
-        let Some((first_idx, (first_token, acquired_ms))) = first else {
+        let Some((
+            first_idx,
+            Granted {
+                token: first_token,
+                acquired_ms,
+                ..
+            },
+        )) = first
+        else {
             self.cleanup(name, lease_id, per_server).await;
             return Err(no_majority(name, 0, self.quorum, errors));
         };
@@ -237,10 +282,16 @@ impl RedlockLeaseProvider {
             .filter(|i| *i != first_idx)
             .map(|i| {
                 let node = self.nodes[i].clone();
-                let (name, id) = (name.to_owned(), lease_id.to_owned());
-                let (owner, md) = (self.owner.clone(), md.clone());
+                let (name, id, rest) = (name.to_owned(), lease_id.to_owned(), rest.clone());
                 async move {
-                    let r = node.acquire(&name, &id, ttl, floor, &owner, &md, lim).await;
+                    let ask = Acquire {
+                        name: &name,
+                        lease_id: &id,
+                        ttl,
+                        floor,
+                        rest: &rest,
+                    };
+                    let r = node.acquire(ask, lim).await;
                     (i, r)
                 }
             })
@@ -255,9 +306,10 @@ impl RedlockLeaseProvider {
             };
             outstanding[i] = false;
             match r {
-                Ok(Some((t, _))) => {
+                Ok(Some(g)) => {
                     answered[i] = true;
-                    held.push((i, t));
+                    epochs[i] = Some(g.epoch);
+                    held.push((i, g.token));
                 }
                 Ok(None) => {
                     answered[i] = true;
@@ -311,13 +363,23 @@ impl RedlockLeaseProvider {
                 settle_late(&nodes[i], &name_s, &id, token, wait, r).await;
             }
         });
-        Ok(Some(LeaseGrant::new(
-            request,
-            lease_id,
-            token,
-            system_time_ms(acquired_ms),
-            sent_at,
-        )))
+        // The version records each server's epoch at the grant (empty for a server that
+        // joins late): a server replaced since then refuses the renewal without being asked.
+        let version = epochs
+            .iter()
+            .map(|e| e.map(|e| e.to_string()).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Some(
+            LeaseGrant::new(
+                request,
+                lease_id,
+                token,
+                system_time_ms(acquired_ms),
+                sent_at,
+            )
+            .with_version(version),
+        ))
     }
 }
 
@@ -331,7 +393,7 @@ async fn settle_late(
     lease_id: &str,
     token: u64,
     wait: Duration,
-    r: Result<Option<(u64, u64)>>,
+    r: Result<Option<Granted>>,
 ) {
     let settled = match r {
         Ok(None) => Ok(false),
@@ -394,7 +456,8 @@ fn renew_outcome(
 
 impl RedlockLeaseProvider {
     async fn do_try_acquire(&self, request: &AcquireRequest) -> Result<Option<LeaseGrant>> {
-        validate_request(request, &self.capabilities())?;
+        // The core validated the request; the name becomes a key, so it is checked again.
+        validate_name(&request.name)?;
         let lease_id = uuid::Uuid::new_v4().simple().to_string();
         let sent_at = Instant::now();
         // acquire_inner cleans up every outcome it returns; the guard covers a caller that
@@ -405,13 +468,27 @@ impl RedlockLeaseProvider {
         r
     }
 
+    /// The renewal of `grant` on each server, with the server's epoch at the grant.
+    fn renewals<'a>(&self, grant: &'a LeaseGrant) -> Vec<Renewal<'a>> {
+        let epochs = grant_epochs(grant);
+        (0..self.nodes.len())
+            .map(|i| Renewal {
+                name: &grant.name,
+                lease_id: &grant.lease_id,
+                ttl: finite(grant.duration),
+                epoch: epochs.get(i).copied().flatten(),
+            })
+            .collect()
+    }
+
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
         let ttl = finite(grant.duration);
         let limit = self.per_server(ttl);
         let mut pending: FuturesUnordered<_> = self
             .nodes
             .iter()
-            .map(|n| n.renew(&grant.name, &grant.lease_id, ttl, limit))
+            .zip(self.renewals(grant))
+            .map(|(n, r)| n.renew(r, limit))
             .collect();
         let n = self.nodes.len();
         let mut results = Vec::with_capacity(n);
@@ -428,16 +505,22 @@ impl RedlockLeaseProvider {
     }
 
     async fn do_renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
-        let items: Vec<(&str, &str, Duration)> = grants
-            .iter()
-            .map(|g| (g.name.as_str(), g.lease_id.as_str(), finite(g.duration)))
+        let per_grant_items: Vec<Vec<Renewal<'_>>> =
+            grants.iter().map(|g| self.renewals(g)).collect();
+        let per_node: Vec<Vec<Renewal<'_>>> = (0..self.nodes.len())
+            .map(|i| per_grant_items.iter().map(|r| r[i]).collect())
             .collect();
-        let shortest = items.iter().map(|i| i.2).min().unwrap_or(MAX_DURATION);
+        let shortest = grants
+            .iter()
+            .map(|g| finite(g.duration))
+            .min()
+            .unwrap_or(MAX_DURATION);
         let limit = self.per_server(shortest);
         let mut pending: FuturesUnordered<_> = self
             .nodes
             .iter()
-            .map(|n| n.renew_many(&items, limit))
+            .zip(&per_node)
+            .map(|(n, items)| n.renew_many(items, limit))
             .collect();
         let n = self.nodes.len();
         let mut per_grant: Vec<Vec<Result<bool>>> = grants.iter().map(|_| Vec::new()).collect();
@@ -476,38 +559,105 @@ impl RedlockLeaseProvider {
 
     async fn do_inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
         validate_name(name)?;
+        Ok(self.inspect_all(name).await?.map(|(info, _)| info))
+    }
+
+    /// The lease a majority holds on `name`, with the index of the first server (in URL
+    /// order) that holds it.
+    async fn inspect_all(&self, name: &str) -> Result<Option<(LeaseInfo, usize)>> {
         let results = join_all(self.nodes.iter().map(|n| n.inspect(name))).await;
-        let (ok, errors) = tally(results);
-        if ok.len() < self.quorum {
-            return Err(no_majority(name, ok.len(), self.quorum, errors));
+        let answered = results.iter().filter(|r| r.is_ok()).count();
+        if answered < self.quorum {
+            let (_, errors) = tally(results);
+            return Err(no_majority(name, answered, self.quorum, errors));
         }
-        let mut by_id: HashMap<Option<String>, Vec<RawInfo>> = HashMap::new();
-        for info in ok.into_iter().flatten() {
-            by_id.entry(info.lease_id.clone()).or_default().push(info);
+        let mut by_id: HashMap<Option<String>, Vec<(usize, RawInfo)>> = HashMap::new();
+        for (i, info) in results.into_iter().enumerate() {
+            if let Ok(Some(info)) = info {
+                by_id
+                    .entry(info.lease_id.clone())
+                    .or_default()
+                    .push((i, info));
+            }
         }
-        let Some((id, infos)) = by_id.into_iter().find(|(_, v)| v.len() >= self.quorum) else {
+        let Some((_, infos)) = by_id.into_iter().find(|(_, v)| v.len() >= self.quorum) else {
             return Ok(None);
         };
+        let first = infos.iter().map(|(i, _)| *i).min().unwrap_or(0);
         // The lease's token is the one a majority stores (at least): the quorum-th largest
         // (a server that granted late records the lease's token once settled).
-        let mut tokens: Vec<u64> = infos.iter().map(|i| i.token).collect();
+        let mut tokens: Vec<u64> = infos.iter().map(|(_, i)| i.token).collect();
         tokens.sort_unstable_by(|a, b| b.cmp(a));
         let token = tokens[self.quorum - 1];
-        let expires = infos.iter().filter_map(|i| i.expires_ms).min();
-        let acquired = infos.iter().map(|i| i.acquired_ms).min().unwrap_or(0);
-        let metadata = infos
-            .into_iter()
-            .next()
-            .map(|i| i.metadata)
-            .unwrap_or_default();
-        Ok(Some(LeaseInfo::new(
-            name,
-            id,
-            token,
-            system_time_ms(acquired),
-            expires.map(system_time_ms),
-            metadata,
-        )))
+        let expires = infos.iter().filter_map(|(_, i)| i.expires_ms).min();
+        let acquired = infos.iter().map(|(_, i)| i.acquired_ms).min().unwrap_or(0);
+        let Some((_, mut merged)) = infos.into_iter().next() else {
+            return Ok(None);
+        };
+        merged.token = token;
+        merged.expires_ms = expires;
+        merged.acquired_ms = acquired;
+        Ok(Some((lease_info(name, merged), first)))
+    }
+
+    /// Listing: a name is listed when a majority holds it under one lease id. The servers
+    /// are scanned one after the other (in URL order; one that does not answer is skipped,
+    /// and more than N − quorum skipped in one call is `ProviderUnavailable`), and a name is
+    /// listed from the first answering server that holds the majority's lease, never twice.
+    async fn do_list(&self, request: &ListRequest) -> Result<LeasePage> {
+        let mut cursor = Cursor::parse(request.cursor.as_deref())?;
+        if cursor.space >= self.nodes.len() {
+            return Err(stale_cursor());
+        }
+        let mut errors = Vec::new();
+        loop {
+            let node = &self.nodes[cursor.space];
+            let scanned = scan_until_found(
+                node,
+                &[None],
+                Cursor {
+                    space: 0,
+                    scan: cursor.scan,
+                },
+                &request.prefix,
+                request.limit,
+                self.config.call_timeout,
+            )
+            .await;
+            let (names, next) = match scanned {
+                Ok(found) => found,
+                Err(e) => {
+                    errors.push(e);
+                    if errors.len() > self.nodes.len() - self.quorum {
+                        return Err(no_majority("", 0, self.quorum, errors));
+                    }
+                    (Vec::new(), None)
+                }
+            };
+            let infos = join_all(names.iter().map(|n| self.inspect_all(n))).await;
+            let mut leases = Vec::new();
+            for info in infos {
+                match info? {
+                    Some((info, first)) if first == cursor.space => leases.push(info),
+                    _ => {}
+                }
+            }
+            let next = match next {
+                Some(c) => Some(Cursor {
+                    space: cursor.space,
+                    scan: c.scan,
+                }),
+                None if cursor.space + 1 < self.nodes.len() => Some(Cursor {
+                    space: cursor.space + 1,
+                    scan: 0,
+                }),
+                None => None,
+            };
+            match next {
+                Some(c) if leases.is_empty() => cursor = c,
+                next => return Ok(LeasePage::new(leases, next.map(Cursor::render))),
+            }
+        }
     }
 
     async fn do_break_lease(&self, name: &str) -> Result<bool> {
@@ -559,6 +709,10 @@ impl LeaseProvider for RedlockLeaseProvider {
 
     fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(self.do_break_lease(name))
+    }
+
+    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(self.do_list(request))
     }
 }
 

@@ -688,13 +688,12 @@ async fn redlock_split_votes_are_cleaned_up_and_report_contention() {
     // Someone else holds the name on three of the five servers, but not on the first.
     for u in &urls[2..] {
         let mut c = raw(u).await;
-        let _: () = redis::cmd("HSET")
+        let _: () = redis::cmd("SET")
             .arg(format!("lease:{{{name}}}"))
-            .arg("leaseId")
-            .arg("other")
+            .arg("0other|1|1|")
             .query_async(&mut c)
             .await
-            .expect("hset");
+            .expect("set");
         let _: () = redis::cmd("PEXPIRE")
             .arg(format!("lease:{{{name}}}"))
             .arg(5000)
@@ -857,13 +856,12 @@ async fn redlock_releases_a_ghost_left_by_a_slow_first_server() {
     let name = unique("rl-ghost");
     // Someone else holds the name on the second server, which then decides: held.
     let mut c = raw(&shared[1]).await;
-    let _: () = redis::cmd("HSET")
+    let _: () = redis::cmd("SET")
         .arg(format!("lease:{{{name}}}"))
-        .arg("leaseId")
-        .arg("other")
+        .arg("0other|1|1|")
         .query_async(&mut c)
         .await
-        .expect("hset");
+        .expect("set");
     let _: () = redis::cmd("PEXPIRE")
         .arg(format!("lease:{{{name}}}"))
         .arg(10_000)
@@ -985,13 +983,15 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     let p = common::connect(&url).await;
     let name = unique("fmt-1e8");
     let mut c = raw(&url).await;
+    // A counter just below a multiple of 1e8 that is ahead of the server clock (tokens are
+    // max(counter + 1, clock µs)), so the next token is that multiple.
+    let want = next_multiple_of_1e8_ahead_of_the_clock();
     let _: () = redis::cmd("SET")
         .arg(format!("lease:{{{name}}}:fence"))
-        .arg("1700000099999999")
+        .arg((want - 1).to_string())
         .query_async(&mut c)
         .await
         .expect("set");
-    let want: u64 = 1_700_000_100_000_000;
     let g = p
         .try_acquire(&req(&name, Duration::from_secs(5)))
         .await
@@ -1000,20 +1000,17 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     assert_eq!(g.fencing_token, want);
     let info = p.inspect(&name).await.expect("inspect").expect("held");
     assert_eq!(info.fencing_token, want);
-    let stored: String = redis::cmd("HGET")
+    let record: String = redis::cmd("GET")
         .arg(format!("lease:{{{name}}}"))
-        .arg("fencingToken")
         .query_async(&mut c)
         .await
-        .expect("hget");
-    assert_eq!(stored, want.to_string());
-    let at: String = redis::cmd("HGET")
-        .arg(format!("lease:{{{name}}}"))
-        .arg("acquiredAt")
-        .query_async(&mut c)
-        .await
-        .expect("hget");
-    assert!(at.bytes().all(|b| b.is_ascii_digit()), "acquiredAt {at}");
+        .expect("get");
+    let fields: Vec<&str> = record.splitn(4, '|').collect();
+    assert_eq!(fields[1], want.to_string(), "record {record}");
+    assert!(
+        fields[2].bytes().all(|b| b.is_ascii_digit()),
+        "acquired-at in {record}"
+    );
     p.release(&g).await.expect("release");
     // Redlock raises counters through the floor (a SET written by the script).
     if let Some(urls) = service_env("LEASING_REDLOCK_URLS") {
@@ -1026,9 +1023,10 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
             .expect("build");
         let name = unique("fmt-1e8-rl");
         let mut first = raw(&urls[0]).await;
+        let want = next_multiple_of_1e8_ahead_of_the_clock() + 100_000_000;
         let _: () = redis::cmd("SET")
             .arg(format!("lease:{{{name}}}:fence"))
-            .arg("1799999999999999")
+            .arg((want - 1).to_string())
             .query_async(&mut first)
             .await
             .expect("set");
@@ -1037,7 +1035,6 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
             .await
             .expect("acquire")
             .expect("free");
-        let want: u64 = 1_800_000_000_000_000;
         assert_eq!(g.fencing_token, want);
         // Every server ends up storing the token exactly (the slower ones once they
         // answer).
@@ -1050,12 +1047,15 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
                     .query_async(&mut c)
                     .await
                     .expect("get");
-                let stored: Option<String> = redis::cmd("HGET")
+                let record: Option<String> = redis::cmd("GET")
                     .arg(format!("lease:{{{name}}}"))
-                    .arg("fencingToken")
                     .query_async(&mut c)
                     .await
-                    .expect("hget");
+                    .expect("get");
+                let stored = record
+                    .as_deref()
+                    .and_then(|r| r.split('|').nth(1))
+                    .map(str::to_owned);
                 if counter.is_some() && stored.is_some() {
                     assert_eq!(counter, Some(want.to_string()), "counter on {u}");
                     assert_eq!(stored, Some(want.to_string()), "token on {u}");
@@ -1078,4 +1078,17 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
         );
         rl.release(&g).await.expect("release");
     }
+}
+
+/// The next multiple of 1e8 µs at least 100 s ahead of this machine's clock (the servers
+/// run on it).
+fn next_multiple_of_1e8_ahead_of_the_clock() -> u64 {
+    let now_us = u64::try_from(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .expect("clock")
+            .as_micros(),
+    )
+    .expect("µs fit in u64");
+    (now_us / 100_000_000 + 2) * 100_000_000
 }

@@ -178,14 +178,20 @@ async fn a_damaged_lease_fails_alone_in_a_renewal_pipeline() {
             .expect("free");
         grants.push(Arc::new(g));
     }
-    // Someone overwrote the second lease's hash with a string.
+    // Someone overwrote the second lease's record with a hash.
     let mut c = raw(&url).await;
-    let _: () = redis::cmd("SET")
+    let _: () = redis::cmd("DEL")
         .arg(format!("lease:{{{prefix}-1}}"))
-        .arg("not a hash")
         .query_async(&mut c)
         .await
-        .expect("set");
+        .expect("del");
+    let _: () = redis::cmd("HSET")
+        .arg(format!("lease:{{{prefix}-1}}"))
+        .arg("not")
+        .arg("a string")
+        .query_async(&mut c)
+        .await
+        .expect("hset");
     let results = p.renew_many(&grants).await;
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     let e = results[1].as_ref().expect_err("wrong type");

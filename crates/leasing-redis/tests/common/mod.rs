@@ -180,3 +180,84 @@ pub async fn connect_with_timeout(
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
+
+/// A TCP front door whose target can be switched, as a service host name that moves to a
+/// promoted replica after a failover: new connections go to the current target; switching
+/// drops the open ones.
+pub struct FrontDoor {
+    pub addr: std::net::SocketAddr,
+    target: std::sync::Arc<std::sync::Mutex<std::net::SocketAddr>>,
+    generation: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FrontDoor {
+    pub async fn start(target: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let target = std::sync::Arc::new(std::sync::Mutex::new(target));
+        let generation = std::sync::Arc::new(tokio::sync::watch::channel(0u64).0);
+        let (t, g) = (target.clone(), generation.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let to = *t.lock().expect("target");
+                let mut changed = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = changed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            target,
+            generation,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    /// New connections go to `to`; open ones are dropped.
+    pub fn switch(&self, to: std::net::SocketAddr) {
+        *self.target.lock().expect("target") = to;
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+impl Drop for FrontDoor {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// Waits until the replica at `url` reports its link to the primary up.
+pub async fn wait_replica_synced(url: &str) {
+    let mut c = raw(url).await;
+    let started = Instant::now();
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut c)
+            .await
+            .expect("info");
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "replica never synced: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

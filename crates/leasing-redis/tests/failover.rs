@@ -1,0 +1,259 @@
+//! Restarts and failovers against real redis-server processes: fencing tokens never go
+//! back (clock floor), the holder learns of a lost lease within one round trip of the
+//! server's return, and with a restart fence no two believed holders overlap. Also the
+//! fencing counter of an idle name expires.
+
+mod common;
+
+use common::{raw, service_env, unique, FrontDoor, RedisServer};
+use leasing_abstractions::{
+    AcquireRequest, Lease, LeaseManager, LeaseOptions, LeaseProvider, LeaseState, Metadata,
+};
+use leasing_redis::RedisLeaseProvider;
+use leasing_testkit::proxy::FaultProxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+fn renewing_options(d: Duration) -> LeaseOptions {
+    LeaseOptions::default()
+        .with_default_lease_duration(d)
+        .with_auto_renew_interval(Some(d / 3))
+        .with_auto_renew_retry_interval(Duration::from_millis(100))
+        .with_auto_renew_max_retries(3u32)
+        .with_acquire_timeout(Some(Duration::from_secs(10)))
+}
+
+async fn provider(url: &str, fence: Duration) -> RedisLeaseProvider {
+    RedisLeaseProvider::builder()
+        .url(url)
+        .call_timeout(Duration::from_millis(300))
+        .restart_fence(fence)
+        .build()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Watches the lease from now on: resolves to when it stops being held (its state leaves
+/// `Held`).
+fn lost_at(lease: &Lease, limit: Duration) -> tokio::task::JoinHandle<Instant> {
+    let mut rx = lease.state_changes();
+    tokio::spawn(async move {
+        tokio::time::timeout(limit, rx.wait_for(|s| *s != LeaseState::Held))
+            .await
+            .expect("the holder never learned of the loss")
+            .expect("state channel");
+        Instant::now()
+    })
+}
+
+/// A contender polls `name` every 20 ms until granted; returns when, and its token.
+async fn contend(url: &str, fence: Duration, name: &str, d: Duration) -> (Instant, u64) {
+    let started = Instant::now();
+    // The contender's provider is created after the restart or failover, as a fresh
+    // process would be; while the server is fenced even the build may be refused.
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the contender never got the name"
+        );
+        let p = match RedisLeaseProvider::builder()
+            .url(url)
+            .call_timeout(Duration::from_millis(300))
+            .restart_fence(fence)
+            .build()
+            .await
+        {
+            Ok(p) => p,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let req = AcquireRequest::new(name, d, Metadata::new());
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the contender never got the name"
+            );
+            if let Ok(Some(g)) = p.try_acquire(&req).await {
+                let at = Instant::now();
+                p.release(&g).await.expect("release");
+                return (at, g.fencing_token);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Signed overlap in ms of two believed holders: > 0 when the contender got the name
+/// before the holder knew it had lost it.
+fn overlap_ms(holder_lost: Instant, contender_got: Instant) -> f64 {
+    if contender_got < holder_lost {
+        (holder_lost - contender_got).as_secs_f64() * 1e3
+    } else {
+        -((contender_got - holder_lost).as_secs_f64() * 1e3)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_without_persistence_overlap_before_and_after_the_restart_fence() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let d = Duration::from_secs(3);
+    for fence in [Duration::ZERO, d] {
+        let mut server = RedisServer::start();
+        let holder = provider(&server.url(), fence).await;
+        let manager = LeaseManager::new(Arc::new(holder), renewing_options(d)).expect("manager");
+        let name = unique("restart-fence");
+        let lease = manager.acquire(&name).await.expect("acquire");
+        // Just after a renewal would be the worst case; any moment will do.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let lost = lost_at(&lease, d * 3);
+        server.restart();
+        let (got, token) = contend(&server.url(), fence, &name, d).await;
+        let lost = lost.await.expect("watcher");
+        let overlap = overlap_ms(lost, got);
+        eprintln!(
+            "restart without persistence, restart_fence {fence:?}: overlap of two believed holders {overlap:.0} ms (> 0: both believed they held it)"
+        );
+        assert!(
+            token > lease.fencing_token(),
+            "fencing went backwards across the restart"
+        );
+        if !fence.is_zero() {
+            assert!(
+                overlap < 0.0,
+                "with a restart fence the contender got the name {overlap:.0} ms before the holder knew it was lost"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_replica_that_missed_grants_keeps_fencing_and_exclusion() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let d = Duration::from_secs(3);
+    for fence in [Duration::ZERO, d] {
+        let mut primary = RedisServer::start();
+        // The replica reaches its primary through the fault proxy, to be cut off.
+        let link = FaultProxy::start(primary.addr()).await.expect("proxy");
+        let port = link.addr().port().to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        common::wait_replica_synced(&replica.url()).await;
+        // Clients reach "the service" through a front door that moves on failover.
+        let front = FrontDoor::start(primary.addr()).await;
+        let holder = provider(&front.url(), fence).await;
+        let counted = unique("failover-counted");
+        let req = AcquireRequest::new(&counted, d, Metadata::new());
+        let mut max_token = 0;
+        for _ in 0..3 {
+            let g = holder
+                .try_acquire(&req)
+                .await
+                .expect("acquire")
+                .expect("free");
+            max_token = max_token.max(g.fencing_token);
+            holder.release(&g).await.expect("release");
+        }
+        // Let the replica see those, then cut it off: what follows it never learns.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        link.cut();
+        for _ in 0..3 {
+            let g = holder
+                .try_acquire(&req)
+                .await
+                .expect("acquire")
+                .expect("free");
+            assert!(g.fencing_token > max_token);
+            max_token = g.fencing_token;
+            holder.release(&g).await.expect("release");
+        }
+        let manager = LeaseManager::new(Arc::new(holder), renewing_options(d)).expect("manager");
+        let name = unique("failover-held");
+        let lease = manager.acquire(&name).await.expect("acquire");
+        max_token = max_token.max(lease.fencing_token());
+        // The primary dies; the replica is promoted and the front door moves to it.
+        let lost = lost_at(&lease, d * 3);
+        primary.stop();
+        let mut admin = raw(&replica.url()).await;
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query_async(&mut admin)
+            .await
+            .expect("promote");
+        front.switch(replica.addr());
+        let (got, token) = contend(&front.url(), fence, &name, d).await;
+        let lost = lost.await.expect("watcher");
+        let overlap = overlap_ms(lost, got);
+        eprintln!(
+            "failover to a replica that missed the grant, restart_fence {fence:?}: overlap of two believed holders {overlap:.0} ms (> 0: both believed they held it)"
+        );
+        assert!(
+            token > max_token,
+            "token {token} after the failover is not above {max_token} granted before"
+        );
+        let (_, again) = contend(&front.url(), fence, &counted, d).await;
+        assert!(
+            again > max_token,
+            "the promoted replica's stale counter repeated a token: {again} ≤ {max_token}"
+        );
+        if !fence.is_zero() {
+            assert!(
+                overlap < 0.0,
+                "with a restart fence the contender got the name {overlap:.0} ms before the holder knew it was lost"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_name_leaves_no_keys_and_its_next_token_is_higher() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .fence_retention(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("build");
+    let name = unique("idle");
+    let req = AcquireRequest::new(&name, Duration::from_secs(5), Metadata::new());
+    let g1 = p.try_acquire(&req).await.expect("acquire").expect("free");
+    p.release(&g1).await.expect("release");
+    let mut c = raw(&url).await;
+    let fence_key = format!("lease:{{{name}}}:fence");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&fence_key)
+        .query_async(&mut c)
+        .await
+        .expect("pttl");
+    assert!(
+        (1..=300).contains(&pttl),
+        "the counter expires with the retention: {pttl}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(0)
+        .arg("MATCH")
+        .arg(format!("*{name}*"))
+        .arg("COUNT")
+        .arg(100_000)
+        .query_async(&mut c)
+        .await
+        .expect("scan");
+    assert!(keys.is_empty(), "an idle name left keys behind: {keys:?}");
+    let g2 = p.try_acquire(&req).await.expect("acquire").expect("free");
+    assert!(
+        g2.fencing_token > g1.fencing_token,
+        "the token after the counter expired went back: {} ≤ {}",
+        g2.fencing_token,
+        g1.fencing_token
+    );
+    p.release(&g2).await.expect("release");
+}
