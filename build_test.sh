@@ -37,6 +37,14 @@ if [ -x scripts/azurite-up.sh ]; then
   prev_exit_trap="$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")"
   trap "scripts/azurite-down.sh || true; ${prev_exit_trap}" EXIT
 fi
+if [ -x scripts/cosmos-up.sh ]; then
+  scripts/cosmos-up.sh
+  # shellcheck disable=SC1091
+  source target/services/cosmos.env
+  # Stop the Cosmos emulator too, keeping whatever the EXIT trap already does.
+  prev_exit_trap="$(trap -p EXIT | sed -E "s/^trap -- '(.*)' EXIT$/\1/")"
+  trap "scripts/cosmos-down.sh || true; ${prev_exit_trap}" EXIT
+fi
 # Under this script a test that cannot reach its server fails instead of skipping.
 export LEASING_REQUIRE_SERVICES=1
 
