@@ -34,8 +34,8 @@ pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// Round trips: `try_acquire` 3 when the name is free (acquire the blob lease; read the
 /// metadata for the previous fencing token and the service's `Date`; write the new token
 /// and the holder's metadata under the lease id), 1 when it is held; the first use of a
-/// name adds 1–2 (create the blob, and the container if missing). `renew`, `release`,
-/// `break_lease` and `inspect` take 1 each.
+/// name adds 1–2 (create the blob, and the container if missing). `renew`, `release`
+/// and `inspect` take 1 each; `break_lease` 2 (whether a lease is held, then the break).
 ///
 /// Build it with [`builder`](Self::builder) or [`from_env`](Self::from_env).
 #[derive(Clone)]
@@ -386,6 +386,19 @@ impl BlobLeaseProvider {
 
     async fn break_name(&self, name: &str) -> Result<bool> {
         let blob = self.blob(name);
+        // The service also answers 202 to breaking a lease that is already broken or
+        // expired, so ask first whether one is held (an operator call: 2 round trips).
+        let props = match self
+            .call(Op::Break, self.timeout(), blob.get_properties(None))
+            .await
+        {
+            Ok(p) => p,
+            Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(false),
+            Err(c) => return Err(c.into_error(Op::Break)),
+        };
+        if props.lease_status().ok().flatten() != Some(LeaseStatus::Locked) {
+            return Ok(false);
+        }
         let options = BlobClientBreakLeaseOptions {
             break_period: Some(0),
             ..Default::default()

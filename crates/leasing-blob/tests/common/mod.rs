@@ -152,3 +152,79 @@ pub fn sas_provider(url: &str, container: &str) -> BlobLeaseProvider {
         .build()
         .expect("build")
 }
+
+/// A private Azurite (plain HTTP, in memory) on a port of 10001-10019, killed on drop;
+/// `restart` keeps the port and forgets every container.
+pub struct Azurite {
+    pub port: u16,
+    bin: String,
+    child: Option<std::process::Child>,
+}
+
+impl Azurite {
+    /// Starts one, or `None` (SKIPPED) when `LEASING_AZURITE_BIN` is not set.
+    pub fn start() -> Option<Self> {
+        let bin = service_env("LEASING_AZURITE_BIN")?;
+        let port = (10001..=10019)
+            .filter(|p| *p != 10010)
+            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .expect("a free port in 10001-10019");
+        let mut me = Self {
+            port,
+            bin,
+            child: None,
+        };
+        me.spawn();
+        Some(me)
+    }
+
+    fn spawn(&mut self) {
+        let dir = std::env::temp_dir().join(format!("leasing-azurite-{}", self.port));
+        std::fs::create_dir_all(&dir).expect("azurite dir");
+        let child = std::process::Command::new(&self.bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort"])
+            .arg(self.port.to_string())
+            .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start azurite");
+        self.child = Some(child);
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "azurite did not open port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
