@@ -3,7 +3,7 @@
 use crate::config::RedisConfig;
 use crate::error::{map_err, Op};
 use crate::scripts::Lua;
-use leasing_abstractions::{LeaseError, Result};
+use leasing_abstractions::Result;
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
@@ -104,16 +104,4 @@ pub(crate) fn client(
         }
     }
     Client::open(info).map_err(|e| map_err(e, Op::Connect, None))
-}
-
-/// A failed cluster start-up; seeds that are plain servers are a configuration error.
-pub(crate) fn cluster_connect_error(e: redis::RedisError) -> LeaseError {
-    if e.to_string().contains("cluster support disabled") {
-        LeaseError::configuration(
-            "cluster_urls",
-            "the seeds are not Redis Cluster nodes (cluster support disabled); use url() for one server",
-        )
-    } else {
-        map_err(e, Op::Connect, None)
-    }
 }

@@ -35,7 +35,8 @@ impl Op {
 /// |---|---|
 /// | I/O, refused, dropped connection, timeout, `LOADING`, `BUSY` (a script or module is running), `OOM` (`maxmemory` reached with `noeviction`), `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `READONLY`, `MOVED`/`ASK` | `ProviderUnavailable` (retryable) |
 /// | `NOAUTH`, `WRONGPASS`, authentication failure, `NOPERM` (also inside the `Io` error of a cluster's initial connection) | `Unauthorized` |
-/// | invalid client configuration (bad URL, TLS setup) | `Configuration` |
+/// | invalid client configuration (bad URL, TLS setup); while connecting, a peer that does not speak RESP (`Parse`: an HTTP port) or an `ERR` reply to the set-up (`SELECT` of a database that does not exist) | `Configuration` |
+/// | an unparseable reply on an established connection | `ProviderUnavailable` (retryable) |
 /// | anything else | `Renewal` while renewing, `Acquisition` otherwise |
 pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
     let code = err.code().unwrap_or("");
@@ -63,6 +64,16 @@ pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
     match err.kind() {
         redis::ErrorKind::AuthenticationFailed
         | redis::ErrorKind::Server(ServerErrorKind::NoPerm) => ErrorKind::Unauthorized,
+        // While connecting: the peer does not speak RESP (an HTTP port, a TLS port without
+        // TLS), or the server refused the set-up (`SELECT` of a database that does not
+        // exist): wrong settings, not an outage.
+        redis::ErrorKind::Parse | redis::ErrorKind::Server(ServerErrorKind::ResponseError)
+            if op == Op::Connect =>
+        {
+            ErrorKind::Configuration
+        }
+        // Later, an unparseable reply means the stream is broken: reconnect and retry.
+        redis::ErrorKind::Parse => ErrorKind::ProviderUnavailable,
         redis::ErrorKind::InvalidClientConfig => ErrorKind::Configuration,
         redis::ErrorKind::Io | redis::ErrorKind::ClusterConnectionNotFound => {
             ErrorKind::ProviderUnavailable
@@ -95,6 +106,19 @@ pub(crate) fn map_err(err: RedisError, op: Op, name: Option<&str>) -> LeaseError
         e = e.with_lease_name(name);
     }
     e.with_source(RedactedRedisError(err.to_string()))
+}
+
+/// A failed cluster start-up; seeds that are plain servers are a configuration error
+/// (redis-rs reports it only as text).
+pub(crate) fn cluster_connect_error(e: RedisError) -> LeaseError {
+    if e.to_string().contains("cluster support disabled") {
+        LeaseError::configuration(
+            "cluster_urls",
+            "the seeds are not Redis Cluster nodes (cluster support disabled); use url() for one server",
+        )
+    } else {
+        map_err(e, Op::Connect, None)
+    }
 }
 
 /// A call that did not answer within its deadline.
@@ -262,6 +286,22 @@ mod tests {
                 Op::Renew,
                 Renewal,
             ),
+            (
+                wire("ERR DB index is out of range"),
+                Op::Connect,
+                Configuration,
+            ),
+            (wire("ERR unknown"), Op::Acquire, Acquisition),
+            (
+                (redis::ErrorKind::Parse, "not RESP").into(),
+                Op::Connect,
+                Configuration,
+            ),
+            (
+                (redis::ErrorKind::Parse, "not RESP").into(),
+                Op::Renew,
+                ProviderUnavailable,
+            ),
         ];
         for (err, op, want) in cases {
             assert_eq!(classify(&err, op), want, "{err} during {op:?}");
@@ -341,6 +381,7 @@ mod tests {
             Op::Release,
             Op::Inspect,
             Op::Break,
+            Op::List,
         ] {
             assert!(!op.as_str().is_empty());
         }

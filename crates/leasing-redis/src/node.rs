@@ -2,9 +2,9 @@
 //! Shared by the single-instance provider (one server or a cluster) and every Redlock node.
 
 use crate::config::{redact_url, RedisConfig};
-use crate::connection::{client, cluster_connect_error, connection_info, Conn};
+use crate::connection::{client, connection_info, Conn};
 use crate::credential::CredentialStream;
-use crate::error::{map_err, timeout, Op};
+use crate::error::{cluster_connect_error, map_err, timeout, Op};
 use crate::identity::{Identity, Seen, ServerInfo};
 use crate::record::{id_match, parse, ttl_ms, RawInfo};
 use crate::releases::Releases;

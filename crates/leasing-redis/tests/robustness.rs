@@ -1,0 +1,151 @@
+//! Bad input and misleading errors (issue 6 for Redis): no duration panics, a wrong
+//! Redlock password is `Unauthorized`, a missing database is `Configuration`, a port that
+//! answers HTTP is not a parse failure.
+
+mod common;
+
+use common::{service_env, unique, RedisServer};
+use leasing_abstractions::{
+    AcquireRequest, ErrorKind, LeaseManager, LeaseOptions, LeaseProvider, Metadata,
+};
+use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn req(name: &str) -> AcquireRequest {
+    AcquireRequest::new(name, Duration::from_secs(5), Metadata::new())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_of_any_size_never_panic() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let p = RedisLeaseProvider::builder()
+        .url(&url)
+        .connect_timeout(Duration::MAX)
+        .call_timeout(Duration::MAX)
+        .refresh_before_expiry(Duration::MAX)
+        .fence_retention(Duration::MAX)
+        .restart_fence(Duration::ZERO)
+        .build()
+        .await
+        .expect("Duration::MAX saturates");
+    assert_eq!(
+        p.config().connect_timeout,
+        leasing_redis::config::MAX_OPTION_DURATION
+    );
+    let name = unique("max-durations");
+    let g = p
+        .try_acquire(&req(&name))
+        .await
+        .expect("acquire")
+        .expect("free");
+    p.release(&g).await.expect("release");
+    if let Some(urls) = service_env("LEASING_REDLOCK_URLS") {
+        let rl = RedlockLeaseProvider::builder()
+            .urls(urls.split(','))
+            .connect_timeout(Duration::MAX)
+            .call_timeout(Duration::MAX)
+            .build()
+            .await
+            .expect("build");
+        let g = rl
+            .try_acquire(&req(&name))
+            .await
+            .expect("acquire")
+            .expect("free");
+        rl.release(&g).await.expect("release");
+    }
+    // A retention below a millisecond is a configuration error, never a zero TTL.
+    let e = RedisLeaseProvider::builder()
+        .url(&url)
+        .fence_retention(Duration::ZERO)
+        .build()
+        .await
+        .expect_err("zero retention");
+    assert_eq!(e.field(), Some("fence_retention"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_with_a_wrong_password_is_unauthorized() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start_with(&["--requirepass", "right-password"]))
+        .collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let p = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .password("wrong-password")
+        .build()
+        .await
+        .expect("lazy build");
+    let e = p
+        .try_acquire(&req(&unique("rl-wrongpass")))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(!e.to_string().contains("wrong-password"), "{e}");
+    // The manager does not retry it until a timeout.
+    let m = LeaseManager::new(
+        Arc::new(p),
+        LeaseOptions::default().with_acquire_timeout(Some(Duration::from_secs(3))),
+    )
+    .expect("manager");
+    let e = m
+        .acquire(&unique("rl-wrongpass"))
+        .await
+        .expect_err("wrong password");
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_exist_is_a_configuration_error() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let e = RedisLeaseProvider::builder()
+        .url(format!("{url}/99"))
+        .build()
+        .await
+        .expect_err("database 99 does not exist (16 databases)");
+    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_port_that_answers_http_is_not_a_parse_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let http = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    let e = RedisLeaseProvider::builder()
+        .url(format!("redis://{addr}"))
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect_err("not a Redis server");
+    assert!(
+        matches!(
+            e.kind(),
+            ErrorKind::Configuration | ErrorKind::ProviderUnavailable
+        ),
+        "{e}"
+    );
+    http.abort();
+}
