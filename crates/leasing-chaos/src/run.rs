@@ -590,7 +590,7 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
             cut: false,
         }
     } else {
-        let target = backend::start(backend, &dir).await?;
+        let target = backend::start(backend, &dir, o.lease).await?;
         let skew = if o.skew { faketime_lib() } else { None };
         if o.skew && skew.is_none() {
             eprintln!("leasing-chaos: libfaketime not available: no clock-skewed clients");

@@ -4,18 +4,22 @@
 //! # The model
 //!
 //! A *grant* is a successful `Acquire` record (lease name, lease id, fencing token). Its
-//! holder *definitely believed* it held the lease from the acquisition's complete instant
+//! holder *certainly believed* it held the lease from the acquisition's complete instant
 //! until the invoke instant of its last `Check { held: true }`: belief only goes from true
-//! to false (lost and released are terminal), and a check answered true at some instant
-//! between its invoke and complete. The holder was *told* of the end at the complete
+//! to false (lost and released are terminal), the grant happened at some instant of the
+//! acquisition, and a check answered true at some instant between its invoke and
+//! complete. A grant without such a check was believed at some unknown instant of its
+//! acquisition only (a holder stopped inside `acquire` may learn of its grant when it has
+//! already expired, and be told at once that it does not hold it). The holder was *told* of the end at the complete
 //! instant of its first `Lost` record or `Check { held: false }`, or ended it itself at
 //! its `Release`'s invoke. Every judgement below uses only these definite instants, so a
 //! violation reported is a violation that happened (given one shared clock), never an
 //! artefact of timing uncertainty.
 //!
 //! Violations ([`ViolationKind`]):
-//! - **overlap**: two grants of one name whose definite beliefs overlap in time: two
-//!   holders each believed, at the same instant, that it held the name.
+//! - **overlap**: two grants of one name whose certain beliefs overlap in time, or one
+//!   granted (its whole acquisition) while the other certainly believed: two holders
+//!   each believed, at the same instant, that it held the name.
 //! - **token not increasing** / **token repeated**: a grant acquired entirely after
 //!   another (its acquire invoked after the other's completed) has a fencing token not
 //!   greater than it; two grants of one name share a token.
@@ -25,7 +29,8 @@
 //!   asynchronous `Lost` notice is not counted here: it was decided on an earlier `true`,
 //!   and is a *stale write* if the name had moved on.
 //! - **loss not told**: a holder that had not released lost the name to the next grant
-//!   and had not been told before that grant completed, although it was running
+//!   (in token order) and had not been told before that grant completed, although it was
+//!   running
 //!   (holders killed before, or stopped at some point between their last `held: true`
 //!   and the next grant are excused: a stopped process cannot be told, and whatever it
 //!   does after it resumes is judged by *overlap* and *acted after loss*).
@@ -462,28 +467,46 @@ pub fn check(history: &[Record]) -> Report {
     Report { violations, stats }
 }
 
+/// When `g`'s holder certainly believed it held the name: from its acquisition's
+/// completion to the invoke of its last `held: true`; `None` without such a check (it was
+/// granted at some unknown instant of its acquisition, and may have been stopped before
+/// it learned of it, as a late grant).
+fn certain(g: &Grant) -> Option<(u64, u64)> {
+    (!g.true_checks.is_empty()).then_some((g.acq_complete, g.last_true_invoke))
+}
+
 fn overlaps(name: &str, gs: &[&Grant], out: &mut Vec<Violation>) {
-    // Sorted by start (acquire complete); compare each with the later starts it reaches.
     for (i, a) in gs.iter().enumerate() {
         for b in &gs[i + 1..] {
-            if b.acq_complete >= a.last_true_invoke {
-                break;
+            let found = match (certain(a), certain(b)) {
+                (Some(x), Some(y)) if x.0 < y.1 && y.0 < x.1 => Some((x.0.max(y.0), x.1.min(y.1))),
+                // One was granted at an instant when the other certainly believed.
+                (Some(x), None) if x.0 <= b.acq_invoke && b.acq_complete <= x.1 => {
+                    Some((b.acq_invoke, b.acq_complete))
+                }
+                (None, Some(y)) if y.0 <= a.acq_invoke && a.acq_complete <= y.1 => {
+                    Some((a.acq_invoke, a.acq_complete))
+                }
+                _ => None,
+            };
+            if let Some((from, to)) = found {
+                let (first, second) = if a.r.token <= b.r.token {
+                    (a, b)
+                } else {
+                    (b, a)
+                };
+                out.push(Violation {
+                    kind: ViolationKind::Overlap,
+                    name: name.to_owned(),
+                    first: first.r.clone(),
+                    second: Some(second.r.clone()),
+                    at_ns: from,
+                    detail: format!(
+                        "both believed they held it, for up to {:.3} ms",
+                        ms(to - from)
+                    ),
+                });
             }
-            // At `b.acq_complete` b had just been granted the name, and a still believed
-            // it held it (it was told so later).
-            out.push(Violation {
-                kind: ViolationKind::Overlap,
-                name: name.to_owned(),
-                first: a.r.clone(),
-                second: Some(b.r.clone()),
-                at_ns: b.acq_complete,
-                detail: format!(
-                    "both believed they held it for at least {:.3} ms",
-                    ms(a.last_true_invoke
-                        .min(b.last_true_invoke.max(b.acq_complete))
-                        - b.acq_complete)
-                ),
-            });
         }
     }
 }
@@ -587,7 +610,10 @@ fn takeovers(
     stats: &mut Stats,
     out: &mut Vec<Violation>,
 ) {
-    for pair in gs.windows(2) {
+    // In grant order, which the tokens give (a broken order is reported on its own).
+    let mut by_token: Vec<&Grant> = gs.to_vec();
+    by_token.sort_by_key(|g| (g.r.token, g.acq_complete));
+    for pair in by_token.windows(2) {
         let (g, next) = (pair[0], pair[1]);
         let b = next.acq_complete;
         if g.released.is_some_and(|r| r <= b) {
@@ -595,12 +621,18 @@ fn takeovers(
         }
         stats.takeovers += 1;
         let life = lives.get(&g.r.client).unwrap_or(no_life);
+        // The last instant the holder is known to have been running and believing.
+        let believing = if g.true_checks.is_empty() {
+            g.acq_invoke
+        } else {
+            g.last_true_invoke
+        };
         if life.killed.is_some_and(|k| k <= b) {
             stats.takeovers_killed += 1;
         } else if g.told.is_some_and(|t| t <= b) {
             stats.takeovers_running += 1;
             stats.takeovers_told_in_time += 1;
-        } else if paused_between(life, g.last_true_invoke, b) {
+        } else if paused_between(life, believing, b) {
             stats.takeovers_stopped += 1;
         } else {
             stats.takeovers_running += 1;
@@ -611,7 +643,10 @@ fn takeovers(
                 second: Some(next.r.clone()),
                 at_ns: b,
                 detail: match g.told {
-                    Some(t) => format!("told {:.3} ms after the next grant", ms(t - b)),
+                    Some(t) => format!(
+                        "told {:.3} ms after the next grant",
+                        ms(t.saturating_sub(b))
+                    ),
                     None => "never told".to_owned(),
                 },
             });

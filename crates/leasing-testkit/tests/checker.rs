@@ -113,6 +113,30 @@ fn overlapping_beliefs_are_caught() {
 }
 
 #[test]
+fn a_late_grant_is_not_an_overlap_but_a_grant_inside_a_belief_is() {
+    // c's acquisition began at 17, it was stopped from 20 to 40 inside it, and learned of
+    // its (by then expired) grant at 41, told at once that it does not hold it. b was
+    // granted the name meanwhile (token above c's) and held it until 45.
+    let h = vec![
+        acq("c", "l1", 1, 17, 41),
+        Record::new("c", "", 20, 40, Op::Paused),
+        held("c", "l1", 1, 41, false),
+        acq("b", "l2", 2, 18, 30),
+        held("b", "l2", 2, 31, true),
+        held("b", "l2", 2, 44, true),
+        release("b", "l2", 2, 45),
+    ];
+    let report = check(&h);
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.stats.takeovers_stopped, 1);
+    // A grant (never checked) acquired entirely while b certainly believed: an overlap.
+    let mut h = h;
+    h.push(acq("d", "l3", 3, 32, 33));
+    let report = check(&h);
+    assert_eq!(report.count(ViolationKind::Overlap), 1, "{report}");
+}
+
+#[test]
 fn tokens_that_go_backwards_or_repeat_are_caught() {
     let mut h = clean();
     for r in &mut h {
