@@ -55,6 +55,10 @@ cargo llvm-cov nextest --workspace --all-features --branch --no-report --no-fail
 cargo llvm-cov report --json --summary-only --output-path target/coverage.json
 cargo llvm-cov report --summary-only | tail -n 1
 
+step "chaos: short run per backend, zero safety violations (docs/safety.md)"
+# Private servers on free ports (the runner kills and restarts them); exits 1 on any violation.
+cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock --duration 30s --out target/chaos
+
 step "doc tests"
 cargo test --workspace --all-features --doc
 
