@@ -11,6 +11,11 @@ pub type Result<T, E = LeaseError> = std::result::Result<T, E>;
 
 /// What went wrong, coarse enough to match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum ErrorKind {
     /// The lease is held by someone else. Retryable.
@@ -61,6 +66,11 @@ impl fmt::Display for ErrorKind {
 
 /// The operation an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 #[non_exhaustive]
 pub enum Operation {
     /// Acquiring a lease.

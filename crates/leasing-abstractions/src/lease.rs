@@ -17,6 +17,11 @@ use tracing::Instrument;
 
 /// Where a held lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum LeaseState {
     /// Held; the last renewal (or the acquisition) succeeded.
     Held,
@@ -402,6 +407,21 @@ impl LeaseShared {
 /// Dropping a `Lease` without [`release`](Self::release) stops renewal and releases it in
 /// the background; the drop itself never blocks and never panics, also outside a runtime
 /// (then the backend expires the lease after its duration).
+///
+/// # Which signal to use
+///
+/// - [`lost`](Self::lost) in a `tokio::select!` beside the work it guards.
+/// - [`cancellation_token`](Self::cancellation_token) to hand to spawned work: each call
+///   is a child token, so cancelling it stops only that work, never the lease.
+/// - [`is_held`](Self::is_held) right before an action that must not happen without the
+///   lease, and [`fencing_token`](Self::fencing_token) to the resource so that it can
+///   refuse a stale holder. `is_held`, [`state`](Self::state),
+///   [`remaining_validity`](Self::remaining_validity) and `lost` answer from the safety
+///   deadline at the moment they are asked: a holder resuming from a pause is never told
+///   it holds a lease it may have lost.
+/// - [`events`](Self::events) for logs and dashboards (renewed, renewal failed, at risk,
+///   lost, released); [`lost_reason`](Self::lost_reason) after the fact.
+/// - [`state_changes`](Self::state_changes) for a view of recorded transitions.
 #[must_use = "dropping a Lease releases it at once; bind it (`let lease = …`) for as long as you need it"]
 pub struct Lease {
     shared: Arc<LeaseShared>,
@@ -496,7 +516,10 @@ impl Lease {
             .subscribe()
     }
 
-    /// State changes, as a watch channel.
+    /// Recorded state transitions, as a watch channel. A loss at the safety deadline is
+    /// recorded when the renewal engine or an accessor notices it, so while this process
+    /// was stopped the channel may still show `Held`; ask [`state`](Self::state) or
+    /// [`is_held`](Self::is_held) before acting.
     pub fn state_changes(&self) -> watch::Receiver<LeaseState> {
         self.shared.state.subscribe()
     }

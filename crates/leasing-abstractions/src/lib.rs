@@ -11,6 +11,8 @@ pub mod name;
 pub mod options;
 pub mod provider;
 mod renewal;
+#[cfg(feature = "serde")]
+mod serde_impls;
 pub mod telemetry;
 mod validate;
 

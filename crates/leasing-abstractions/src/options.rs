@@ -85,26 +85,48 @@ impl From<Duration> for LeaseDuration {
 /// options.validate()?;
 /// # Ok::<(), leasing_abstractions::LeaseError>(())
 /// ```
+///
+/// With the `serde` feature the options (de)serialize with durations in a human form
+/// (`"30s"`, `"1m 30s"`, `"infinite"` for the lease duration), every field optional
+/// (missing ones take their defaults) and unknown fields rejected:
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// let o: leasing_abstractions::LeaseOptions = serde_json::from_str(
+///     r#"{ "default_lease_duration": "15s", "acquire_timeout": "5s" }"#,
+/// ).unwrap();
+/// assert_eq!(o.acquire_timeout, Some(std::time::Duration::from_secs(5)));
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct LeaseOptions {
     /// Lease duration when an acquisition does not give one. Default 30 s.
     pub default_lease_duration: LeaseDuration,
     /// How long `acquire` waits; `None` waits without limit, but at most
     /// [`MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT`] attempts. Default 30 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub acquire_timeout: Option<Duration>,
     /// Pause between acquisition attempts when no release notification arrives (jittered).
     /// Default 500 ms.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub acquire_retry_interval: Duration,
     /// Renew held leases in the background. Default true.
     pub auto_renew: bool,
     /// Time from one renewal's send to the next; `None` (the default) means 2/3 of the
     /// lease duration.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub auto_renew_interval: Option<Duration>,
     /// First pause after a failed renewal; doubles with each retry, jittered, capped at
     /// `duration − interval` and at half the time left before the safety deadline, so
     /// retries grow denser as the deadline nears. `None` (the default) derives it from
     /// the duration: `min(500 ms, (duration − interval) / 4)`.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub auto_renew_retry_interval: Option<Duration>,
     /// Retries after a failed renewal before the lease is declared lost. `None` (the
     /// default) retries until the safety deadline: an outage shorter than the slack

@@ -169,8 +169,14 @@ impl From<Option<SystemTime>> for LeaseExpiry {
     }
 }
 
-/// The current holder of a name as an operator sees it.
+/// The current holder of a name as an operator sees it. With the `serde` feature times are
+/// RFC 3339 and `expires_at` is a time, `"never"` or `"unknown"`.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct LeaseInfo {
     /// Lease name.
@@ -180,6 +186,7 @@ pub struct LeaseInfo {
     /// Fencing token of the current grant.
     pub fencing_token: u64,
     /// When the current grant was acquired.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub acquired_at: SystemTime,
     /// When it expires unless renewed, infinite, or unknown to the backend.
     pub expires_at: LeaseExpiry,
@@ -250,6 +257,11 @@ impl ListRequest {
 
 /// One page of held leases from [`LeaseProvider::list`].
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
 #[non_exhaustive]
 pub struct LeasePage {
     /// Held leases, each with its original lease name, in the backend's order.
