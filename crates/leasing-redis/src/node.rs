@@ -670,6 +670,7 @@ mod tests {
         }
         assert!(writes.contains("string.format('%d', token)"));
         assert!(writes.contains("string.format('%d', now_ms)"));
+        assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4], 'GET')"));
         assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4])"));
         // fence.lua stores its argument (a string) as it came.
         assert!(include_str!("scripts/fence.lua")
