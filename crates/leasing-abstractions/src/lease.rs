@@ -5,7 +5,7 @@ use crate::metadata::Metadata;
 use crate::options::{clock_drift, LeaseDuration, RenewalPolicy};
 use crate::provider::LeaseGrant;
 use crate::renewal::Ctx;
-use crate::telemetry::{RESULT_SUCCESS, SPAN_RENEW};
+use crate::telemetry::RESULT_SUCCESS;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -582,7 +582,7 @@ impl Lease {
                 .with_lease_name(&s.grant.name)
                 .with_lease_id(&s.grant.lease_id));
         }
-        let span = crate::renewal::renewal_span(SPAN_RENEW, s);
+        let span = crate::renewal::renewal_span(crate::spans::Renewal::Manual, s);
         let sent = Instant::now();
         let deadline = s
             .safety_deadline()
@@ -592,7 +592,7 @@ impl Lease {
             .await
             .unwrap_or_else(|_| Err(crate::renewal::deadline_error(s)));
         let elapsed = sent.elapsed();
-        crate::renewal::record_span_result(&span, &result, 0);
+        crate::spans::record_result(&span, &result, 0);
         if s.on_renew_result(&result, sent, elapsed, 1) == RenewOutcome::Lost && result.is_ok() {
             return Err(
                 LeaseError::lost("the lease ended while the renewal was in flight")

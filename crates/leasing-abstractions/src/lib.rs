@@ -13,6 +13,7 @@ pub mod provider;
 mod renewal;
 #[cfg(feature = "serde")]
 mod serde_impls;
+mod spans;
 pub mod telemetry;
 mod validate;
 

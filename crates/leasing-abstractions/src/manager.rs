@@ -10,7 +10,7 @@ use crate::provider::{
     AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
 };
 use crate::renewal::Ctx;
-use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS, SPAN_ACQUIRE};
+use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS};
 use crate::validate::validate_request;
 use opentelemetry::metrics::Meter;
 use opentelemetry::trace::TraceContextExt;
@@ -160,7 +160,7 @@ impl LeaseManager {
     pub async fn acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Lease> {
         let timeout = options.timeout.unwrap_or(self.options.acquire_timeout);
         let (request, policy) = self.prepare(name, options)?;
-        let span = acquire_span(&request, self.provider().provider_name());
+        let span = crate::spans::acquire(&request, self.provider().provider_name());
         self.acquire_loop(request, policy, timeout, span.clone())
             .instrument(span)
             .await
@@ -193,7 +193,7 @@ impl LeaseManager {
     ) -> Result<Option<Lease>> {
         let bound = options.timeout.flatten();
         let (request, policy) = self.prepare(name, options)?;
-        let span = acquire_span(&request, self.provider().provider_name());
+        let span = crate::spans::acquire(&request, self.provider().provider_name());
         let started = Instant::now();
         let deadline = bound.map(|t| after(started, t));
         let result = self
@@ -508,19 +508,6 @@ impl LeaseManager {
         self.ctx.register(&shared);
         Lease::new(shared)
     }
-}
-
-fn acquire_span(request: &AcquireRequest, provider: &'static str) -> Span {
-    tracing::info_span!(
-        SPAN_ACQUIRE,
-        lease.name = %request.name,
-        lease.id = tracing::field::Empty,
-        lease.provider = provider,
-        lease.duration = ?request.duration,
-        lease.result = tracing::field::Empty,
-        lease.retry_count = tracing::field::Empty,
-        lease.failure_reason = tracing::field::Empty,
-    )
 }
 
 /// The `Timeout` of an acquisition: the whole timeout, the attempts, and what the last

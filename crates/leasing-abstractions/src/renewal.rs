@@ -17,7 +17,8 @@ use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{LeaseShared, LostReason, RenewOutcome};
 use crate::options::after;
 use crate::provider::{LeaseGrant, LeaseProvider};
-use crate::telemetry::{Metrics, RESULT_SUCCESS, SPAN_AUTO_RENEWAL};
+use crate::spans;
+use crate::telemetry::Metrics;
 use futures::FutureExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
@@ -26,7 +27,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// What the manager and its leases share.
 pub(crate) struct Ctx {
@@ -125,49 +125,14 @@ impl Ctx {
     }
 }
 
-/// A `Lease.AutoRenewal` / `Lease.Renew` span for `lease`, linked to its acquisition.
-pub(crate) fn renewal_span(name: &'static str, lease: &LeaseShared) -> Span {
-    let span = if name == SPAN_AUTO_RENEWAL {
-        tracing::info_span!(
-            SPAN_AUTO_RENEWAL,
-            lease.name = %lease.grant.name,
-            lease.id = %lease.grant.lease_id,
-            lease.provider = lease.ctx.provider.provider_name(),
-            lease.duration = ?lease.grant.duration,
-            lease.result = tracing::field::Empty,
-            lease.retry_count = tracing::field::Empty,
-            lease.failure_reason = tracing::field::Empty,
-        )
-    } else {
-        tracing::info_span!(
-            crate::telemetry::SPAN_RENEW,
-            lease.name = %lease.grant.name,
-            lease.id = %lease.grant.lease_id,
-            lease.provider = lease.ctx.provider.provider_name(),
-            lease.duration = ?lease.grant.duration,
-            lease.result = tracing::field::Empty,
-            lease.retry_count = tracing::field::Empty,
-            lease.failure_reason = tracing::field::Empty,
-        )
-    };
-    if !span.is_disabled() && lease.acquire_cx.is_valid() {
-        span.add_link(lease.acquire_cx.clone());
-    }
-    span
-}
-
-/// Records `lease.result`, `lease.retry_count` and `lease.failure_reason` on `span`.
-pub(crate) fn record_span_result<T>(span: &Span, result: &Result<T>, retries: u32) {
-    span.record("lease.retry_count", retries);
-    match result {
-        Ok(_) => {
-            span.record("lease.result", RESULT_SUCCESS);
-        }
-        Err(e) => {
-            span.record("lease.result", "failure");
-            span.record("lease.failure_reason", e.kind().as_str());
-        }
-    }
+/// The renewal span of `lease`.
+pub(crate) fn renewal_span(kind: spans::Renewal, lease: &LeaseShared) -> Span {
+    spans::renewal(
+        kind,
+        &lease.grant,
+        lease.ctx.provider.provider_name(),
+        &lease.acquire_cx,
+    )
 }
 
 /// The error of a renewal cut off at the lease's safety deadline.
@@ -352,7 +317,7 @@ impl Scheduler {
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
-            let span = renewal_span(SPAN_AUTO_RENEWAL, &e.lease);
+            let span = renewal_span(spans::Renewal::Auto, &e.lease);
             span.record("lease.retry_count", e.failures);
             spans.push(span);
             deadline = e
@@ -418,7 +383,7 @@ impl Scheduler {
             }
             let result =
                 result.map_err(|err| err.or_lease(&lease.grant.name, Some(&lease.grant.lease_id)));
-            record_span_result(&span, &result, e.failures);
+            spans::record_result(&span, &result, e.failures);
             let attempt = e.failures + 1;
             let Some(policy) = lease.policy else { continue };
             match lease.on_renew_result(&result, done.sent, done.elapsed, attempt) {
@@ -476,14 +441,7 @@ fn spawn_release(lease: Arc<LeaseShared>) {
 /// Calls the provider's release for `lease` inside a `Lease.Release` span, bounded by
 /// `timeout`.
 pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Result<()> {
-    let span = tracing::info_span!(
-        crate::telemetry::SPAN_RELEASE,
-        lease.name = %lease.grant.name,
-        lease.id = %lease.grant.lease_id,
-        lease.provider = lease.ctx.provider.provider_name(),
-        lease.result = tracing::field::Empty,
-        lease.failure_reason = tracing::field::Empty,
-    );
+    let span = spans::release(&lease.grant, lease.ctx.provider.provider_name());
     let result = tokio::time::timeout(timeout, lease.ctx.provider.release(&lease.grant))
         .instrument(span.clone())
         .await
@@ -493,6 +451,6 @@ pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Resul
             )))
         })
         .map_err(|e| e.or_lease(&lease.grant.name, Some(&lease.grant.lease_id)));
-    record_span_result(&span, &result, 0);
+    spans::record_result(&span, &result, 0);
     result
 }

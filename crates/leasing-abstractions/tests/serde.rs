@@ -1,7 +1,7 @@
-#![cfg(feature = "serde")]
-#![allow(clippy::unwrap_used, missing_docs)]
 //! Options, lease info and pages (de)serialize with human durations; unknown fields are
 //! rejected with an error that names them (issue 7.15).
+#![allow(clippy::unwrap_used, missing_docs)]
+#![cfg(feature = "serde")]
 
 use leasing_abstractions::*;
 use std::time::{Duration, SystemTime};
