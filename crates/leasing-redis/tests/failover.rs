@@ -445,16 +445,12 @@ async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
     let started = Instant::now();
     let (got, token) = loop {
         assert!(started.elapsed() < Duration::from_secs(30), "never granted");
-        match build().await {
-            Ok(p) => match p.try_acquire(&req).await {
-                Ok(Some(g)) => {
-                    let at = Instant::now();
-                    p.release(&g).await.expect("release");
-                    break (at, g.fencing_token);
-                }
-                _ => {}
-            },
-            Err(_) => {}
+        if let Ok(p) = build().await {
+            if let Ok(Some(g)) = p.try_acquire(&req).await {
+                let at = Instant::now();
+                p.release(&g).await.expect("release");
+                break (at, g.fencing_token);
+            }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
