@@ -461,3 +461,97 @@ async fn list_all_pages_through_held_leases() {
     // 3 pages for 249 names, 1 for the limit of 0, 3 for 250 names; the bad prefix none.
     assert_eq!(rig.faults.calls(Operation::List), 7);
 }
+
+/// A provider whose listing never ends: the manager stops at a repeated cursor instead of
+/// looping forever.
+#[derive(Debug)]
+struct EndlessListing;
+
+impl LeaseProvider for EndlessListing {
+    fn provider_name(&self) -> &'static str {
+        "endless"
+    }
+    fn capabilities(&self) -> ProviderCapabilities {
+        ProviderCapabilities::new(secs(1.0), secs(60.0)).with_listing(true)
+    }
+    fn try_acquire<'a>(
+        &'a self,
+        _: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn release<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async { Err(LeaseError::unavailable("down")) })
+    }
+    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+        Box::pin(async move {
+            let info = LeaseInfo::new(
+                format!("{}x", r.prefix),
+                None,
+                1,
+                std::time::SystemTime::now(),
+                LeaseExpiry::Unknown,
+                Metadata::new(),
+            );
+            Ok(LeasePage::new(vec![info], Some("same".into())))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_repeated_listing_cursor_is_an_error_not_a_loop() {
+    let m = LeaseManager::new(Arc::new(EndlessListing), defaults(30.0)).unwrap();
+    let e = m.list_all("p").await.unwrap_err();
+    assert!(e.message().contains("same listing cursor"), "{e}");
+    assert_eq!(e.operation(), Some(leasing_abstractions::Operation::List));
+    // Errors from operator calls name the operation and the lease.
+    let e = m.break_lease("job").await.unwrap_err();
+    assert_eq!(e.operation(), Some(leasing_abstractions::Operation::Break));
+    assert_eq!(e.lease_name(), Some("job"));
+    let e = m.inspect("bad name").await.unwrap_err();
+    assert_eq!(
+        e.operation(),
+        Some(leasing_abstractions::Operation::Inspect)
+    );
+}
+
+/// Releasing a lease whose deadline passed while nothing looked (the process was stopped)
+/// is not an error, and asks the backend to free it.
+#[test]
+fn releasing_after_an_unnoticed_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = InMemoryLeaseProvider::new();
+    let m = LeaseManager::new(Arc::new(store.clone()), defaults(0.3)).unwrap();
+    let lease = rt.block_on(m.acquire("job")).unwrap();
+    std::thread::sleep(Duration::from_millis(350));
+    rt.block_on(lease.release()).unwrap();
+    let info = rt.block_on(store.inspect("job")).unwrap();
+    assert!(info.is_none(), "the backend still shows the lease");
+}
+
+/// The in-memory store tells an expired grant from a taken-over one.
+#[tokio::test(start_paused = true)]
+async fn the_store_reports_an_expired_grant() {
+    let store = InMemoryLeaseProvider::new();
+    let g = store
+        .try_acquire(&AcquireRequest::new("job", secs(1.0), Metadata::new()))
+        .await
+        .unwrap()
+        .unwrap();
+    advance(secs(1.5)).await;
+    let e = store.renew(&g).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Lost);
+    assert!(e.message().contains("expired"), "{e}");
+}
