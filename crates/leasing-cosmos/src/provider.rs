@@ -368,6 +368,7 @@ impl CosmosLeaseProviderBuilder {
                 renew_concurrency: self.renew_concurrency,
                 request_charge_centi: AtomicU64::new(0),
                 write_locations: account_info.write_locations,
+                existing: KnownNames::default(),
             }),
         })
     }
@@ -456,6 +457,39 @@ struct Inner {
     /// Sum of the request charges (RU × 100) of every call this provider made.
     request_charge_centi: AtomicU64,
     write_locations: Vec<String>,
+    /// Names whose document this provider has seen exist (a hint: acquire then starts
+    /// with the read instead of a create that would answer 409).
+    existing: KnownNames,
+}
+
+/// A bounded set of names (cleared when full: it is only a hint).
+#[derive(Default)]
+struct KnownNames(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl KnownNames {
+    const CAPACITY: usize = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.lock().contains(name)
+    }
+
+    fn insert(&self, name: &str) {
+        let mut set = self.lock();
+        if set.len() >= Self::CAPACITY {
+            set.clear();
+        }
+        set.insert(name.to_owned());
+    }
+
+    fn remove(&self, name: &str) {
+        self.lock().remove(name);
+    }
 }
 
 impl fmt::Debug for CosmosLeaseProvider {
@@ -815,28 +849,38 @@ impl CosmosLeaseProvider {
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<Option<LeaseGrant>> {
         let lease_id = uuid::Uuid::new_v4().to_string();
-        // Create first (one round trip when the name is new); 409 → look at the holder.
+        // Create first (one round trip when the name is new) unless this provider has
+        // seen the document exist; 409 → look at the holder.
+        let mut try_create = !self.inner.existing.contains(&req.name);
         for _ in 0..WRITE_ATTEMPTS {
-            let sent_at = Instant::now();
-            let doc = self.new_doc(req, &lease_id);
-            match self.write("acquire", &doc, None, true).await {
-                Ok((Some(written), _)) => return self.grant_of(req, &written, sent_at).map(Some),
-                Ok((None, _)) => {
-                    return Err(error::corrupt("acquire", "no document in the answer"))
+            if try_create {
+                let sent_at = Instant::now();
+                let doc = self.new_doc(req, &lease_id);
+                match self.write("acquire", &doc, None, true).await {
+                    Ok((Some(written), _)) => {
+                        self.inner.existing.insert(&req.name);
+                        return self.grant_of(req, &written, sent_at).map(Some);
+                    }
+                    Ok((None, _)) => {
+                        return Err(error::corrupt("acquire", "no document in the answer"))
+                    }
+                    Err(m) if m.failure == Failure::Conflict => {}
+                    // The container is gone (deleted, or an emulator restarted): recreate
+                    // it when allowed, and try again.
+                    Err(m) if m.failure == Failure::NotFound && self.may_create() => {
+                        self.ensure_container().await?;
+                        continue;
+                    }
+                    Err(m) => return Err(acquire_error(m)),
                 }
-                Err(m) if m.failure == Failure::Conflict => {}
-                // The container is gone (deleted, or an emulator restarted): recreate it
-                // when allowed, and try again.
-                Err(m) if m.failure == Failure::NotFound && self.may_create() => {
-                    self.ensure_container().await?;
-                    continue;
-                }
-                Err(m) => return Err(acquire_error(m)),
             }
+            try_create = true;
             let sent_at = Instant::now();
             let Some(seen) = self.observe(&req.name).await? else {
-                continue; // deleted in between: create again
+                self.inner.existing.remove(&req.name);
+                continue; // no document (deleted in between, or never made): create
             };
+            self.inner.existing.insert(&req.name);
             if seen.doc.held_at(seen.now_ms) {
                 return Ok(None);
             }
@@ -850,7 +894,10 @@ impl CosmosLeaseProvider {
                 Ok((None, _)) => Err(error::corrupt("acquire", "no document in the answer")),
                 // Someone else took it (or changed it) first: held by another.
                 Err(m) if m.failure == Failure::PreconditionFailed => Ok(None),
-                Err(m) if m.failure == Failure::NotFound => continue,
+                Err(m) if m.failure == Failure::NotFound => {
+                    self.inner.existing.remove(&req.name);
+                    continue;
+                }
                 Err(m) => Err(acquire_error(m)),
             };
         }
@@ -1138,5 +1185,114 @@ impl LeaseProvider for CosmosLeaseProvider {
 
     fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         Box::pin(self.list_page(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn from_env_follows_the_documented_order() {
+        let b = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
+            (
+                "LEASING_COSMOS_CONNECTION_STRING",
+                "AccountEndpoint=http://x/;AccountKey=a2V5;",
+            ),
+            ("LEASING_COSMOS_ENDPOINT", "http://ignored/"),
+            ("LEASING_COSMOS_DATABASE", "db1"),
+            ("LEASING_COSMOS_CONTAINER", "c1"),
+        ]))
+        .expect("connection string");
+        let dbg = format!("{b:?}");
+        assert!(dbg.contains("<redacted>") && !dbg.contains("a2V5"), "{dbg}");
+        assert!(dbg.contains("db1") && dbg.contains("c1"), "{dbg}");
+        let b = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
+            ("LEASING_COSMOS_ENDPOINT", "http://x/"),
+            ("LEASING_COSMOS_KEY", "a2V5"),
+        ]))
+        .expect("endpoint and key");
+        assert!(format!("{b:?}").contains("Key(<redacted>)"));
+        for extra in [
+            vec![],
+            vec![("IDENTITY_ENDPOINT", "http://169.254.169.254/")],
+            vec![
+                ("AZURE_CLIENT_SECRET", "s3cr3t"),
+                ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
+                ("AZURE_CLIENT_ID", "app"),
+            ],
+        ] {
+            let mut pairs = vec![(
+                "LEASING_COSMOS_ENDPOINT",
+                "https://acct.documents.azure.com/",
+            )];
+            pairs.extend(extra);
+            let b = CosmosLeaseProviderBuilder::from_lookup(lookup(&pairs)).expect("token");
+            let dbg = format!("{b:?}");
+            assert!(
+                dbg.contains("TokenCredential") && !dbg.contains("s3cr3t"),
+                "{dbg}"
+            );
+        }
+        let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
+            (
+                "LEASING_COSMOS_ENDPOINT",
+                "https://acct.documents.azure.com/",
+            ),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/nonexistent"),
+        ]));
+        // Workload identity without its tenant/client settings is a configuration error.
+        if let Err(e) = e {
+            assert_eq!(e.kind(), ErrorKind::Configuration);
+        }
+        let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[])).expect_err("nothing set");
+        assert_eq!(e.field(), Some("LEASING_COSMOS_ENDPOINT"));
+    }
+
+    #[test]
+    fn known_names_are_a_bounded_hint() {
+        let k = KnownNames::default();
+        k.insert("a");
+        assert!(k.contains("a"));
+        k.remove("a");
+        assert!(!k.contains("a"));
+        for i in 0..KnownNames::CAPACITY {
+            k.insert(&i.to_string());
+        }
+        k.insert("last");
+        assert!(k.contains("last") && !k.contains("0"));
+    }
+
+    #[test]
+    fn small_conversions() {
+        assert_eq!(ms_to_time(-1), UNIX_EPOCH);
+        assert_eq!(ms_to_time(1500), UNIX_EPOCH + Duration::from_millis(1500));
+        assert_eq!(duration_ms(LeaseDuration::Infinite), u64::MAX);
+        assert_eq!(duration_ms(Duration::from_secs(2).into()), 2000);
+        assert!(wall_ms() > 0);
+        assert!(default_owner().contains(':'));
+        assert_eq!(
+            with_content(true).content_response_on_write,
+            Some(ContentResponseOnWrite::Enabled)
+        );
+        assert_eq!(
+            with_content(false).content_response_on_write,
+            Some(ContentResponseOnWrite::Disabled)
+        );
+        let o = default_operation_options();
+        assert_eq!(o.max_failover_retry_count, Some(0));
+        let err = acquire_error(error::map_status(412, None, None, true, "acquire"));
+        assert_eq!(err.kind(), ErrorKind::Acquisition);
+        let err = acquire_error(error::map_status(503, None, None, true, "acquire"));
+        assert_eq!(err.kind(), ErrorKind::ProviderUnavailable);
     }
 }

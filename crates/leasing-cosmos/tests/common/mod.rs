@@ -41,7 +41,7 @@ pub fn builder(cs: &str, database: &str) -> CosmosLeaseProviderBuilder {
     CosmosLeaseProvider::builder()
         .connection_string(cs)
         .database(database)
-        .call_timeout(Duration::from_secs(3))
+        .call_timeout(Duration::from_secs(10))
 }
 
 pub async fn provider(cs: &str, database: &str) -> CosmosLeaseProvider {
