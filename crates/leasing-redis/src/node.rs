@@ -476,6 +476,9 @@ impl Node {
                 .filter(|i| !self.outdated(i.epoch))
                 .copied()
                 .collect();
+            if live.is_empty() {
+                break Ok((live, Vec::new()));
+            }
             let mut results = self.renew_pipeline(&live, limit).await;
             let noscript = matches!(&results, Ok(v) if v.iter().any(|r| matches!(r, Err(e) if is_noscript(e))));
             if noscript {

@@ -763,6 +763,56 @@ mod tests {
         assert!(decide(vec![]).is_none());
     }
 
+    #[test]
+    fn no_majority_names_refusals_that_retrying_cannot_fix() {
+        let unauthorized = || LeaseError::new(ErrorKind::Unauthorized, "WRONGPASS");
+        let e = no_majority("n", 0, 2, vec![unauthorized(), unauthorized()]);
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.lease_name(), Some("n"));
+        assert!(std::error::Error::source(&e).is_some());
+        let e = no_majority("", 0, 2, vec![unauthorized()]);
+        assert_eq!(e.kind(), ErrorKind::Unauthorized);
+        assert_eq!(e.lease_name(), None);
+        // Mixed with an outage: retrying may help.
+        let e = no_majority(
+            "n",
+            0,
+            2,
+            vec![unauthorized(), LeaseError::unavailable("down")],
+        );
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        let e = no_majority("", 1, 2, vec![]);
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        assert_eq!(e.lease_name(), None);
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    #[tokio::test]
+    async fn listing_needs_a_majority_and_a_known_cursor() {
+        // Nothing listens on these ports: every scan fails.
+        let ports: Vec<u16> = (0..3)
+            .map(|_| {
+                std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .map(|a| a.port())
+                    .unwrap_or(1)
+            })
+            .collect();
+        let p = RedlockLeaseProvider::builder()
+            .urls(ports.iter().map(|p| format!("redis://127.0.0.1:{p}")))
+            .connect_timeout(Duration::from_millis(200))
+            .build()
+            .await
+            .expect("lazy build");
+        let e = p.list(&ListRequest::new("")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        let e = p
+            .list(&ListRequest::new("").with_cursor(Some("7:0".into())))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+
     #[tokio::test]
     async fn builder_rejects_bad_server_lists() {
         let e = RedlockLeaseProvider::builder().build().await.unwrap_err();

@@ -464,3 +464,88 @@ async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
         "token {token} after the cluster failover is not above {max_token} granted before"
     );
 }
+
+/// Copies the record and counter of `name` from `from` to `to` with the same TTL (a
+/// replica that did receive the grant).
+async fn copy_lease(from: &str, to: &str, name: &str) {
+    let (mut a, mut b) = (raw(from).await, raw(to).await);
+    for key in [
+        format!("lease:{{{name}}}"),
+        format!("lease:{{{name}}}:fence"),
+    ] {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut a)
+            .await
+            .expect("get");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut a)
+            .await
+            .expect("pttl");
+        let v = v.expect("the key exists");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(v)
+            .arg("PX")
+            .arg(ttl.max(1))
+            .query_async(&mut b)
+            .await
+            .expect("set");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_on_a_replaced_server_is_lost_even_when_its_key_is_there() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let front = FrontDoor::start(a.addr()).await;
+    let p = provider(&front.url(), Duration::ZERO).await;
+    let d = Duration::from_secs(10);
+    let one = AcquireRequest::new(unique("replaced-one"), d, Metadata::new());
+    let many = AcquireRequest::new(unique("replaced-many"), d, Metadata::new());
+    let g1 = p.try_acquire(&one).await.expect("acquire").expect("free");
+    let g2 = p.try_acquire(&many).await.expect("acquire").expect("free");
+    p.renew(&g1).await.expect("renew on the same server");
+    // Another server behind the same address, holding copies of both leases.
+    copy_lease(&a.url(), &b.url(), &one.name).await;
+    copy_lease(&a.url(), &b.url(), &many.name).await;
+    front.switch(b.addr());
+    // The first renewal meets the dropped connection, retries at once, learns the server
+    // changed and reports Lost without trusting the copy.
+    let e = p.renew(&g1).await.expect_err("replaced");
+    assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Lost, "{e}");
+    let r = p.renew_many(&[Arc::new(g2.clone())]).await;
+    assert_eq!(
+        r[0].as_ref().expect_err("replaced").kind(),
+        leasing_abstractions::ErrorKind::Lost
+    );
+    // A grant made on the new server renews normally.
+    p.release(&g1).await.expect("release");
+    p.release(&g2).await.expect("release");
+    let g3 = p.try_acquire(&one).await.expect("acquire").expect("free");
+    p.renew(&g3).await.expect("renew");
+    let arc = Arc::new(g3.clone());
+    assert!(p.renew_many(&[arc]).await[0].is_ok());
+    p.release(&g3).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_rejects_a_cursor_from_elsewhere() {
+    let Some(url) = service_env("LEASING_REDIS_URL") else {
+        return;
+    };
+    let p = common::connect(&url).await;
+    let e = p
+        .list(&leasing_abstractions::ListRequest::new("").with_cursor(Some("5:0".into())))
+        .await
+        .expect_err("unknown scan space");
+    assert_eq!(e.kind(), leasing_abstractions::ErrorKind::InvalidArgument);
+    let e = p
+        .list(&leasing_abstractions::ListRequest::new("").with_cursor(Some("x".into())))
+        .await
+        .expect_err("not a cursor");
+    assert_eq!(e.kind(), leasing_abstractions::ErrorKind::InvalidArgument);
+}
