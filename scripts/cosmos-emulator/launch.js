@@ -17,6 +17,10 @@
 //  6. Writing or querying documents of a container that does not exist (deleted, or
 //     the emulator restarted) throws a TypeError and answers 500; the service answers
 //     404 NotFound, which tells a client to recreate the container. We answer 404.
+//  7. Resource ids (`_rid`) are standard base64, which may contain `/`; the service
+//     writes `-` instead (its RIDs appear in URLs). The SDK then fails to parse a
+//     container RID ("failed to extract database RID", 500/20020) — only for some
+//     counters, so it looked like random failures. We encode and decode as the service.
 //  5. (Addition, not a bug fix) `GetCurrentTimestamp()` is missing from the query
 //     engine; the real service has it (milliseconds since the Unix epoch, server clock).
 //     The provider reads the server clock with it, so we add it.
@@ -97,6 +101,11 @@ for (const h of ["create-document", "replace-document", "upsert-document", "dele
     return original(account, request, res, params);
   };
 }
+
+// Patch 7: RIDs in the service's base64 alphabet ('-' for '/').
+const ResourceId = req("account/resource-id.js").default;
+ResourceId.toBase64String = (buffer) => buffer.toString("base64").replace(/\//g, "-");
+ResourceId.fromBase64String = (s) => Buffer.from(String(s).replace(/-/g, "/"), "base64");
 
 // Patch 3: advertise the scheme actually served (and, for tests, another port or a
 // multi-region-write account).

@@ -627,12 +627,23 @@ impl CosmosLeaseProvider {
                     .inner
                     .client
                     .database_client(self.inner.database.as_str());
-                self.call(
-                    "open container",
-                    db.container_client(self.inner.container_name.as_str(), None),
-                )
-                .await
-                .map_err(|m| m.error)
+                match self
+                    .call(
+                        "open container",
+                        db.container_client(self.inner.container_name.as_str(), None),
+                    )
+                    .await
+                {
+                    Ok(c) => Ok(c),
+                    Err(m) if m.failure == Failure::NotFound => Err(LeaseError::configuration(
+                        "container",
+                        format!(
+                            "database {:?} or container {:?} does not exist; create it, or let the provider create it (key auth, create_if_missing)",
+                            self.inner.database, self.inner.container_name
+                        ),
+                    )),
+                    Err(m) => Err(m.error),
+                }
             })
             .await
     }
