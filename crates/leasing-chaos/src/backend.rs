@@ -132,30 +132,30 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
     })
 }
 
-/// A provider for `backend` from `spec` (what [`start`] returned), for leases of `lease`,
-/// retried for 15 s while the backend is unreachable (a client may start during a fault).
+/// A provider for `backend` from `spec` (what [`start`] returned), retried for 15 s while
+/// the backend is unreachable (a client may start during a fault).
 ///
-/// Redis servers here may restart without their data, so the providers use a restart
-/// fence of the lease duration (the longest lease in use): a restarted server grants
-/// nothing until every lease granted before the restart has expired.
+/// Redis servers here may restart without their data, so the runner gives the providers
+/// a restart fence of the lease duration (the longest lease in use): a restarted server
+/// grants nothing until every lease granted before the restart has expired.
 pub(crate) async fn connect(
     backend: &str,
     spec: &str,
-    lease: Duration,
+    restart_fence: Duration,
 ) -> Result<Arc<dyn LeaseProvider>, String> {
     let started = Instant::now();
     loop {
         let result: Result<Arc<dyn LeaseProvider>, String> = match backend {
             "redis" => leasing_redis::RedisLeaseProvider::builder()
                 .url(spec)
-                .restart_fence(lease)
+                .restart_fence(restart_fence)
                 .build()
                 .await
                 .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
                 .map_err(|e| e.to_string()),
             "redlock" => leasing_redis::RedlockLeaseProvider::builder()
                 .urls(spec.split(','))
-                .restart_fence(lease)
+                .restart_fence(restart_fence)
                 .build()
                 .await
                 .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)

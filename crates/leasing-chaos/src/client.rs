@@ -198,7 +198,7 @@ pub(crate) fn process_main(o: ClientOpts) -> Result<u8, String> {
     rt.block_on(async move {
         let rec = Recorder::to_file(&o.history)
             .map_err(|e| format!("history {}: {e}", o.history.display()))?;
-        let provider = crate::backend::connect(&o.backend, &o.spec, o.lease).await?;
+        let provider = crate::backend::connect(&o.backend, &o.spec, o.restart_fence).await?;
         let cfg = ClientCfg {
             id: o.id.clone(),
             names: o.names.clone(),

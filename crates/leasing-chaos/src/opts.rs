@@ -8,7 +8,8 @@ pub(crate) const USAGE: &str = "\
 usage:
   leasing-chaos run [--backend memory,redis,redlock|all] [--duration 60s] [--clients 8]
                     [--names 3] [--lease 2s] [--fault-every 3s] [--seed N]
-                    [--out target/chaos] [--no-skew] [--no-wipe] [--warn-only]
+                    [--out target/chaos] [--no-skew] [--no-wipe] [--no-restart-fence]
+                    [--faults KIND,...] [--warn-only]
   leasing-chaos check HISTORY.jsonl...
   leasing-chaos client ...   (internal: one client process, started by `run`)
 
@@ -20,6 +21,11 @@ usage:
   --fault-every  pause between injected faults
   --no-skew      no clients with a wall clock 30 s off (faketime)
   --no-wipe      no server restarts that lose the data (restart without persistence)
+  --no-restart-fence
+                 Redis clients without a restart fence (shows what a restart without
+                 persistence does then: two believed holders)
+  --faults       only these faults: pause_holder, kill_holder, network_cut, latency,
+                 server_restart_persistent, server_restart_wiped, server_down
   --warn-only    print violations but exit 0
 ";
 
@@ -89,12 +95,17 @@ pub(crate) struct RunOpts {
     pub(crate) out: PathBuf,
     pub(crate) skew: bool,
     pub(crate) wipe: bool,
+    pub(crate) restart_fence: bool,
+    pub(crate) faults: Option<Vec<String>>,
     pub(crate) warn_only: bool,
 }
 
 impl RunOpts {
     pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
-        let m = pairs(args, &["no-skew", "no-wipe", "warn-only"])?;
+        let m = pairs(
+            args,
+            &["no-skew", "no-wipe", "no-restart-fence", "warn-only"],
+        )?;
         let backends: Vec<String> = match m.get("backend").map(String::as_str) {
             None | Some("all") => ALL_BACKENDS.iter().map(|s| s.to_string()).collect(),
             Some(list) => list.split(',').map(|s| s.trim().to_owned()).collect(),
@@ -120,6 +131,10 @@ impl RunOpts {
                 .map_or_else(|| PathBuf::from("target/chaos"), PathBuf::from),
             skew: !m.contains_key("no-skew"),
             wipe: !m.contains_key("no-wipe"),
+            restart_fence: !m.contains_key("no-restart-fence"),
+            faults: m
+                .get("faults")
+                .map(|f| f.split(',').map(|s| s.trim().to_owned()).collect()),
             warn_only: m.contains_key("warn-only"),
         };
         if o.clients < 2 || o.names == 0 {
@@ -144,6 +159,8 @@ pub(crate) struct ClientOpts {
     pub(crate) history: PathBuf,
     pub(crate) fence: std::net::SocketAddr,
     pub(crate) seed: u64,
+    /// Redis restart fence; zero is off.
+    pub(crate) restart_fence: Duration,
 }
 
 impl ClientOpts {
@@ -166,6 +183,7 @@ impl ClientOpts {
                 .parse()
                 .map_err(|e| format!("client: --fence: {e}"))?,
             seed: num(&m, "seed", 0)?,
+            restart_fence: dur(&m, "restart-fence", Duration::ZERO)?,
         })
     }
 
@@ -190,6 +208,8 @@ impl ClientOpts {
             self.fence.to_string(),
             "--seed".into(),
             self.seed.to_string(),
+            "--restart-fence".into(),
+            format!("{}ms", self.restart_fence.as_millis()),
         ]
     }
 }
@@ -214,7 +234,12 @@ mod tests {
         let o = RunOpts::parse(&a("--backend redis --duration 5s --no-skew --seed 7")).unwrap();
         assert_eq!(o.backends, vec!["redis"]);
         assert_eq!(o.duration, Duration::from_secs(5));
-        assert!(!o.skew && o.wipe && !o.warn_only);
+        assert!(!o.skew && o.wipe && !o.warn_only && o.restart_fence);
+        assert!(
+            !RunOpts::parse(&a("--no-restart-fence"))
+                .unwrap()
+                .restart_fence
+        );
         assert_eq!(o.seed, 7);
         assert_eq!(
             RunOpts::parse(&[]).unwrap().backends.len(),
@@ -238,11 +263,13 @@ mod tests {
             history: PathBuf::from("/tmp/h.jsonl"),
             fence: "127.0.0.1:9".parse().unwrap(),
             seed: 3,
+            restart_fence: Duration::from_secs(2),
         };
         let back = ClientOpts::parse(&c.to_args()[1..]).unwrap();
         assert_eq!(back.names, c.names);
         assert_eq!(back.lease, c.lease);
         assert_eq!(back.until_ns, 42);
         assert_eq!(back.fence, c.fence);
+        assert_eq!(back.restart_fence, c.restart_fence);
     }
 }

@@ -53,7 +53,37 @@ impl Fault {
     }
 }
 
-fn schedule_for(backend: &str, o: &RunOpts) -> Vec<Fault> {
+const ALL_FAULTS: [Fault; 7] = [
+    Fault::RestartPersistent,
+    Fault::RestartWiped,
+    Fault::ServerDown,
+    Fault::NetworkCut,
+    Fault::Latency,
+    Fault::PauseHolder,
+    Fault::KillHolder,
+];
+
+fn schedule_for(backend: &str, o: &RunOpts) -> Result<Vec<Fault>, String> {
+    let all = default_schedule(backend, o);
+    let Some(only) = &o.faults else {
+        return Ok(all);
+    };
+    for f in only {
+        if !ALL_FAULTS.iter().any(|k| k.label() == f) {
+            return Err(format!("unknown fault {f:?}"));
+        }
+    }
+    let v: Vec<Fault> = all
+        .into_iter()
+        .filter(|k| only.iter().any(|f| f == k.label()))
+        .collect();
+    if v.is_empty() {
+        return Err(format!("none of --faults applies to {backend}"));
+    }
+    Ok(v)
+}
+
+fn default_schedule(backend: &str, o: &RunOpts) -> Vec<Fault> {
     let mut v = vec![
         Fault::PauseHolder,
         Fault::NetworkCut,
@@ -233,6 +263,11 @@ impl Run {
                     history: dir.join(format!("client-{id}.jsonl")),
                     fence: fence.addr(),
                     seed: cfg.seed,
+                    restart_fence: if self.o.restart_fence {
+                        lease
+                    } else {
+                        Duration::ZERO
+                    },
                 };
                 let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
                 let mut cmd = tokio::process::Command::new(exe);
@@ -562,6 +597,7 @@ pub(crate) fn main(o: RunOpts) -> Result<u8, String> {
 }
 
 async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
+    let schedule = schedule_for(backend, o)?;
     let dir = o.out.join(backend);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -618,7 +654,6 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
     for _ in 0..o.clients {
         run.spawn_client().await?;
     }
-    let schedule = schedule_for(backend, o);
     let mut i = 0usize;
     let margin = ns(o.lease * 3);
     loop {
@@ -730,4 +765,37 @@ pub(crate) fn check_files(files: &[String]) -> Result<u8, String> {
     println!("{} records, {torn} torn lines skipped", history.len());
     print!("{report}");
     Ok(u8::from(!report.is_clean()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(args: &str) -> RunOpts {
+        let a: Vec<String> = args.split_whitespace().map(str::to_owned).collect();
+        RunOpts::parse(&a).unwrap()
+    }
+
+    #[test]
+    fn schedules_follow_the_backend_and_the_options() {
+        let o = opts("");
+        let mem = schedule_for("memory", &o).unwrap();
+        assert!(!mem.contains(&Fault::RestartWiped) && mem.contains(&Fault::PauseHolder));
+        assert!(schedule_for("redis", &o)
+            .unwrap()
+            .contains(&Fault::RestartWiped));
+        assert!(!schedule_for("redis", &opts("--no-wipe"))
+            .unwrap()
+            .contains(&Fault::RestartWiped));
+        assert!(schedule_for("redlock", &o)
+            .unwrap()
+            .contains(&Fault::ServerDown));
+        let only = schedule_for("redis", &opts("--faults server_restart_wiped,pause_holder"));
+        assert_eq!(only.unwrap(), vec![Fault::PauseHolder, Fault::RestartWiped]);
+        assert!(schedule_for("redis", &opts("--faults nope")).is_err());
+        assert!(schedule_for("memory", &opts("--faults server_down")).is_err());
+        for f in ALL_FAULTS {
+            assert!(!f.label().is_empty());
+        }
+    }
 }
