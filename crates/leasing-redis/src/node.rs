@@ -263,9 +263,7 @@ impl Node {
             Err(_) => Failure::Timeout(limit),
         };
         if failure.is_connection() {
-            if let Some(id) = &self.identity {
-                id.suspect();
-            }
+            self.identity.iter().for_each(Identity::suspect);
         }
         Err(failure)
     }

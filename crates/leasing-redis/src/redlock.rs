@@ -138,7 +138,7 @@ fn no_majority(name: &str, answered: usize, quorum: usize, errors: Vec<LeaseErro
     for kind in [ErrorKind::Unauthorized, ErrorKind::Configuration] {
         let refused = errors.iter().filter(|e| e.kind() == kind).count();
         if refused > 0 && refused == errors.len() {
-            let first = errors.iter().find(|e| e.kind() == kind).cloned();
+            let first = errors.into_iter().find(|e| e.kind() == kind);
             let mut e = LeaseError::new(
                 kind,
                 format!(
@@ -149,10 +149,7 @@ fn no_majority(name: &str, answered: usize, quorum: usize, errors: Vec<LeaseErro
             if !name.is_empty() {
                 e = e.with_lease_name(name);
             }
-            if let Some(first) = first {
-                e = e.with_source(first);
-            }
-            return e;
+            return first.map_or(e.clone(), |first| e.with_source(first));
         }
     }
     let mut e = LeaseError::unavailable(format!(
@@ -591,13 +588,13 @@ impl RedlockLeaseProvider {
         let token = tokens[self.quorum - 1];
         let expires = infos.iter().filter_map(|(_, i)| i.expires_ms).min();
         let acquired = infos.iter().map(|(_, i)| i.acquired_ms).min().unwrap_or(0);
-        let Some((_, mut merged)) = infos.into_iter().next() else {
-            return Ok(None);
-        };
-        merged.token = token;
-        merged.expires_ms = expires;
-        merged.acquired_ms = acquired;
-        Ok(Some((lease_info(name, merged), first)))
+        // (A majority is at least one server.)
+        Ok(infos.into_iter().next().map(|(_, mut merged)| {
+            merged.token = token;
+            merged.expires_ms = expires;
+            merged.acquired_ms = acquired;
+            (lease_info(name, merged), first)
+        }))
     }
 
     /// Listing: a name is listed when a majority holds it under one lease id. The servers
