@@ -3,7 +3,7 @@
 //! clients reach them) and [`connect`] (what a client process does with that). The fault
 //! schedule, the clients and the checker are shared.
 
-use crate::servers::{RedisServer, Server};
+use crate::servers::{AzuriteServer, RedisServer, Server};
 use leasing_abstractions::LeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
 use std::path::Path;
@@ -13,7 +13,16 @@ use std::time::{Duration, Instant};
 /// Every backend `--backend` accepts. `memory-unsafe` is the runner's self-test: an
 /// in-memory provider that breaks the current lease to grant a new one, on which a run
 /// must find violations.
-pub(crate) const KNOWN: [&str; 4] = ["memory", "redis", "redlock", "memory-unsafe"];
+pub(crate) const KNOWN: [&str; 5] = ["memory", "redis", "redlock", "blob", "memory-unsafe"];
+
+/// The lease duration a run uses on `backend`: `requested`, within what the backend
+/// accepts (Azure Blob: whole seconds, 15–60 s).
+pub(crate) fn lease_for(backend: &str, requested: Duration) -> Duration {
+    match backend {
+        "blob" => Duration::from_secs(requested.as_secs().clamp(15, 60)),
+        _ => requested,
+    }
+}
 
 /// Whether `backend` runs in this process (threads) rather than in server processes.
 pub(crate) fn in_process(backend: &str) -> bool {
@@ -104,24 +113,37 @@ pub(crate) struct Target {
 
 /// Starts the servers of `backend` under `dir`.
 pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<Target, String> {
-    let instances = match backend {
-        "redis" => 1,
-        "redlock" => 3,
-        other => return Err(format!("{other} has no servers to start")),
-    };
+    let dir = dir.to_path_buf();
+    let (servers, spec_of): (Vec<Box<dyn Server>>, fn(std::net::SocketAddr) -> String) =
+        match backend {
+            "redis" | "redlock" => {
+                let n = if backend == "redis" { 1 } else { 3 };
+                let mut v: Vec<Box<dyn Server>> = Vec::new();
+                for _ in 0..n {
+                    let d = dir.clone();
+                    let s = tokio::task::spawn_blocking(move || RedisServer::start_new(d))
+                        .await
+                        .map_err(|e| e.to_string())??;
+                    v.push(Box::new(s));
+                }
+                (v, |a| format!("redis://{a}"))
+            }
+            "blob" => {
+                let s = tokio::task::spawn_blocking(move || AzuriteServer::start_new(dir))
+                    .await
+                    .map_err(|e| e.to_string())??;
+                (vec![Box::new(s)], AzuriteServer::connection_string)
+            }
+            other => return Err(format!("{other} has no servers to start")),
+        };
+    let direct: Vec<String> = servers.iter().map(|s| spec_of(s.addr())).collect();
     let mut slots = Vec::new();
-    let mut direct = Vec::new();
-    for _ in 0..instances {
-        let dir = dir.to_path_buf();
-        let server = tokio::task::spawn_blocking(move || RedisServer::start_new(dir))
-            .await
-            .map_err(|e| e.to_string())??;
-        direct.push(server.url());
-        slots.push(Slot::new(Box::new(server)).await?);
+    for server in servers {
+        slots.push(Slot::new(server).await?);
     }
     let spec = slots
         .iter()
-        .map(|s| format!("redis://{}", s.proxy.addr()))
+        .map(|s| spec_of(s.proxy.addr()))
         .collect::<Vec<_>>()
         .join(",");
     let inspector = connect(backend, &direct.join(","), lease).await?;
@@ -158,6 +180,12 @@ pub(crate) async fn connect(
                 .restart_fence(restart_fence)
                 .build()
                 .await
+                .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
+                .map_err(|e| e.to_string()),
+            "blob" => leasing_blob::BlobLeaseProvider::builder()
+                .connection_string(spec)
+                .map(|b| b.container("chaos"))
+                .and_then(|b| b.build())
                 .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
                 .map_err(|e| e.to_string()),
             other => return Err(format!("no client for backend {other:?}")),

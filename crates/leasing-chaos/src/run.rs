@@ -597,6 +597,10 @@ pub(crate) fn main(o: RunOpts) -> Result<u8, String> {
 }
 
 async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
+    let o = &RunOpts {
+        lease: backend::lease_for(backend, o.lease),
+        ..o.clone()
+    };
     let schedule = schedule_for(backend, o)?;
     let dir = o.out.join(backend);
     let _ = std::fs::remove_dir_all(&dir);

@@ -122,3 +122,110 @@ impl Drop for RedisServer {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A private Azurite blob service keeping its data in a folder (`--location`), so a
+/// restart keeps leases unless it wipes the folder. Stopped with SIGTERM (Azurite saves
+/// its database on a clean shutdown; a SIGKILL can lose its last seconds of writes, which
+/// would be a restart without persistence).
+#[derive(Debug)]
+pub(crate) struct AzuriteServer {
+    port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl AzuriteServer {
+    /// `azurite-blob` from `LEASING_AZURITE_BIN` or where scripts/azurite-up.sh installs it.
+    fn bin() -> Result<PathBuf, String> {
+        let bin = std::env::var_os("LEASING_AZURITE_BIN").map_or_else(
+            || {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../target/azurite/node_modules/.bin/azurite-blob")
+            },
+            PathBuf::from,
+        );
+        if bin.exists() {
+            Ok(bin)
+        } else {
+            Err(format!(
+                "{} not found: run scripts/azurite-up.sh (it installs Azurite)",
+                bin.display()
+            ))
+        }
+    }
+
+    pub(crate) fn start_new(dir: PathBuf) -> Result<Self, String> {
+        let port = free_port()?;
+        let dir = dir.join(format!("azurite-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut s = Self {
+            port,
+            dir,
+            bin: Self::bin()?,
+            child: None,
+        };
+        s.start(false)?;
+        Ok(s)
+    }
+
+    /// The connection string of the development account on this server.
+    pub(crate) fn connection_string(addr: SocketAddr) -> String {
+        format!("UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://{addr}")
+    }
+}
+
+impl Server for AzuriteServer {
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            if let Some(pid) = i32::try_from(c.id()).ok().map(nix::unistd::Pid::from_raw) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            }
+            let started = Instant::now();
+            while matches!(c.try_wait(), Ok(None)) && started.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = wait_listening(self.addr(), false);
+    }
+
+    fn start(&mut self, wipe: bool) -> Result<(), String> {
+        self.kill();
+        let data = self.dir.join("data");
+        if wipe {
+            let _ = std::fs::remove_dir_all(&data);
+        }
+        std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
+        let child = Command::new(&self.bin)
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &self.port.to_string(),
+            ])
+            .arg("--location")
+            .arg(&data)
+            .args(["--disableTelemetry", "--silent"])
+            .current_dir(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
+        self.child = Some(child);
+        wait_listening(self.addr(), true)
+    }
+}
+
+impl Drop for AzuriteServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
