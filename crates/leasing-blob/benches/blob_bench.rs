@@ -58,7 +58,11 @@ struct Row {
 
 async fn measure(name: &'static str, run: &str, op: Op) -> Row {
     // Warm-up and blob creation.
-    let seq_name = format!("{run}-{name}-seq");
+    let slug: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let seq_name = format!("{run}-{slug}-seq");
     for _ in 0..10 {
         op(seq_name.clone()).await;
     }
@@ -68,7 +72,7 @@ async fn measure(name: &'static str, run: &str, op: Op) -> Row {
         op(seq_name.clone()).await;
         lat.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let names: Vec<String> = (0..TASKS).map(|i| format!("{run}-{name}-{i}")).collect();
+    let names: Vec<String> = (0..TASKS).map(|i| format!("{run}-{slug}-{i}")).collect();
     futures::future::join_all(names.iter().map(|n| op(n.clone()))).await;
     let started = Instant::now();
     let per_task = futures::future::join_all(names.iter().map(|n| {

@@ -588,3 +588,80 @@ impl LeaseProvider for BlobLeaseProvider {
         Box::pin(async move { self.list_page(request).await })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_fields_round_trip() {
+        let mut md = Metadata::new();
+        md.insert("Owner".into(), "Zoë".into());
+        md.insert("plain".into(), "x".into());
+        let at = UNIX_EPOCH + Duration::from_micros(1_796_041_622_123_456);
+        let raw = write_stored(42, at, LeaseDuration::Finite(MIN_DURATION), &md);
+        assert_eq!(raw[DURATION_KEY], "15");
+        let back = read_stored(&raw);
+        assert_eq!(back.token, 42);
+        assert_eq!(back.acquired_at, Some(at));
+        assert_eq!(back.metadata, md);
+        let raw = write_stored(1, at, LeaseDuration::Infinite, &Metadata::new());
+        assert_eq!(raw[DURATION_KEY], "infinite");
+        // Unreadable fields are ignored, not fatal; keys arrive in any case.
+        let mut junk = HashMap::new();
+        junk.insert("FENCING_TOKEN".to_owned(), "x".to_owned());
+        junk.insert(ACQUIRED_KEY.to_owned(), "-1".to_owned());
+        junk.insert("m_bad".to_owned(), "=?UTF-8?B?!!?=".to_owned());
+        junk.insert("foreign".to_owned(), "v".to_owned());
+        assert_eq!(read_stored(&junk), Stored::default());
+    }
+
+    #[test]
+    fn lease_seconds_follow_the_service_rules() {
+        assert_eq!(lease_seconds(LeaseDuration::Infinite).unwrap(), -1);
+        assert_eq!(lease_seconds(MIN_DURATION.into()).unwrap(), 15);
+        assert_eq!(lease_seconds(MAX_DURATION.into()).unwrap(), 60);
+        for bad in [14_000, 61_000, 15_500] {
+            let e = lease_seconds(Duration::from_millis(bad).into()).unwrap_err();
+            assert_eq!(e.field(), Some("lease_duration"));
+        }
+    }
+
+    #[test]
+    fn service_dates_and_micros() {
+        let mut h = azure_core::http::headers::Headers::new();
+        assert_eq!(service_date(&h), None);
+        h.insert("date", "not a date");
+        assert_eq!(service_date(&h), None);
+        h.insert("date", "Mon, 30 Nov 2026 12:00:00 GMT");
+        let t = service_date(&h).unwrap();
+        assert_eq!(micros(t), 1_796_040_000_000_000);
+        assert_eq!(micros(UNIX_EPOCH - Duration::from_secs(1)), 0);
+        h.insert("date", "Mon, 01 Jan 1900 00:00:00 GMT");
+        assert_eq!(service_date(&h), None);
+    }
+
+    #[test]
+    fn info_says_what_the_service_cannot_tell() {
+        let i = info("n", Stored::default(), false);
+        assert_eq!(i.expires_at, LeaseExpiry::Unknown);
+        assert_eq!(i.lease_id, None);
+        assert_eq!(i.acquired_at, UNIX_EPOCH);
+        assert_eq!(
+            info("n", Stored::default(), true).expires_at,
+            LeaseExpiry::Never
+        );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let p = BlobLeaseProvider::builder()
+            .sas_url("https://a.blob.core.windows.net/?sv=1&sig=TOPSECRET")
+            .unwrap()
+            .build()
+            .unwrap();
+        let d = format!("{p:?} {p:#?} {:?}", p.config());
+        assert!(!d.contains("TOPSECRET"), "{d}");
+        assert!(d.contains("a.blob.core.windows.net"));
+    }
+}

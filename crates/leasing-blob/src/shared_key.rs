@@ -156,3 +156,69 @@ impl Policy for SharedKeyPolicy {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::http::{Method, Url};
+
+    #[test]
+    fn string_to_sign_follows_the_spec() {
+        let url = Url::parse(
+            "http://127.0.0.1:10000/devstoreaccount1/leases/lease-a?comp=lease&Timeout=5&a=2&a=1",
+        )
+        .unwrap();
+        let mut r = Request::new(url, Method::Put);
+        r.insert_header("x-ms-version", "2025-01-05");
+        r.insert_header("x-ms-lease-action", " acquire ");
+        r.insert_header("if-match", "\"0x1\"");
+        r.insert_header("content-length", "0");
+        let s = string_to_sign("devstoreaccount1", &r);
+        assert_eq!(
+            s,
+            "PUT\n\n\n\n\n\n\n\n\"0x1\"\n\n\n\nx-ms-lease-action:acquire\nx-ms-version:2025-01-05\n/devstoreaccount1/devstoreaccount1/leases/lease-a\na:1,2\ncomp:lease\ntimeout:5"
+        );
+        r.insert_header("content-length", "12");
+        assert!(string_to_sign("a", &r).starts_with("PUT\n\n\n12\n"));
+        r.set_body(azure_core::Bytes::from_static(b"abc"));
+        assert!(string_to_sign("a", &r).starts_with("PUT\n\n\n3\n"));
+    }
+
+    #[test]
+    fn signing_adds_date_and_authorization_and_debug_hides_the_key() {
+        let p = SharedKeyPolicy::new("acct", Secret::new("a2V5"));
+        let mut r = Request::new(
+            Url::parse("https://acct.blob.core.windows.net/c").unwrap(),
+            Method::Get,
+        );
+        p.sign(&mut r).unwrap();
+        let h = r.headers();
+        let auth = h
+            .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                "authorization",
+            ))
+            .unwrap();
+        assert!(auth.starts_with("SharedKey acct:"), "{auth}");
+        assert!(h
+            .get_optional_str(&azure_core::http::headers::HeaderName::from_static(
+                "x-ms-date"
+            ))
+            .is_some());
+        assert!(!format!("{p:?}").contains("a2V5"));
+        let bad = SharedKeyPolicy::new("acct", Secret::new("not base64!"));
+        assert!(bad.sign(&mut r).is_err());
+    }
+
+    #[tokio::test]
+    async fn the_policy_needs_a_next_policy() {
+        let p = SharedKeyPolicy::new("acct", Secret::new("a2V5"));
+        let mut r = Request::new(
+            Url::parse("https://acct.blob.core.windows.net/c").unwrap(),
+            Method::Get,
+        );
+        let ctx = Context::new();
+        assert!(p.send(&ctx, &mut r, &[]).await.is_err());
+        let bad = SharedKeyPolicy::new("acct", Secret::new("not base64!"));
+        assert!(bad.send(&ctx, &mut r, &[]).await.is_err());
+    }
+}
