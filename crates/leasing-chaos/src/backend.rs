@@ -111,31 +111,33 @@ pub(crate) struct Target {
     pub(crate) inspector: Arc<dyn LeaseProvider>,
 }
 
+/// How a client reaches a server at an address (a URL, a connection string).
+type SpecOf = fn(std::net::SocketAddr) -> String;
+
 /// Starts the servers of `backend` under `dir`.
 pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<Target, String> {
     let dir = dir.to_path_buf();
-    let (servers, spec_of): (Vec<Box<dyn Server>>, fn(std::net::SocketAddr) -> String) =
-        match backend {
-            "redis" | "redlock" => {
-                let n = if backend == "redis" { 1 } else { 3 };
-                let mut v: Vec<Box<dyn Server>> = Vec::new();
-                for _ in 0..n {
-                    let d = dir.clone();
-                    let s = tokio::task::spawn_blocking(move || RedisServer::start_new(d))
-                        .await
-                        .map_err(|e| e.to_string())??;
-                    v.push(Box::new(s));
-                }
-                (v, |a| format!("redis://{a}"))
-            }
-            "blob" => {
-                let s = tokio::task::spawn_blocking(move || AzuriteServer::start_new(dir))
+    let (servers, spec_of): (Vec<Box<dyn Server>>, SpecOf) = match backend {
+        "redis" | "redlock" => {
+            let n = if backend == "redis" { 1 } else { 3 };
+            let mut v: Vec<Box<dyn Server>> = Vec::new();
+            for _ in 0..n {
+                let d = dir.clone();
+                let s = tokio::task::spawn_blocking(move || RedisServer::start_new(d))
                     .await
                     .map_err(|e| e.to_string())??;
-                (vec![Box::new(s)], AzuriteServer::connection_string)
+                v.push(Box::new(s));
             }
-            other => return Err(format!("{other} has no servers to start")),
-        };
+            (v, |a| format!("redis://{a}"))
+        }
+        "blob" => {
+            let s = tokio::task::spawn_blocking(move || AzuriteServer::start_new(dir))
+                .await
+                .map_err(|e| e.to_string())??;
+            (vec![Box::new(s)], AzuriteServer::connection_string)
+        }
+        other => return Err(format!("{other} has no servers to start")),
+    };
     let direct: Vec<String> = servers.iter().map(|s| spec_of(s.addr())).collect();
     let mut slots = Vec::new();
     for server in servers {

@@ -61,10 +61,6 @@ impl RedisServer {
         s.start(false)?;
         Ok(s)
     }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
 }
 
 impl Server for RedisServer {
