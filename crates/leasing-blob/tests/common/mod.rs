@@ -53,17 +53,21 @@ pub fn key_provider(url: &str, container: &str) -> BlobLeaseProvider {
 /// An account SAS for the emulator account (blob service; service, container and object
 /// resources; read, write, delete, list, add, create, update), signed with its key.
 pub fn account_sas() -> String {
-    let sp = "rwdlacu";
+    account_sas_with("rwdlacu", "sco")
+}
+
+/// An account SAS for the emulator account with permissions `sp` on resource types `srt`.
+pub fn account_sas_with(sp: &str, srt: &str) -> String {
     let se = "2099-01-01T00:00:00Z";
     let sv = "2020-12-06";
-    let to_sign = format!("{DEV_ACCOUNT}\n{sp}\nb\nsco\n\n{se}\n\nhttps,http\n{sv}\n\n");
+    let to_sign = format!("{DEV_ACCOUNT}\n{sp}\nb\n{srt}\n\n{se}\n\nhttps,http\n{sv}\n\n");
     let sig = azure_core::hmac::hmac_sha256(
         &to_sign,
         &azure_core::credentials::Secret::new(DEV_ACCOUNT_KEY),
     )
     .expect("sign");
     let sig: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
-    format!("sv={sv}&ss=b&srt=sco&sp={sp}&se={se}&spr=https,http&sig={sig}")
+    format!("sv={sv}&ss=b&srt={srt}&sp={sp}&se={se}&spr=https,http&sig={sig}")
 }
 
 fn b64url(bytes: &[u8]) -> String {
