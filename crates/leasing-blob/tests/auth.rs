@@ -30,7 +30,7 @@ async fn a_wrong_account_key_is_unauthorized_for_every_operation() {
         .endpoint(&url)
         .expect("endpoint")
         .account_key(DEV_ACCOUNT, key)
-        .container(&container("wrongkey"))
+        .container(container("wrongkey"))
         .build()
         .expect("build");
     let name = unique("wrongkey");
