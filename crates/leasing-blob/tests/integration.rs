@@ -312,7 +312,7 @@ async fn a_network_cut_or_stall_is_unavailable_within_the_call_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_azurite_restart_loses_the_lease_and_tokens_keep_rising() {
-    let Some(mut server) = Azurite::start() else {
+    let Some(mut server) = Azurite::start(10001) else {
         return;
     };
     let url = server.url();
@@ -352,7 +352,7 @@ async fn an_azurite_restart_loses_the_lease_and_tokens_keep_rising() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_is_unavailable_not_a_hang() {
-    let Some(mut server) = Azurite::start() else {
+    let Some(mut server) = Azurite::start(10002) else {
         return;
     };
     let p = key_provider(&server.url(), &container("dead"));

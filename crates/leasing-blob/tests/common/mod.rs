@@ -157,8 +157,9 @@ pub fn sas_provider(url: &str, container: &str) -> BlobLeaseProvider {
         .expect("build")
 }
 
-/// A private Azurite (plain HTTP, in memory) on a port of 10001-10019, killed on drop;
-/// `restart` keeps the port and forgets every container.
+/// A private Azurite (plain HTTP, in memory) on its own port (each test that starts one
+/// uses a different port of 10001-10009), killed on drop; `restart` keeps the port and
+/// forgets every container.
 pub struct Azurite {
     pub port: u16,
     bin: String,
@@ -167,12 +168,12 @@ pub struct Azurite {
 
 impl Azurite {
     /// Starts one, or `None` (SKIPPED) when `LEASING_AZURITE_BIN` is not set.
-    pub fn start() -> Option<Self> {
+    pub fn start(port: u16) -> Option<Self> {
         let bin = service_env("LEASING_AZURITE_BIN")?;
-        let port = (10001..=10019)
-            .filter(|p| *p != 10010)
-            .find(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-            .expect("a free port in 10001-10019");
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} for a private Azurite is taken"
+        );
         let mut me = Self {
             port,
             bin,
