@@ -26,7 +26,8 @@ usage:
                  Redis clients without a restart fence (shows what a restart without
                  persistence does then: two believed holders)
   --faults       only these faults: pause_holder, kill_holder, network_cut, latency,
-                 server_restart_persistent, server_restart_wiped, server_down
+                 server_restart_persistent, server_restart_wiped, server_down,
+                 majority_restart_wiped (Redlock, only when asked for)
   --warn-only    print violations but exit 0
 ";
 

@@ -27,6 +27,9 @@ enum Fault {
     RestartPersistent,
     /// SIGKILL a server and start it again without its data.
     RestartWiped,
+    /// SIGKILL a majority of the servers at once and start them without their data
+    /// (only with `--faults`: no quorum system survives it without a restart fence).
+    RestartWipedMajority,
     /// Stop a server for 1.5 lease durations, then start it with its data.
     ServerDown,
     /// Cut the network to a server (every connection closed, new ones refused).
@@ -44,6 +47,7 @@ impl Fault {
         match self {
             Fault::RestartPersistent => "server_restart_persistent",
             Fault::RestartWiped => "server_restart_wiped",
+            Fault::RestartWipedMajority => "majority_restart_wiped",
             Fault::ServerDown => "server_down",
             Fault::NetworkCut => "network_cut",
             Fault::Latency => "latency",
@@ -53,9 +57,10 @@ impl Fault {
     }
 }
 
-const ALL_FAULTS: [Fault; 7] = [
+const ALL_FAULTS: [Fault; 8] = [
     Fault::RestartPersistent,
     Fault::RestartWiped,
+    Fault::RestartWipedMajority,
     Fault::ServerDown,
     Fault::NetworkCut,
     Fault::Latency,
@@ -73,10 +78,18 @@ fn schedule_for(backend: &str, o: &RunOpts) -> Result<Vec<Fault>, String> {
             return Err(format!("unknown fault {f:?}"));
         }
     }
-    let v: Vec<Fault> = all
+    let mut v: Vec<Fault> = all
         .into_iter()
         .filter(|k| only.iter().any(|f| f == k.label()))
         .collect();
+    // Opt-in only: a majority of a quorum backend's servers losing their data.
+    if backend == "redlock"
+        && only
+            .iter()
+            .any(|f| f == Fault::RestartWipedMajority.label())
+    {
+        v.push(Fault::RestartWipedMajority);
+    }
     if v.is_empty() {
         return Err(format!("none of --faults applies to {backend}"));
     }
@@ -456,6 +469,29 @@ impl Run {
                     slot.proxy.set_latency(Duration::ZERO);
                 }
             }
+            Fault::RestartWipedMajority => {
+                let Fleet::Processes { target, .. } = &self.fleet else {
+                    return Ok(None);
+                };
+                let n = target.slots.len() / 2 + 1;
+                let servers: Vec<_> = target.slots[..n]
+                    .iter()
+                    .map(|s| Arc::clone(&s.server))
+                    .collect();
+                detail = format!("{n} of {}", target.slots.len());
+                tokio::task::spawn_blocking(move || {
+                    let mut locked: Vec<_> = servers
+                        .iter()
+                        .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
+                        .collect();
+                    for s in &mut locked {
+                        s.kill();
+                    }
+                    locked.iter_mut().try_for_each(|s| s.start(true))
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+            }
             Fault::RestartPersistent | Fault::RestartWiped | Fault::ServerDown => {
                 let Some(slot) = self.slot() else {
                     return Ok(None);
@@ -798,6 +834,11 @@ mod tests {
         assert_eq!(only.unwrap(), vec![Fault::PauseHolder, Fault::RestartWiped]);
         assert!(schedule_for("redis", &opts("--faults nope")).is_err());
         assert!(schedule_for("memory", &opts("--faults server_down")).is_err());
+        let majority = schedule_for("redlock", &opts("--faults majority_restart_wiped"));
+        assert_eq!(majority.unwrap(), vec![Fault::RestartWipedMajority]);
+        assert!(!schedule_for("redlock", &o)
+            .unwrap()
+            .contains(&Fault::RestartWipedMajority));
         for f in ALL_FAULTS {
             assert!(!f.label().is_empty());
         }
