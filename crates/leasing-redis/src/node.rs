@@ -397,11 +397,12 @@ impl Node {
 
     /// Renews; `false` when the lease is no longer held under `lease_id` (or was granted by
     /// a server that has since been replaced). The call is bounded by `limit`, the lease
-    /// duration and `call_timeout`. A connection that turns out dropped is retried once at
-    /// once, so a holder learns of a restart within one round trip of the server's return.
+    /// duration and `call_timeout`. A connection that turns out dropped is retried at once
+    /// (twice, 10 and 40 ms apart), so a holder learns of a restart within a round trip of
+    /// the server's return.
     pub(crate) async fn renew(&self, r: Renewal<'_>, limit: Duration) -> Result<bool> {
         let limit = r.ttl.min(limit);
-        let mut retried = false;
+        let mut retried = 0;
         loop {
             self.check(Op::Renew, r.name, limit).await?;
             if self.outdated(r.epoch) {
@@ -413,7 +414,10 @@ impl Node {
             cmd.arg(id_match(r.lease_id)).arg(ttl_ms(r.ttl));
             match self.raw_call(limit, self.eval(lua, &key, cmd)).await {
                 Ok(v) => return Ok(v),
-                Err(f) if !retried && f.is_fast_connection_failure() => retried = true,
+                Err(f) if retried < RECONNECT_RETRIES && f.is_fast_connection_failure() => {
+                    retried += 1;
+                    reconnect_pause(retried).await;
+                }
                 Err(f) => return Err(f.into_error(Op::Renew, r.name)),
             }
         }
@@ -452,7 +456,7 @@ impl Node {
     /// Renews the leases of one batch in one pipelined round trip (EVALSHA each; on
     /// NOSCRIPT the script is loaded where the batch lives and the batch sent once more,
     /// which is harmless: renewing twice only extends again). A pipeline that fails on a
-    /// dropped connection is sent once more at once, as in [`renew`](Self::renew).
+    /// dropped connection is sent again at once, as in [`renew`](Self::renew).
     async fn renew_batch(&self, items: &[Renewal<'_>], limit: Duration) -> Vec<Result<bool>> {
         let limit = items
             .iter()
@@ -461,7 +465,7 @@ impl Node {
             .unwrap_or(limit)
             .min(limit);
         let first = items.first().map_or("", |i| i.name);
-        let mut retried = false;
+        let mut retried = 0;
         let raw = loop {
             if let Err(e) = self.check(Op::Renew, first, limit).await {
                 return items
@@ -488,7 +492,10 @@ impl Node {
                 };
             }
             match results {
-                Err(f) if !retried && f.is_fast_connection_failure() => retried = true,
+                Err(f) if retried < RECONNECT_RETRIES && f.is_fast_connection_failure() => {
+                    retried += 1;
+                    reconnect_pause(retried).await;
+                }
                 r => break r.map(|v| (live, v)),
             }
         };
@@ -585,6 +592,16 @@ impl Node {
 
 /// The inspect script's reply: the record, its PTTL and the server's time (ms).
 pub(crate) type InspectReply = (Vec<u8>, i64, u64);
+
+/// A renewal that fails on a dropped or refused connection is sent again this many times
+/// at once (after [`reconnect_pause`]): the connection manager reconnects on the first
+/// failure, so a holder learns of a restarted server within a round trip of its return.
+const RECONNECT_RETRIES: u32 = 2;
+
+/// 10 ms before the first retry, 40 ms before the second.
+async fn reconnect_pause(attempt: u32) {
+    tokio::time::sleep(Duration::from_millis(10) * attempt * attempt).await;
+}
 
 /// Retries inside one call of a cluster connection (redirections, re-routing).
 const CLUSTER_RETRIES: u32 = 3;

@@ -549,3 +549,70 @@ async fn listing_rejects_a_cursor_from_elsewhere() {
         .expect_err("not a cursor");
     assert_eq!(e.kind(), leasing_abstractions::ErrorKind::InvalidArgument);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals() {
+    if !common::have_redis_server() {
+        return;
+    }
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let fence = Duration::from_secs(2);
+    let build = || {
+        leasing_redis::RedlockLeaseProvider::builder()
+            .urls(&urls)
+            .call_timeout(Duration::from_millis(300))
+            .restart_fence(fence)
+            .build()
+    };
+    let p = build().await.expect("build");
+    let d = Duration::from_secs(10);
+    let req = AcquireRequest::new(unique("rl-restart"), d, Metadata::new());
+    // Fresh servers are inside the fence: nothing is granted yet.
+    let e = p.try_acquire(&req).await.expect_err("all fenced");
+    assert_eq!(
+        e.kind(),
+        leasing_abstractions::ErrorKind::ProviderUnavailable,
+        "{e}"
+    );
+    tokio::time::sleep(fence + Duration::from_millis(200)).await;
+    let g = p.try_acquire(&req).await.expect("acquire").expect("free");
+    // One server restarts without its data: the lease still has a majority; that server
+    // refuses the renewal (another run) and grants nothing during its fence.
+    servers[0].restart();
+    p.renew(&g).await.expect("a majority still holds it");
+    let other = build().await.expect("build");
+    assert!(
+        other.try_acquire(&req).await.expect("contended").is_none(),
+        "the name is still held on a majority"
+    );
+    // A second server restarts: the majority is gone, the holder is told at once.
+    servers[1].restart();
+    let e = p.renew(&g).await.expect_err("lost");
+    assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Lost, "{e}");
+    // And nobody is granted the name while two of three servers are fenced (refused as
+    // unavailable, or as held when the server that still has the old lease answers first).
+    let r = other.try_acquire(&req).await;
+    assert!(
+        matches!(&r, Ok(None))
+            || matches!(&r, Err(e) if e.kind() == leasing_abstractions::ErrorKind::ProviderUnavailable),
+        "{r:?}"
+    );
+    // The lost holder cleans up what is left of its lease (the server that kept it); the
+    // name is granted again once the fences (counted from when each client noticed the
+    // restart) have passed.
+    let _ = p.release(&g).await;
+    let started = Instant::now();
+    let g2 = loop {
+        if let Ok(Some(g2)) = other.try_acquire(&req).await {
+            break g2;
+        }
+        assert!(
+            started.elapsed() < fence * 3,
+            "never granted after the fences"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(g2.fencing_token > g.fencing_token);
+    other.release(&g2).await.expect("release");
+}
