@@ -265,7 +265,15 @@ impl BlobLeaseProvider {
                 .await;
             match r {
                 Ok(_) => break sent_at,
-                Err(Call::Failed(f)) if f.code() == Some("LeaseAlreadyPresent") => return Ok(None),
+                // Held, or being broken with a break period by someone else: not ours.
+                Err(Call::Failed(f))
+                    if matches!(
+                        f.code(),
+                        Some("LeaseAlreadyPresent" | "LeaseIsBreakingAndCannotBeAcquired")
+                    ) =>
+                {
+                    return Ok(None)
+                }
                 Err(Call::Failed(f))
                     if setups < 2
                         && matches!(f.code(), Some("BlobNotFound" | "ContainerNotFound")) =>

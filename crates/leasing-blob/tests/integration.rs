@@ -371,3 +371,41 @@ async fn a_dead_server_is_unavailable_not_a_hang() {
         .expect_err("acquire on a dead server");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_being_broken_with_a_period_is_still_held() {
+    let Some(url) = azurite() else { return };
+    let c = container("breaking");
+    let p = key_provider(&url, &c);
+    let name = unique("breaking");
+    let g = p
+        .try_acquire(&req(&name))
+        .await
+        .expect("acquire")
+        .expect("free");
+    // An operator breaks it with a break period, outside this library.
+    let blob = azure_storage_blob::BlobClient::new(
+        azure_core::http::Url::parse(&format!("{url}/{c}/lease-{name}?{}", common::account_sas()))
+            .expect("url"),
+        None,
+        None,
+    )
+    .expect("client");
+    blob.break_lease(Some(
+        azure_storage_blob::models::BlobClientBreakLeaseOptions {
+            break_period: Some(10),
+            ..Default::default()
+        },
+    ))
+    .await
+    .expect("break with a period");
+    assert!(
+        p.try_acquire(&req(&name))
+            .await
+            .expect("try_acquire")
+            .is_none(),
+        "a breaking lease was granted"
+    );
+    assert!(p.inspect(&name).await.expect("inspect").is_some());
+    p.release(&g).await.expect("release");
+}
