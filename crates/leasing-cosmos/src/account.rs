@@ -130,10 +130,9 @@ mod tests {
             sig.starts_with("type%3Dmaster%26ver%3D1.0%26sig%3D"),
             "{sig}"
         );
-        assert!(
-            !sig.contains('/') && !sig.contains('+') && !sig.contains('='),
-            "{sig}"
-        );
+        for c in ['/', '+', '='] {
+            assert!(!sig.contains(c), "{sig}");
+        }
         let e = master_key_signature(&Secret::new("not base64!"), "x").expect_err("bad key");
         assert_eq!(e.field(), Some("key"));
     }
@@ -146,5 +145,58 @@ mod tests {
         assert_eq!(info.write_locations, ["West Europe", "East US"]);
         assert_eq!(parse(b"{}").expect("parse"), AccountInfo::default());
         assert!(parse(b"not json").is_err());
+    }
+}
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A one-shot HTTP server answering `response` to the first request.
+    async fn answer(response: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            if let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(response.as_bytes()).await;
+            }
+        });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn an_unauthorized_answer_is_unauthorized_and_a_silent_one_times_out() {
+        let key = Auth::Key(azure_core::credentials::Secret::new("a2V5"));
+        let url =
+            answer("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        let e = read_account(&url, &key, Duration::from_secs(5))
+            .await
+            .expect_err("401");
+        assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+        let url = answer("HTTP/1.1 200 OK\r\ncontent-length: 48\r\nconnection: close\r\n\r\n{\"writableLocations\":[{\"name\":\"West Europe\"}]}  ").await;
+        let info = read_account(&url, &key, Duration::from_secs(5))
+            .await
+            .expect("200");
+        assert_eq!(info.write_locations, ["West Europe"]);
+        // Accepts, never answers: the deadline.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        let e = read_account(&url, &key, Duration::from_millis(300))
+            .await
+            .expect_err("silent");
+        assert!(e.is_retryable(), "{e}");
+        drop(listener);
+        let e = read_account("not a url", &key, Duration::from_secs(1))
+            .await
+            .expect_err("url");
+        assert_eq!(e.field(), Some("endpoint"));
     }
 }

@@ -162,6 +162,7 @@ mod tests {
             "AccountKey=k",
             "garbage",
             "AccountEndpoint=;AccountKey=k",
+            "AccountEndpoint=https://x/;AccountKey=",
         ] {
             let err = parse_connection_string(bad).expect_err(bad);
             assert_eq!(err.field(), Some("connection_string"));

@@ -206,7 +206,8 @@ mod tests {
         let mut d = doc(42, 1000, State::Held);
         d.etag = Some("\"e\"".into());
         let json = serde_json::to_value(&d).expect("serialize");
-        assert!(json.get("_ts").is_none() && json.get("_etag").is_none());
+        assert!(json.get("_ts").is_none());
+        assert!(json.get("_etag").is_none());
         assert_eq!(json["state"], "held");
         assert_eq!(json["partitionKey"], "n");
         let back: LeaseDocument = serde_json::from_value(serde_json::json!({

@@ -179,6 +179,8 @@ mod tests {
         assert_eq!(kind(418).1, ErrorKind::Acquisition);
         let m = map_status(418, None, None, false, "renew");
         assert_eq!(m.error.kind(), ErrorKind::ProviderUnavailable);
+        let m = map_status(0, None, None, true, "renew");
+        assert_eq!(m.error.kind(), ErrorKind::ProviderUnavailable);
     }
 
     #[test]

@@ -574,18 +574,16 @@ impl CosmosLeaseProvider {
         self.inner.partition_key.key_for(name, id)
     }
 
-    fn charge(&self, op: &'static str, ru: Option<f64>) {
-        if let Some(ru) = ru {
-            let centi = (ru * 100.0).round().max(0.0) as u64;
-            self.inner
-                .request_charge_centi
-                .fetch_add(centi, Ordering::Relaxed);
-            tracing::trace!(
-                cosmos.operation = op,
-                cosmos.request_charge = ru,
-                "cosmos request"
-            );
-        }
+    fn charge(&self, op: &'static str, ru: f64) {
+        let centi = (ru * 100.0).round().max(0.0) as u64;
+        self.inner
+            .request_charge_centi
+            .fetch_add(centi, Ordering::Relaxed);
+        tracing::trace!(
+            cosmos.operation = op,
+            cosmos.request_charge = ru,
+            "cosmos request"
+        );
     }
 
     /// Runs one call under the per-call deadline.
@@ -600,7 +598,7 @@ impl CosmosLeaseProvider {
                 let ru = e
                     .response()
                     .and_then(|r| r.headers().request_charge)
-                    .map(f64::from);
+                    .map_or(0.0, f64::from);
                 self.charge(what, ru);
                 Err(error::map(e, what))
             }
@@ -612,7 +610,10 @@ impl CosmosLeaseProvider {
     }
 
     fn note(&self, what: &'static str, r: &ItemResponse) {
-        self.charge(what, r.headers().request_charge().map(|c| f64::from(*c)));
+        self.charge(
+            what,
+            r.headers().request_charge().map_or(0.0, |c| f64::from(*c)),
+        );
     }
 
     /// The container client, creating the database and container on first use.
@@ -663,11 +664,7 @@ impl CosmosLeaseProvider {
                     .create_database(&self.inner.database, None),
             )
             .await;
-        match created {
-            Ok(_) => {}
-            Err(m) if m.failure == Failure::Conflict => {}
-            Err(m) => return Err(m.error),
-        }
+        conflict_is_fine(created)?;
         let db = self
             .inner
             .client
@@ -675,14 +672,10 @@ impl CosmosLeaseProvider {
         let props =
             ContainerProperties::new(self.inner.container_name.clone(), "/partitionKey".into())
                 .with_default_ttl(azure_data_cosmos::models::TimeToLive::NoDefault);
-        match self
-            .call("create container", db.create_container(props, None))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(m) if m.failure == Failure::Conflict => Ok(()),
-            Err(m) => Err(m.error),
-        }
+        conflict_is_fine(
+            self.call("create container", db.create_container(props, None))
+                .await,
+        )
     }
 
     /// The document and the service clock, in one single-partition query.
@@ -725,7 +718,7 @@ impl CosmosLeaseProvider {
             Err(m) if m.failure == Failure::NotFound => return Ok(None),
             Err(m) => return Err(m.error),
         };
-        self.charge("read", Some(ru));
+        self.charge("read", ru);
         Ok(rows.into_iter().next().map(|r| Observed {
             doc: r.doc,
             now_ms: r.now,
@@ -746,12 +739,8 @@ impl CosmosLeaseProvider {
         {
             Ok(r) => {
                 self.note("read", &r);
-                let etag = r.headers().etag().map(|e| e.to_string());
-                let mut doc: LeaseDocument =
-                    r.into_model().map_err(|e| error::corrupt("read", e))?;
-                if doc.etag.is_none() {
-                    doc.etag = etag;
-                }
+                // The body carries `_etag` (and `_ts`): the service's own fields.
+                let doc: LeaseDocument = r.into_model().map_err(|e| error::corrupt("read", e))?;
                 Ok(Some(doc))
             }
             Err(m) if m.failure == Failure::NotFound => Ok(None),
@@ -759,53 +748,68 @@ impl CosmosLeaseProvider {
         }
     }
 
-    /// Writes `doc`: create (no ETag) or replace under `If-Match: etag`. Returns the
-    /// written document (with `_ts` and `_etag`) when `content` is asked for, else only
-    /// the new ETag.
-    async fn write(
+    /// Sends `doc`: a create (no ETag) or a replace under `If-Match: etag`.
+    async fn send(
         &self,
         what: &'static str,
         doc: &LeaseDocument,
         if_match: Option<&str>,
         content: bool,
-    ) -> std::result::Result<(Option<LeaseDocument>, Option<String>), Mapped> {
+    ) -> std::result::Result<ItemResponse, Mapped> {
         let container = self.container().await.map_err(|error| Mapped {
             failure: Failure::Other,
             error,
         })?;
-        let mut options = ItemWriteOptions::default().with_operation_options(with_content(content));
+        let options = ItemWriteOptions::default().with_operation_options(with_content(content));
+        let pk = doc.partition_key.clone();
         let resp = match if_match {
             None => {
-                self.call(
-                    what,
-                    container.create_item(doc.partition_key.clone(), &doc.id, doc, Some(options)),
-                )
-                .await?
+                self.call(what, container.create_item(pk, &doc.id, doc, Some(options)))
+                    .await?
             }
             Some(etag) => {
-                options = options.with_precondition(Precondition::if_match(
+                let options = options.with_precondition(Precondition::if_match(
                     azure_core::http::Etag::from(etag.to_owned()),
                 ));
                 self.call(
                     what,
-                    container.replace_item(doc.partition_key.clone(), &doc.id, doc, Some(options)),
+                    container.replace_item(pk, &doc.id, doc, Some(options)),
                 )
                 .await?
             }
         };
         self.note(what, &resp);
-        let etag = resp.headers().etag().map(|e| e.to_string());
-        if !content {
-            return Ok((None, etag));
-        }
-        let mut written: LeaseDocument = resp.into_model().map_err(|e| Mapped {
+        Ok(resp)
+    }
+
+    /// Writes `doc` and returns it as written (with `_ts` and `_etag`).
+    async fn write_doc(
+        &self,
+        what: &'static str,
+        doc: &LeaseDocument,
+        if_match: Option<&str>,
+    ) -> std::result::Result<LeaseDocument, Mapped> {
+        let resp = self.send(what, doc, if_match, true).await?;
+        resp.into_model().map_err(|e| Mapped {
             failure: Failure::Other,
             error: error::corrupt(what, e),
-        })?;
-        if written.etag.is_none() {
-            written.etag.clone_from(&etag);
-        }
-        Ok((Some(written), etag))
+        })
+    }
+
+    /// Replaces `doc` under `If-Match: etag` and returns the new ETag (empty if the
+    /// service sent none: the next conditional write then fails and re-reads).
+    async fn write_tag(
+        &self,
+        what: &'static str,
+        doc: &LeaseDocument,
+        etag: &str,
+    ) -> std::result::Result<String, Mapped> {
+        let resp = self.send(what, doc, Some(etag), false).await?;
+        Ok(resp
+            .headers()
+            .etag()
+            .map(ToString::to_string)
+            .unwrap_or_default())
     }
 
     fn ttl_secs(&self, duration_ms: u64) -> i64 {
@@ -843,19 +847,17 @@ impl CosmosLeaseProvider {
         req: &AcquireRequest,
         written: &LeaseDocument,
         sent_at: Instant,
-    ) -> Result<LeaseGrant> {
-        let etag = written
-            .etag
-            .clone()
-            .ok_or_else(|| error::corrupt("acquire", "the service returned no ETag"))?;
-        Ok(LeaseGrant::new(
+    ) -> LeaseGrant {
+        // The body always carries `_etag`; without one the first renewal fails its
+        // If-Match and re-reads the document.
+        LeaseGrant::new(
             req,
             written.lease_id.clone(),
             written.token(),
             ms_to_time(written.acquired_ms()),
             sent_at,
         )
-        .with_version(etag))
+        .with_version(written.etag.clone().unwrap_or_default())
     }
 
     async fn acquire(&self, req: &AcquireRequest) -> Result<Option<LeaseGrant>> {
@@ -867,13 +869,10 @@ impl CosmosLeaseProvider {
             if try_create {
                 let sent_at = Instant::now();
                 let doc = self.new_doc(req, &lease_id);
-                match self.write("acquire", &doc, None, true).await {
-                    Ok((Some(written), _)) => {
+                match self.write_doc("acquire", &doc, None).await {
+                    Ok(written) => {
                         self.inner.existing.insert(&req.name);
-                        return self.grant_of(req, &written, sent_at).map(Some);
-                    }
-                    Ok((None, _)) => {
-                        return Err(error::corrupt("acquire", "no document in the answer"))
+                        return Ok(Some(self.grant_of(req, &written, sent_at)));
                     }
                     Err(m) if m.failure == Failure::Conflict => {}
                     // The container is gone (deleted, or an emulator restarted): recreate
@@ -900,9 +899,8 @@ impl CosmosLeaseProvider {
             next.fencing_token = Some(seen.doc.token().saturating_add(1));
             next.acquired_at = Some(seen.now_ms);
             let etag = seen.doc.etag.clone().unwrap_or_default();
-            return match self.write("acquire", &next, Some(&etag), true).await {
-                Ok((Some(written), _)) => self.grant_of(req, &written, sent_at).map(Some),
-                Ok((None, _)) => Err(error::corrupt("acquire", "no document in the answer")),
+            return match self.write_doc("acquire", &next, Some(&etag)).await {
+                Ok(written) => Ok(Some(self.grant_of(req, &written, sent_at))),
                 // Someone else took it (or changed it) first: held by another.
                 Err(m) if m.failure == Failure::PreconditionFailed => Ok(None),
                 Err(m) if m.failure == Failure::NotFound => {
@@ -954,13 +952,10 @@ impl CosmosLeaseProvider {
         let mut etag = grant.version.get();
         for _ in 0..2 {
             let Some(tag) = etag.as_deref() else { break };
-            match self.write("renew", &doc, Some(tag), false).await {
-                Ok((_, Some(new_tag))) => {
+            match self.write_tag("renew", &doc, tag).await {
+                Ok(new_tag) => {
                     grant.version.set(new_tag);
                     return Ok(());
-                }
-                Ok((_, None)) => {
-                    return Err(error::corrupt("renew", "the service returned no ETag"))
                 }
                 Err(m) if m.failure == Failure::NotFound => {
                     return Err(LeaseError::lost("cosmos db: renew: the lease document is gone (expired and deleted by TTL, or deleted by an operator)"));
@@ -991,7 +986,7 @@ impl CosmosLeaseProvider {
         let mut etag = grant.version.get();
         for _ in 0..WRITE_ATTEMPTS {
             if let Some(tag) = etag.as_deref() {
-                match self.write("release", &doc, Some(tag), false).await {
+                match self.write_tag("release", &doc, tag).await {
                     // The grant keeps the held version: a renewal after release must
                     // fail its If-Match.
                     Ok(_) => return Ok(()),
@@ -1028,7 +1023,7 @@ impl CosmosLeaseProvider {
             doc.metadata = Default::default();
             doc.expires_at = None;
             let etag = seen.doc.etag.clone().unwrap_or_default();
-            match self.write("break", &doc, Some(&etag), false).await {
+            match self.write_tag("break", &doc, &etag).await {
                 Ok(_) => return Ok(true),
                 Err(m) if m.failure == Failure::NotFound => return Ok(false),
                 Err(m) if m.failure == Failure::PreconditionFailed => {}
@@ -1096,7 +1091,7 @@ impl CosmosLeaseProvider {
             }
             Err(m) => return Err(m.error),
         };
-        self.charge("list", Some(ru));
+        self.charge("list", ru);
         let mut held: Vec<LeaseDocument> = rows
             .into_iter()
             .filter(|r| r.doc.held_at(r.now))
@@ -1114,6 +1109,15 @@ impl CosmosLeaseProvider {
             held.iter().map(Self::info_of).collect(),
             cursor,
         ))
+    }
+}
+
+/// A create that found the resource already there (409) is as good as one that made it.
+fn conflict_is_fine<T>(r: std::result::Result<T, Mapped>) -> Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(m) if m.failure == Failure::Conflict => Ok(()),
+        Err(m) => Err(m.error),
     }
 }
 
@@ -1225,8 +1229,10 @@ mod tests {
         ]))
         .expect("connection string");
         let dbg = format!("{b:?}");
-        assert!(dbg.contains("<redacted>") && !dbg.contains("a2V5"), "{dbg}");
-        assert!(dbg.contains("db1") && dbg.contains("c1"), "{dbg}");
+        assert!(dbg.contains("<redacted>"), "{dbg}");
+        assert!(!dbg.contains("a2V5"), "{dbg}");
+        assert!(dbg.contains("db1"), "{dbg}");
+        assert!(dbg.contains("c1"), "{dbg}");
         let b = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
             ("LEASING_COSMOS_ENDPOINT", "http://x/"),
             ("LEASING_COSMOS_KEY", "a2V5"),
@@ -1236,6 +1242,7 @@ mod tests {
         for extra in [
             vec![],
             vec![("IDENTITY_ENDPOINT", "http://169.254.169.254/")],
+            vec![("MSI_ENDPOINT", "http://169.254.169.254/")],
             vec![
                 ("AZURE_CLIENT_SECRET", "s3cr3t"),
                 ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
@@ -1249,10 +1256,8 @@ mod tests {
             pairs.extend(extra);
             let b = CosmosLeaseProviderBuilder::from_lookup(lookup(&pairs)).expect("token");
             let dbg = format!("{b:?}");
-            assert!(
-                dbg.contains("TokenCredential") && !dbg.contains("s3cr3t"),
-                "{dbg}"
-            );
+            assert!(dbg.contains("TokenCredential"), "{dbg}");
+            assert!(!dbg.contains("s3cr3t"), "{dbg}");
         }
         let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
             (
@@ -1280,7 +1285,8 @@ mod tests {
             k.insert(&i.to_string());
         }
         k.insert("last");
-        assert!(k.contains("last") && !k.contains("0"));
+        assert!(k.contains("last"));
+        assert!(!k.contains("0"));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The SDK's fault injection (feature `fault_injection`): throttling (429) and timeouts
-//! (408) on renewals, shorter than duration − renewal interval, keep the lease.
+//! (408) on renewals, shorter than duration − renewal interval, keep the lease; and every
+//! failure answer (404, 412, 503, a slow answer) on every path is handled.
 
 mod common;
 
-use leasing_abstractions::{LeaseEvent, LeaseManager, LeaseOptions, LeaseState};
+use leasing_abstractions::{
+    AcquireRequest, ErrorKind, LeaseError, LeaseEvent, LeaseManager, LeaseOptions, LeaseProvider,
+    LeaseState, ListRequest, Metadata,
+};
 use leasing_cosmos::fault_injection::{
-    FaultInjectionConditionBuilder, FaultInjectionErrorType, FaultInjectionResultBuilder,
-    FaultInjectionRuleBuilder, FaultOperationType,
+    CustomResponseBuilder, FaultInjectionConditionBuilder, FaultInjectionErrorType,
+    FaultInjectionResultBuilder, FaultInjectionRule, FaultInjectionRuleBuilder, FaultOperationType,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,4 +86,161 @@ async fn throttling_429_shorter_than_the_slack_keeps_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_408_shorter_than_the_slack_keep_the_lease() {
     outage_keeps_lease(FaultInjectionErrorType::Timeout, "timeout").await;
+}
+
+fn rule(
+    id: &str,
+    op: FaultOperationType,
+    result: FaultInjectionResultBuilder,
+) -> Arc<FaultInjectionRule> {
+    let r = Arc::new(
+        FaultInjectionRuleBuilder::new(id, result.with_probability(1.0).build())
+            .with_condition(
+                FaultInjectionConditionBuilder::new()
+                    .with_operation_type(op)
+                    .build(),
+            )
+            .build(),
+    );
+    r.disable();
+    r
+}
+
+fn status(code: u16) -> FaultInjectionResultBuilder {
+    FaultInjectionResultBuilder::new().with_custom_response(
+        CustomResponseBuilder::new(azure_core::http::StatusCode::from(code)).build(),
+    )
+}
+
+fn error(kind: FaultInjectionErrorType) -> FaultInjectionResultBuilder {
+    FaultInjectionResultBuilder::new().with_error(kind)
+}
+
+/// While `rule` is on, `f` runs.
+async fn with<T>(rule: &FaultInjectionRule, f: impl std::future::Future<Output = T>) -> T {
+    rule.enable();
+    let out = f.await;
+    rule.disable();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failure_answer_of_every_path_is_handled() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let create_503 = rule(
+        "create-503",
+        FaultOperationType::CreateItem,
+        error(FaultInjectionErrorType::ServiceUnavailable),
+    );
+    let replace_503 = rule(
+        "replace-503",
+        FaultOperationType::ReplaceItem,
+        error(FaultInjectionErrorType::ServiceUnavailable),
+    );
+    let replace_404 = rule("replace-404", FaultOperationType::ReplaceItem, status(404));
+    let replace_412 = rule("replace-412", FaultOperationType::ReplaceItem, status(412));
+    let query_503 = rule(
+        "query-503",
+        FaultOperationType::QueryItem,
+        error(FaultInjectionErrorType::ServiceUnavailable),
+    );
+    let read_503 = rule(
+        "read-503",
+        FaultOperationType::ReadItem,
+        error(FaultInjectionErrorType::ServiceUnavailable),
+    );
+    let read_slow = rule(
+        "read-slow",
+        FaultOperationType::ReadItem,
+        FaultInjectionResultBuilder::new().with_delay(Duration::from_secs(3)),
+    );
+    let all = [
+        &create_503,
+        &replace_503,
+        &replace_404,
+        &replace_412,
+        &query_503,
+        &read_503,
+        &read_slow,
+    ];
+    let p = common::builder(&cs, &common::unique("paths"))
+        .call_timeout(Duration::from_secs(1))
+        .fault_injection_rules(all.iter().map(|r| Arc::clone(r)).collect())
+        .build()
+        .await
+        .expect("connect");
+    let name = common::unique("paths");
+    let req = AcquireRequest::new(&name, Duration::from_secs(30), Metadata::new());
+    let unavailable = |r: Result<(), LeaseError>, what: &str| {
+        let e = r.expect_err(what);
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{what}: {e}");
+    };
+
+    // Acquire: a failed create; then a takeover whose replace fails three ways.
+    let r = with(&create_503, p.try_acquire(&req)).await;
+    unavailable(r.map(|_| ()), "create 503");
+    let g = p.try_acquire(&req).await.expect("acquire").expect("free");
+    p.release(&g).await.expect("release");
+    let r = with(&replace_404, p.try_acquire(&req))
+        .await
+        .expect("404s only");
+    assert!(
+        r.is_none(),
+        "a document that keeps vanishing is not granted"
+    );
+    let r = with(&replace_503, p.try_acquire(&req)).await;
+    unavailable(r.map(|_| ()), "takeover 503");
+    let g = p.try_acquire(&req).await.expect("acquire").expect("free");
+
+    // Renew: gone, unavailable, keeps changing, the re-read failing or timing out.
+    let e = with(&replace_404, p.renew(&g)).await.expect_err("gone");
+    assert_eq!(e.kind(), ErrorKind::Lost);
+    let e = with(&replace_412, p.renew(&g))
+        .await
+        .expect_err("keeps changing");
+    assert_eq!(e.kind(), ErrorKind::Lost);
+    let current = g.version.get().expect("version");
+    g.version.set("\"stale\"");
+    unavailable(with(&read_503, p.renew(&g)).await, "re-read 503");
+    let e = with(&read_slow, p.renew(&g))
+        .await
+        .expect_err("re-read too slow");
+    assert!(e.is_retryable(), "{e}");
+    assert!(e.to_string().contains("call timeout"), "{e}");
+    g.version.set(current);
+
+    // Release: gone (fine), unavailable, keeps changing.
+    with(&replace_404, p.release(&g))
+        .await
+        .expect("a vanished document is released");
+    unavailable(with(&replace_503, p.release(&g)).await, "release 503");
+    unavailable(
+        with(&replace_412, p.release(&g)).await,
+        "release keeps changing",
+    );
+
+    // Break: gone, keeps changing, unavailable; inspect and list unavailable.
+    let r = with(&replace_404, p.break_lease(&name))
+        .await
+        .expect("gone");
+    assert!(!r, "nothing was broken");
+    let r = with(&replace_412, p.break_lease(&name)).await;
+    unavailable(r.map(|_| ()), "break keeps changing");
+    let r = with(&replace_503, p.break_lease(&name)).await;
+    unavailable(r.map(|_| ()), "break 503");
+    unavailable(
+        with(&query_503, p.inspect(&name)).await.map(|_| ()),
+        "inspect 503",
+    );
+    unavailable(
+        with(&query_503, p.list(&ListRequest::new("")))
+            .await
+            .map(|_| ()),
+        "list 503",
+    );
+    p.release(&g).await.expect("release");
+    assert!(create_503.hit_count() > 0);
+    assert!(replace_412.hit_count() > 0);
 }

@@ -209,6 +209,12 @@ async fn bad_configuration_is_named() {
         (
             CosmosLeaseProvider::builder()
                 .key("http://127.0.0.1:1/", "a2V5")
+                .container("c".repeat(256)),
+            "container",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key("http://127.0.0.1:1/", "a2V5")
                 .call_timeout(Duration::ZERO),
             "call_timeout",
         ),
@@ -281,6 +287,14 @@ async fn an_emulator_restart_mid_lease_is_a_loss_and_tokens_keep_rising() {
         .await
         .expect("the holder must be told it lost the lease");
     assert!(!lease.is_held(), "{reason:?}");
+    // Everything is gone: nothing is held, nothing is listed (the container is missing).
+    assert!(p.inspect(&name).await.expect("inspect").is_none());
+    assert!(p
+        .list(&ListRequest::new(""))
+        .await
+        .expect("list")
+        .leases
+        .is_empty());
     let again = m
         .acquire(&name)
         .await
@@ -352,4 +366,116 @@ async fn from_env_builds_from_the_emulator_settings() {
     let req = AcquireRequest::new(&name, secs(5), Metadata::new());
     let g = p.try_acquire(&req).await.expect("acquire").expect("free");
     p.release(&g).await.expect("release");
+}
+
+/// A token credential that hands out a fixed token (the emulator accepts any).
+#[derive(Debug)]
+struct FixedToken;
+
+#[async_trait::async_trait]
+impl azure_core::credentials::TokenCredential for FixedToken {
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<azure_core::credentials::TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<azure_core::credentials::AccessToken> {
+        Ok(azure_core::credentials::AccessToken::new(
+            "fixed-token-value",
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1),
+        ))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_credential_works_on_an_existing_container() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let endpoint = common::service_env("LEASING_COSMOS_ENDPOINT").expect("endpoint");
+    let db = common::unique("token");
+    // Key auth creates the database and container; a token cannot (control plane).
+    let keyed = common::provider(&cs, &db).await;
+    let warm = AcquireRequest::new(common::unique("warm"), secs(5), Metadata::new());
+    let g = keyed
+        .try_acquire(&warm)
+        .await
+        .expect("acquire")
+        .expect("free");
+    keyed.release(&g).await.expect("release");
+    // Without the emulator settings (HTTP/2 and binary encoding on) the SDK cannot talk
+    // to the local emulator: that is why loopback endpoints get them by default.
+    let e = CosmosLeaseProvider::builder()
+        .token_credential(&endpoint, Arc::new(FixedToken))
+        .emulator(false)
+        .call_timeout(secs(3))
+        .build()
+        .await
+        .expect_err("HTTP/2 against the emulator");
+    assert!(e.is_retryable(), "{e}");
+    let p = CosmosLeaseProvider::builder()
+        .token_credential(&endpoint, Arc::new(FixedToken))
+        .database(&db)
+        .emulator(true)
+        .owner("token-test")
+        .build()
+        .await
+        .expect("token auth");
+    let dbg = format!("{p:?}");
+    assert!(dbg.contains("token"), "{dbg}");
+    assert!(!dbg.contains("fixed-token-value"), "{dbg}");
+    let name = common::unique("tok/en");
+    assert_eq!(
+        CosmosLeaseProvider::document_id(&name),
+        name.replace('/', "%2F")
+    );
+    let g = p
+        .try_acquire(&AcquireRequest::new(&name, secs(5), Metadata::new()))
+        .await
+        .expect("acquire")
+        .expect("free");
+    p.release(&g).await.expect("release");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_service_is_retryable_on_every_path() {
+    let Some(mut emu) = Emulator::start() else {
+        return;
+    };
+    let build = |create: bool| {
+        CosmosLeaseProvider::builder()
+            .connection_string(emu.connection_string())
+            .create_if_missing(create)
+            .call_timeout(secs(2))
+            .build()
+    };
+    let used = build(true).await.expect("connect");
+    let creating = build(true).await.expect("connect");
+    let opening = build(false).await.expect("connect");
+    let name = common::unique("down");
+    let req = AcquireRequest::new(&name, secs(5), Metadata::new());
+    let g = used
+        .try_acquire(&req)
+        .await
+        .expect("acquire")
+        .expect("free");
+    emu.stop();
+    let e = creating
+        .try_acquire(&req)
+        .await
+        .expect_err("cannot create the database");
+    assert!(e.is_retryable(), "{e}");
+    let e = opening
+        .inspect(&name)
+        .await
+        .expect_err("cannot open the container");
+    assert!(e.is_retryable(), "{e}");
+    let e = used.inspect(&name).await.expect_err("cannot query");
+    assert!(e.is_retryable(), "{e}");
+    let e = used
+        .list(&ListRequest::new(""))
+        .await
+        .expect_err("cannot list");
+    assert!(e.is_retryable(), "{e}");
+    let e = used.renew(&g).await.expect_err("cannot renew");
+    assert!(e.is_retryable(), "{e}");
 }
