@@ -58,6 +58,10 @@ cargo llvm-cov report --summary-only | tail -n 1
 step "chaos: short run per backend, zero safety violations (docs/safety.md)"
 # Private servers on free ports (the runner kills and restarts them); exits 1 on any violation.
 cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock --duration 30s --out target/chaos
+# Blob: 15 s leases, so a longer run; no Azurite restarts (the emulator loses its leases on a
+# restart, which the real service does not: see docs/safety.md).
+cargo run --quiet -p leasing-chaos -- run --backend blob --duration 75s \
+  --faults pause_holder,kill_holder,network_cut,latency --out target/chaos
 
 step "doc tests"
 cargo test --workspace --all-features --doc

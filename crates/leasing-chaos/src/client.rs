@@ -41,8 +41,8 @@ pub(crate) struct ClientCfg {
     pub(crate) seed: u64,
 }
 
-/// The manager every client uses: the core's defaults derived from the lease duration, an
-/// acquire timeout of five durations, and the holder's id in the metadata.
+/// The manager every client uses: the core's defaults derived from the lease duration,
+/// retries every 50 ms, and the holder's id in the metadata.
 pub(crate) fn manager(
     provider: Arc<dyn LeaseProvider>,
     cfg: &ClientCfg,
@@ -83,7 +83,13 @@ async fn work(cfg: &ClientCfg, manager: &LeaseManager, rec: &Recorder, fence: &m
     while mono_ns() < cfg.until_ns {
         let name = &cfg.names[rng.usize(..cfg.names.len())];
         let invoke = mono_ns();
-        match manager.acquire_with(name, AcquireOptions::new()).await {
+        // Wait at most five lease durations, and not much past the end of the run.
+        let left = Duration::from_nanos(cfg.until_ns.saturating_sub(invoke));
+        let timeout = (cfg.lease * 5).min(left + cfg.lease);
+        match manager
+            .acquire_with(name, AcquireOptions::new().timeout(Some(timeout)))
+            .await
+        {
             Ok(lease) => {
                 rec.record(grant_record(
                     cfg,

@@ -695,7 +695,7 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
         run.spawn_client().await?;
     }
     let mut i = 0usize;
-    let margin = ns(o.lease * 3);
+    let margin = ns(o.lease * 2);
     loop {
         tokio::time::sleep(o.fault_every.mul_f64(0.5 + run.rng.f64())).await;
         if mono_ns() + margin >= until_ns {
