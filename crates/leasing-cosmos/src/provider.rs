@@ -216,11 +216,14 @@ impl CosmosLeaseProviderBuilder {
     /// Settings from the environment, in this order (the first that is set wins):
     /// 1. `LEASING_COSMOS_CONNECTION_STRING`;
     /// 2. `LEASING_COSMOS_ENDPOINT` with `LEASING_COSMOS_KEY`;
-    /// 3. `LEASING_COSMOS_ENDPOINT` with a token credential: workload identity when
-    ///    `AZURE_FEDERATED_TOKEN_FILE` is set, a client secret when `AZURE_CLIENT_SECRET`,
-    ///    `AZURE_TENANT_ID` and `AZURE_CLIENT_ID` are, managed identity when
-    ///    `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` is, else the developer tools (Azure CLI,
-    ///    Azure Developer CLI).
+    /// 3. `LEASING_COSMOS_ENDPOINT` with a token credential: the one
+    ///    `LEASING_COSMOS_CREDENTIAL` names (`client-secret`, `workload-identity`,
+    ///    `managed-identity`, `developer-tools`), else a client secret when
+    ///    `AZURE_CLIENT_SECRET`, `AZURE_TENANT_ID` and `AZURE_CLIENT_ID` are set, else
+    ///    workload identity when `AZURE_FEDERATED_TOKEN_FILE` is, else managed identity
+    ///    when `IDENTITY_ENDPOINT` or `MSI_ENDPOINT` is, else the developer tools (Azure
+    ///    CLI, Azure Developer CLI). Chosen from the environment, not by trying each (the
+    ///    Blob provider's order).
     ///
     /// Also read: `LEASING_COSMOS_DATABASE`, `LEASING_COSMOS_CONTAINER`.
     ///
@@ -374,6 +377,8 @@ impl CosmosLeaseProviderBuilder {
     }
 }
 
+/// The token credential `from_env` picks: the one `LEASING_COSMOS_CREDENTIAL` names, else
+/// the first whose settings are present (the same order as the Blob provider's).
 fn env_credential(var: &impl Fn(&str) -> Option<String>) -> Result<Arc<dyn TokenCredential>> {
     let cfg = |e: azure_core::Error| {
         LeaseError::configuration(
@@ -381,26 +386,50 @@ fn env_credential(var: &impl Fn(&str) -> Option<String>) -> Result<Arc<dyn Token
             format!("could not build the Azure identity: {e}"),
         )
     };
-    if var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
-        return Ok(azure_identity::WorkloadIdentityCredential::new(None).map_err(cfg)?);
-    }
-    if let (Some(secret), Some(tenant), Some(client)) = (
+    let secret = match (
         var("AZURE_CLIENT_SECRET"),
         var("AZURE_TENANT_ID"),
         var("AZURE_CLIENT_ID"),
     ) {
-        return Ok(azure_identity::ClientSecretCredential::new(
-            &tenant,
-            client,
-            Secret::new(secret),
+        (Some(s), Some(t), Some(c)) => Some((s, t, c)),
+        _ => None,
+    };
+    let choice = var("LEASING_COSMOS_CREDENTIAL").unwrap_or_else(|| {
+        let auto = if secret.is_some() {
+            "client-secret"
+        } else if var("AZURE_FEDERATED_TOKEN_FILE").is_some() {
+            "workload-identity"
+        } else if var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some() {
+            "managed-identity"
+        } else {
+            "developer-tools"
+        };
+        auto.to_owned()
+    });
+    match (choice.as_str(), secret) {
+        ("client-secret", Some((s, t, c))) => Ok(azure_identity::ClientSecretCredential::new(
+            &t,
+            c,
+            Secret::new(s),
             None,
         )
-        .map_err(cfg)?);
+        .map_err(cfg)?),
+        ("workload-identity", _) => {
+            Ok(azure_identity::WorkloadIdentityCredential::new(None).map_err(cfg)?)
+        }
+        ("managed-identity", _) => {
+            Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(cfg)?)
+        }
+        ("developer-tools", _) => {
+            Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(cfg)?)
+        }
+        (other, _) => Err(LeaseError::configuration(
+            "LEASING_COSMOS_CREDENTIAL",
+            format!(
+                "{other:?} is not one of client-secret (with AZURE_CLIENT_SECRET, AZURE_TENANT_ID, AZURE_CLIENT_ID), workload-identity, managed-identity, developer-tools"
+            ),
+        )),
     }
-    if var("IDENTITY_ENDPOINT").is_some() || var("MSI_ENDPOINT").is_some() {
-        return Ok(azure_identity::ManagedIdentityCredential::new(None).map_err(cfg)?);
-    }
-    Ok(azure_identity::DeveloperToolsCredential::new(None).map_err(cfg)?)
 }
 
 fn default_owner() -> String {
@@ -1243,6 +1272,8 @@ mod tests {
             vec![],
             vec![("IDENTITY_ENDPOINT", "http://169.254.169.254/")],
             vec![("MSI_ENDPOINT", "http://169.254.169.254/")],
+            vec![("LEASING_COSMOS_CREDENTIAL", "managed-identity")],
+            vec![("LEASING_COSMOS_CREDENTIAL", "developer-tools")],
             vec![
                 ("AZURE_CLIENT_SECRET", "s3cr3t"),
                 ("AZURE_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"),
@@ -1269,6 +1300,17 @@ mod tests {
         // Workload identity without its tenant/client settings is a configuration error.
         if let Err(e) = e {
             assert_eq!(e.kind(), ErrorKind::Configuration);
+        }
+        for bad in ["client-secret", "magic"] {
+            let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[
+                (
+                    "LEASING_COSMOS_ENDPOINT",
+                    "https://acct.documents.azure.com/",
+                ),
+                ("LEASING_COSMOS_CREDENTIAL", bad),
+            ]))
+            .expect_err(bad);
+            assert_eq!(e.field(), Some("LEASING_COSMOS_CREDENTIAL"));
         }
         let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[])).expect_err("nothing set");
         assert_eq!(e.field(), Some("LEASING_COSMOS_ENDPOINT"));
