@@ -1,14 +1,4 @@
-//! Azure Blob Storage provider for distributed-leasing: native blob leases, fencing
-//! tokens in blob metadata written under the lease id. See `docs/providers/blob.md`.
-//!
-//! ```no_run
-//! use leasing_blob::BlobLeaseProvider;
-//! # fn main() -> leasing_abstractions::Result<()> {
-//! let provider = BlobLeaseProvider::builder()
-//!     .connection_string("UseDevelopmentStorage=true")?
-//!     .build()?;
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
 
 mod config;
 mod error;
