@@ -1,11 +1,12 @@
 //! [`Lease`]: the held lease, its state, events and loss signals.
 
-use crate::error::{LeaseError, Result};
+use crate::error::{LeaseError, Operation, Result};
 use crate::metadata::Metadata;
-use crate::options::{clock_drift, LeaseDuration, RenewalPolicy};
+use crate::options::{LeaseDuration, RenewalPolicy};
 use crate::provider::LeaseGrant;
 use crate::renewal::Ctx;
 use crate::telemetry::RESULT_SUCCESS;
+use futures::FutureExt;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -113,6 +114,8 @@ pub(crate) enum RenewOutcome {
     Renewed,
     Lost,
     Failed,
+    /// Failed, but a renewal sent later has already succeeded.
+    Superseded,
 }
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
@@ -219,14 +222,15 @@ impl LeaseShared {
             .map(|w| crate::options::after(self.last_sent(), w))
     }
 
-    /// `duration − elapsed since the last successful send − drift`; `None` if infinite.
+    /// Time left before the safety deadline, the moment the holder stops trusting the
+    /// lease: within Redlock's validity (`duration − elapsed since the last successful
+    /// send − drift`) and never past `duration × threshold`; `None` if infinite.
     pub(crate) fn remaining(&self) -> Option<Duration> {
-        let d = self.grant.duration.as_finite()?;
+        let deadline = self.safety_deadline()?;
         if !self.is_active() {
             return Some(Duration::ZERO);
         }
-        let elapsed = self.last_sent().elapsed();
-        Some(d.saturating_sub(elapsed).saturating_sub(clock_drift(d)))
+        Some(deadline.saturating_duration_since(Instant::now()))
     }
 
     fn emit(&self, event: LeaseEvent) {
@@ -359,6 +363,9 @@ impl LeaseShared {
                 }
                 RenewOutcome::Lost
             }
+            // A later renewal succeeded while this one was in flight (a manual renewal
+            // beside the engine's): its failure says nothing about the lease now.
+            Err(_) if sent < self.last_sent() => RenewOutcome::Superseded,
             Err(e) => {
                 self.on_renew_failed(attempt, e.clone(), elapsed);
                 RenewOutcome::Failed
@@ -472,11 +479,16 @@ impl Lease {
     /// When the lease stops being valid unless renewed, by this process's estimate
     /// (now + [`remaining_validity`](Self::remaining_validity)); `None` if infinite.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.remaining_validity().map(|r| SystemTime::now() + r)
+        self.remaining_validity().map(|r| {
+            let now = SystemTime::now();
+            now.checked_add(r)
+                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+        })
     }
 
-    /// Validity left, Redlock-style: `duration − elapsed since the last successful
-    /// renewal's send − drift`; zero once lost or released; `None` if infinite.
+    /// Time left to act: until the safety deadline (`min(duration × threshold, duration −
+    /// drift)` after the last successful renewal's send), the same instant at which
+    /// [`lost`](Self::lost) fires; zero once lost or released; `None` if infinite.
     pub fn remaining_validity(&self) -> Option<Duration> {
         self.shared.check_deadline();
         self.shared.remaining()
@@ -580,27 +592,39 @@ impl Lease {
         if !s.check_deadline() {
             return Err(LeaseError::lost(format!("the lease is {:?}", s.state()))
                 .with_lease_name(&s.grant.name)
-                .with_lease_id(&s.grant.lease_id));
+                .with_lease_id(&s.grant.lease_id)
+                .with_operation(Operation::Renew));
         }
         let span = crate::renewal::renewal_span(crate::spans::Renewal::Manual, s);
         let sent = Instant::now();
         let deadline = s
             .safety_deadline()
             .unwrap_or(sent + Duration::from_secs(30));
-        let result = tokio::time::timeout_at(deadline, s.ctx.provider.renew(&s.grant))
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|_| Err(crate::renewal::deadline_error(s)));
+        // A panicking provider is a failed renewal here too, as in the renewal engine.
+        let call = std::panic::AssertUnwindSafe(async {
+            tokio::time::timeout_at(deadline, s.ctx.provider.renew(&s.grant)).await
+        })
+        .catch_unwind();
+        let result = match call.instrument(span.clone()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(crate::renewal::deadline_error(s)),
+            Err(_) => Err(LeaseError::new(
+                crate::ErrorKind::Renewal,
+                "the provider panicked while renewing",
+            )),
+        }
+        .map_err(|e| e.or_lease(&s.grant.name, Some(&s.grant.lease_id)));
         let elapsed = sent.elapsed();
         crate::spans::record_result(&span, &result, 0);
         if s.on_renew_result(&result, sent, elapsed, 1) == RenewOutcome::Lost && result.is_ok() {
             return Err(
                 LeaseError::lost("the lease ended while the renewal was in flight")
                     .with_lease_name(&s.grant.name)
-                    .with_lease_id(&s.grant.lease_id),
+                    .with_lease_id(&s.grant.lease_id)
+                    .with_operation(Operation::Renew),
             );
         }
-        result
+        result.map_err(|e| e.with_operation(Operation::Renew))
     }
 
     /// Stops renewal and releases the lease.
@@ -624,7 +648,7 @@ impl Lease {
         let mut guard = ReleaseGuard(Some(Arc::clone(&s)));
         let result = crate::renewal::release_now(&s, timeout).await;
         guard.0 = None;
-        result
+        result.map_err(|e| e.with_operation(Operation::Release))
     }
 }
 

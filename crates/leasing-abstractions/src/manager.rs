@@ -130,8 +130,8 @@ impl LeaseManager {
     /// Acquires `name`, waiting up to the acquire timeout.
     ///
     /// The first attempt is always made. A timeout of zero makes exactly that one attempt
-    /// and waits for its answer (bounded by the provider's own call timeout): the lease,
-    /// or `Timeout` if the name is held. Otherwise attempts repeat (woken by release
+    /// and waits for its answer (at most the lease's safety window, after which a grant
+    /// would be refused anyway): the lease, or `Timeout` if the name is held. Otherwise attempts repeat (woken by release
     /// notifications, or after a jittered `acquire_retry_interval`) until the timeout.
     ///
     /// # Errors
@@ -178,8 +178,9 @@ impl LeaseManager {
     }
 
     /// One attempt with per-call overrides. A timeout override bounds the wait for that
-    /// one attempt's answer (`Timeout` if it does not come in time); without one the
-    /// attempt is bounded by the provider's own call timeout only.
+    /// one attempt's answer (`Timeout` if it does not come in time; zero waits for it in
+    /// full, as in [`acquire`](Self::acquire)); without one the attempt is bounded by the
+    /// provider's own call timeout only.
     ///
     /// # Errors
     /// As [`try_acquire`](Self::try_acquire).
@@ -195,7 +196,11 @@ impl LeaseManager {
         let (request, policy) = self.prepare(name, options)?;
         let span = crate::spans::acquire(&request, self.provider().provider_name());
         let started = Instant::now();
-        let deadline = bound.map(|t| after(started, t));
+        let deadline = match bound {
+            Some(t) if t.is_zero() => Some(self.whole_attempt(&request, started)),
+            Some(t) => Some(after(started, t)),
+            None => None,
+        };
         let result = self
             .attempt(&request, deadline)
             .instrument(span.clone())
@@ -203,7 +208,8 @@ impl LeaseManager {
             .map_err(|e| match e.kind() {
                 ErrorKind::Timeout => timeout_error(&request.name, bound.unwrap_or_default(), 1, e),
                 _ => e,
-            });
+            })
+            .map_err(|e| e.with_operation(Operation::Acquire));
         let result = result.map(|g| g.map(|g| self.make_lease(g, policy, &span, started)));
         let label = match &result {
             Ok(Some(_)) => RESULT_SUCCESS,
@@ -299,7 +305,11 @@ impl LeaseManager {
         self.ctx
             .held()
             .iter()
-            .map(|l| (l.grant.name.clone(), l.state()))
+            .map(|l| {
+                // Asking declares a loss at the deadline, as the lease's accessors do.
+                l.check_deadline();
+                (l.grant.name.clone(), l.state())
+            })
             .collect()
     }
 
@@ -330,7 +340,10 @@ impl LeaseManager {
         let started = Instant::now();
         let deadline = timeout.map(|t| after(started, t));
         // A zero timeout is one attempt, waited for in full (see `acquire`).
-        let first_deadline = deadline.filter(|_| timeout != Some(Duration::ZERO));
+        let first_deadline = match timeout {
+            Some(t) if t.is_zero() => Some(self.whole_attempt(&request, started)),
+            _ => deadline,
+        };
         // Subscribed to release notifications only once the name is found held, so that
         // uncontended acquisitions cost the backend no subscription.
         let mut releases = None;
@@ -339,6 +352,9 @@ impl LeaseManager {
         let mut attempts: u32 = 0;
         // What the last attempt met, for the error if none succeeds.
         let mut last: Option<LeaseError>;
+        // Whether the last attempt found the name held (only then is a release worth
+        // waiting for: after a failure, our own release of a late grant would wake us).
+        let mut held;
         let finish = |result: Result<Lease>, attempts: u32| {
             span.record("lease.retry_count", attempts.saturating_sub(1));
             match &result {
@@ -374,12 +390,16 @@ impl LeaseManager {
                 Ok(Some(grant)) => {
                     return finish(Ok(self.make_lease(grant, policy, &span, started)), attempts)
                 }
-                Ok(None) => last = Some(held_error(&request.name)),
+                Ok(None) => {
+                    held = true;
+                    last = Some(held_error(&request.name));
+                }
                 Err(e) if e.kind() == ErrorKind::Timeout => {
                     return finish(Err(timed_out(attempts, Some(e))), attempts)
                 }
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(lease.name = %request.name, error = %e, "acquisition attempt failed; retrying");
+                    held = false;
                     last = Some(e);
                 }
                 Err(e) => return finish(Err(e), attempts),
@@ -411,7 +431,11 @@ impl LeaseManager {
             let pause = scale(self.options.acquire_retry_interval, 0.5 + rng.f64());
             let next = after(Instant::now(), pause);
             let wake = deadline.map_or(next, |d| d.min(next));
-            wait_for_release(&mut releases, &request.name, wake).await;
+            if held {
+                wait_for_release(&mut releases, &request.name, wake).await;
+            } else {
+                tokio::time::sleep_until(wake).await;
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return finish(Err(timed_out(attempts, last)), attempts);
             }
@@ -455,7 +479,7 @@ impl LeaseManager {
                     .duration
                     .as_finite()
                     .map(|d| safety_window(d, self.options.auto_renew_safety_threshold));
-                if window.is_some_and(|w| Instant::now() >= grant.sent_at + w) {
+                if window.is_some_and(|w| Instant::now() >= after(grant.sent_at, w)) {
                     // The answer took so long that the lease may already have expired and
                     // been granted to someone else: never hand it out.
                     release_detached(self.provider(), grant);
@@ -466,6 +490,13 @@ impl LeaseManager {
                 }
                 Ok(Some(grant))
             }
+            // The backend's own call deadline is a transient failure; only the acquire
+            // deadline makes an attempt a `Timeout`.
+            Some(Ok(Err(e))) if e.kind() == ErrorKind::Timeout => Err(LeaseError::unavailable(
+                format!("the backend call timed out: {}", e.message()),
+            )
+            .with_lease_name(&request.name)
+            .with_source(e)),
             Some(Ok(result)) => result.map_err(|e| e.or_lease(&request.name, None)),
             Some(Err(_)) => Err(LeaseError::new(
                 ErrorKind::Acquisition,
@@ -478,6 +509,19 @@ impl LeaseManager {
             )
             .with_lease_name(&request.name)),
         }
+    }
+
+    /// The deadline of an attempt that is waited for in full (a zero timeout): a grant is
+    /// worthless once its safety window has passed (it would be released, not handed
+    /// out), so no attempt waits longer than that; 30 s for an infinite lease.
+    fn whole_attempt(&self, request: &AcquireRequest, started: Instant) -> Instant {
+        let window = request
+            .duration
+            .as_finite()
+            .map_or(Duration::from_secs(30), |d| {
+                safety_window(d, self.options.auto_renew_safety_threshold)
+            });
+        after(started, window)
     }
 
     fn make_lease(

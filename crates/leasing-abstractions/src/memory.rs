@@ -121,8 +121,10 @@ impl LeaseProvider for InMemoryLeaseProvider {
     }
 
     fn capabilities(&self) -> ProviderCapabilities {
+        // 10 ms: below it the 2 ms drift allowance leaves a lease too little time to be
+        // renewed by a real scheduler.
         ProviderCapabilities::new(
-            Duration::from_millis(1),
+            Duration::from_millis(10),
             Duration::from_secs(365 * 24 * 3600),
         )
         .with_infinite_leases(true)

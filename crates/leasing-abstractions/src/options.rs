@@ -232,9 +232,11 @@ impl LeaseOptions {
     ///
     /// Rules, for a finite duration `d` with auto-renewal on (interval `i`, retry interval
     /// `r`, threshold `t`):
-    /// `d > 0`; `t` in `[0.5, 0.95]`; `0 < i < d`; `i < d × t`; `0 < r < d − i`.
-    /// What the user leaves unset is derived from `d` (`i = 2/3 d`,
-    /// `r = min(500 ms, (d − i) / 4)`), so every duration works with default options.
+    /// `d > drift` (`1 % + 2 ms`); `t` in `[0.5, 0.95]`; `0 < i < d`; `i < w` where
+    /// `w = min(d × t, d − drift)` is the safety window; `0 < r < d − i`.
+    /// What the user leaves unset is derived from `d` (`i = min(2/3 d, 3/4 w)`,
+    /// `r = min(500 ms, (d − i) / 4)`), so every duration above the drift allowance works
+    /// with default options.
     /// A retry cap needs no rule: retries never outlive the safety deadline.
     ///
     /// # Errors
@@ -257,13 +259,25 @@ impl LeaseOptions {
             }
             LeaseDuration::Finite(d) => d,
         };
+        let window = safety_window(d, t);
+        if window.is_zero() {
+            return Err(LeaseError::invalid_argument(
+                "lease_duration",
+                format!(
+                    "{d:?} is too short: the clock-drift allowance ({:?}: 1 % + 2 ms) leaves no time to hold it",
+                    clock_drift(d)
+                ),
+            ));
+        }
         if !self.auto_renew {
             return Ok(None);
         }
-        let safe = d.mul_f64(t);
+        let safe = window;
+        // 2/3 of the duration, but always well inside the safety window (a low threshold
+        // or a tiny lease whose drift allowance dominates).
         let i = self
             .auto_renew_interval
-            .unwrap_or_else(|| d.mul_f64(2.0 / 3.0));
+            .unwrap_or_else(|| d.mul_f64(2.0 / 3.0).min(window.mul_f64(0.75)));
         if i.is_zero() || i >= d {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_interval",
@@ -274,7 +288,7 @@ impl LeaseOptions {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_interval",
                 format!(
-                    "{i:?} must be less than duration × auto_renew_safety_threshold = {safe:?}"
+                    "{i:?} must be less than the safety window min(duration × auto_renew_safety_threshold, duration − drift) = {safe:?}"
                 ),
             ));
         }
@@ -519,7 +533,8 @@ mod tests {
     #[test]
     fn defaults_work_for_every_duration() {
         for d in [
-            Duration::from_millis(1),
+            Duration::from_millis(3),
+            Duration::from_millis(10),
             Duration::from_millis(20),
             Duration::from_secs(1),
             Duration::from_secs(3),
@@ -543,6 +558,24 @@ mod tests {
             .unwrap();
         assert_eq!(p.interval, Duration::from_secs(2));
         assert_eq!(p.retry_interval, Duration::from_millis(250));
+        // Every allowed threshold works with the default interval.
+        for t in [0.5, 0.6, 0.66, 0.95] {
+            let o = LeaseOptions::default().with_auto_renew_safety_threshold(t);
+            let p = o
+                .renewal_policy(Duration::from_secs(30).into())
+                .unwrap()
+                .unwrap();
+            assert!(p.interval < p.safety_window(), "{t}: {p:?}");
+        }
+        // Too short to hold: the drift allowance eats the whole lease.
+        for d in [Duration::from_millis(1), Duration::from_millis(2)] {
+            let e = LeaseOptions::default()
+                .with_default_lease_duration(d)
+                .validate()
+                .unwrap_err();
+            assert_eq!(e.field(), Some("lease_duration"), "{e}");
+            assert!(e.message().contains("too short"), "{e}");
+        }
     }
 
     #[test]

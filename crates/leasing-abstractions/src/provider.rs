@@ -186,7 +186,13 @@ pub struct LeaseInfo {
     /// Fencing token of the current grant.
     pub fencing_token: u64,
     /// When the current grant was acquired.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    #[cfg_attr(
+        feature = "serde",
+        serde(
+            serialize_with = "crate::serde_impls::serialize_time",
+            deserialize_with = "crate::serde_impls::deserialize_time"
+        )
+    )]
     pub acquired_at: SystemTime,
     /// When it expires unless renewed, infinite, or unknown to the backend.
     pub expires_at: LeaseExpiry,

@@ -312,18 +312,19 @@ impl Scheduler {
     fn spawn_batch(&mut self, keys: Vec<u64>) {
         let mut grants: Vec<Arc<LeaseGrant>> = Vec::with_capacity(keys.len());
         let mut spans = Vec::with_capacity(keys.len());
-        // Each renewing lease has a safety deadline; the batch is bounded by the earliest.
-        let mut deadline = Instant::now() + Duration::from_secs(24 * 3600);
+        // Each renewing lease bounds the call by its attempt deadline; the batch takes the
+        // earliest.
+        let now = Instant::now();
+        let mut deadline = now + Duration::from_secs(24 * 3600);
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
             let span = renewal_span(spans::Renewal::Auto, &e.lease);
             span.record("lease.retry_count", e.failures);
             spans.push(span);
-            deadline = e
-                .lease
-                .safety_deadline()
-                .map_or(deadline, |d| d.min(deadline));
+            if let Some(d) = e.lease.safety_deadline() {
+                deadline = deadline.min(attempt_deadline(now, d, e.failures));
+            }
         }
         let provider = Arc::clone(&self.provider);
         self.in_flight.spawn(async move {
@@ -393,6 +394,11 @@ impl Scheduler {
                     self.enqueue(key, after(done.sent, policy.interval));
                 }
                 RenewOutcome::Lost => self.remove(key),
+                RenewOutcome::Superseded => {
+                    e.failures = 0;
+                    e.early = early_slack(policy.duration);
+                    self.enqueue(key, after(lease.last_sent(), policy.interval));
+                }
                 RenewOutcome::Failed => {
                     e.failures = attempt;
                     if policy.max_retries.is_some_and(|max| attempt > max) {
@@ -414,6 +420,20 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// How long one renewal call may take, from `now`, for a lease whose safety deadline is
+/// `deadline`: three quarters of the time left for the first attempt of an episode, half
+/// for a retry. A call that hangs (a dead connection, a lost packet) is cut off while
+/// there is still time to retry it, instead of taking the lease down at the deadline.
+fn attempt_deadline(now: Instant, deadline: Instant, failures: u32) -> Instant {
+    let left = deadline.saturating_duration_since(now);
+    let share = if failures == 0 {
+        left * 3 / 4
+    } else {
+        left / 2
+    };
+    now + share.max(Duration::from_millis(1)).min(left)
 }
 
 /// The most any renewal goes early.

@@ -6,10 +6,29 @@ use crate::options::LeaseDuration;
 use crate::provider::LeaseExpiry;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const INFINITE: &str = "infinite";
 const NEVER: &str = "never";
 const UNKNOWN: &str = "unknown";
+
+/// The last instant RFC 3339 can write (9999-12-31T23:59:59Z).
+const MAX_RFC3339_SECS: u64 = 253_402_300_799;
+
+/// A wall-clock time as RFC 3339; an error (not a panic) outside 1970–9999.
+pub(crate) fn serialize_time<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) if d.as_secs() <= MAX_RFC3339_SECS => humantime_serde::serialize(t, s),
+        _ => Err(serde::ser::Error::custom(format!(
+            "{t:?} cannot be written as an RFC 3339 time (years 1970 to 9999)"
+        ))),
+    }
+}
+
+/// Reads what [`serialize_time`] writes.
+pub(crate) fn deserialize_time<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    humantime_serde::deserialize(d)
+}
 
 impl Serialize for LeaseDuration {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -39,7 +58,7 @@ impl<'de> Deserialize<'de> for LeaseDuration {
 impl Serialize for LeaseExpiry {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            LeaseExpiry::At(t) => humantime_serde::serialize(t, s),
+            LeaseExpiry::At(t) => serialize_time(t, s),
             LeaseExpiry::Never => s.serialize_str(NEVER),
             LeaseExpiry::Unknown => s.serialize_str(UNKNOWN),
         }

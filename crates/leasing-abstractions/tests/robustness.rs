@@ -555,3 +555,303 @@ async fn the_store_reports_an_expired_grant() {
     assert_eq!(e.kind(), ErrorKind::Lost);
     assert!(e.message().contains("expired"), "{e}");
 }
+
+// ---- Findings of a user's attack on the changes above, each a regression test. ----
+
+fn event_kinds(lease: &Lease) -> Arc<std::sync::Mutex<Vec<&'static str>>> {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut rx = lease.events();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(ev) = rx.recv().await {
+            let k = match ev {
+                LeaseEvent::Renewed { .. } => "renewed",
+                LeaseEvent::RenewalFailed { .. } => "failed",
+                LeaseEvent::AtRisk { .. } => "at_risk",
+                LeaseEvent::Lost { .. } => "lost",
+                LeaseEvent::Released => "released",
+                _ => "other",
+            };
+            sink.lock().unwrap().push(k);
+        }
+    });
+    log
+}
+
+async fn run_for(d: f64) {
+    for _ in 0..(d * 20.0) as usize {
+        advance(secs(0.05)).await;
+        settle().await;
+    }
+}
+
+/// One renewal call that never answers (a dead connection, a lost packet) is cut off while
+/// there is time to retry, and the retry keeps the lease; before, the call ran to the
+/// safety deadline and the lease was lost.
+#[tokio::test(start_paused = true)]
+async fn one_hung_renewal_call_does_not_lose_the_lease() {
+    let rig = rig(defaults(3.0));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    let log = event_kinds(&lease);
+    rig.faults.script(Operation::Renew, [Fault::Hang]);
+    run_for(10.0).await;
+    assert!(lease.is_held(), "{:?}", log.lock().unwrap());
+    let k = log.lock().unwrap().clone();
+    assert_eq!(k[..3], ["failed", "at_risk", "renewed"], "{k:?}");
+}
+
+/// Likewise for a batch: one hung grant in a `renew_many` of 20 loses none of them.
+#[tokio::test(start_paused = true)]
+async fn one_hung_grant_in_a_batch_loses_none() {
+    let rig = rig(defaults(30.0));
+    let mut leases = Vec::new();
+    for i in 0..20 {
+        leases.push(rig.manager.acquire(&format!("job-{i}")).await.unwrap());
+    }
+    rig.faults.script(Operation::Renew, [Fault::Hang]);
+    run_for(60.0).await;
+    let held = leases.iter().filter(|l| l.is_held()).count();
+    assert_eq!(held, 20);
+}
+
+/// A failure of a renewal overtaken by a later successful one (a manual renewal beside a
+/// hung automatic one) neither puts the lease at risk nor reports a failure.
+#[tokio::test(start_paused = true)]
+async fn a_failure_overtaken_by_a_later_renewal_is_ignored() {
+    let rig = rig(defaults(3.0));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    let log = event_kinds(&lease);
+    rig.faults.script(Operation::Renew, [Fault::Hang]);
+    run_for(2.05).await; // the automatic renewal (due at 2 s) hangs
+    lease.renew().await.unwrap();
+    run_for(0.6).await; // the hung call is cut off at 2.525 s
+    assert_eq!(lease.state(), LeaseState::Held);
+    let k = log.lock().unwrap().clone();
+    assert!(!k.contains(&"failed") && !k.contains(&"at_risk"), "{k:?}");
+    run_for(5.0).await;
+    assert!(lease.is_held());
+}
+
+/// A provider that accepts any duration: `Duration::MAX` and near it neither panic in the
+/// manager nor in the accessors.
+#[tokio::test(start_paused = true)]
+async fn unbounded_durations_do_not_panic() {
+    #[derive(Debug)]
+    struct Unbounded(InMemoryLeaseProvider);
+    impl LeaseProvider for Unbounded {
+        fn provider_name(&self) -> &'static str {
+            "unbounded"
+        }
+        fn capabilities(&self) -> ProviderCapabilities {
+            ProviderCapabilities::new(secs(1.0), Duration::MAX)
+        }
+        fn try_acquire<'a>(
+            &'a self,
+            r: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            // The store caps durations at a year; grant what was asked.
+            Box::pin(async move {
+                let capped = AcquireRequest::new(&r.name, secs(60.0), r.metadata.clone());
+                Ok(self.0.try_acquire(&capped).await?.map(|mut g| {
+                    g.duration = r.duration;
+                    g
+                }))
+            })
+        }
+        fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.0.release(g)
+        }
+        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+            self.0.inspect(n)
+        }
+        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+            self.0.break_lease(n)
+        }
+    }
+    let m = LeaseManager::new(
+        Arc::new(Unbounded(InMemoryLeaseProvider::new())),
+        defaults(30.0),
+    )
+    .unwrap();
+    for (i, d) in [
+        Duration::from_secs(u64::MAX),
+        Duration::from_secs(9_680_000_000_000_000_000),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let lease = m
+            .acquire_with(&format!("huge-{i}"), AcquireOptions::new().duration(d))
+            .await
+            .unwrap();
+        assert!(lease.is_held());
+        assert!(lease.expires_at().unwrap() > std::time::SystemTime::now());
+        assert!(lease.remaining_validity().unwrap() > secs(86_400.0 * 365.0));
+        lease.release().await.unwrap();
+    }
+}
+
+/// Asking the manager for its held leases declares a loss at the deadline too (health
+/// checks then see it and tokens fire), as the lease's own accessors do.
+#[test]
+fn held_leases_notices_a_passed_deadline() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let m = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), defaults(0.3)).unwrap();
+    let lease = rt.block_on(m.acquire("job")).unwrap();
+    let token = lease.cancellation_token();
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(m.held_leases(), vec![("job".to_owned(), LeaseState::Lost)]);
+    assert!(token.is_cancelled());
+}
+
+/// A zero timeout waits for its one attempt in full, but never past the grant's safety
+/// window (a later grant would be refused anyway), for `acquire_with` and
+/// `try_acquire_with` alike.
+#[tokio::test(start_paused = true)]
+async fn zero_timeouts_are_consistent() {
+    let rig = rig(defaults(3.0));
+    rig.faults.set_latency(secs(0.05));
+    let zero = || AcquireOptions::new().timeout(Some(Duration::ZERO));
+    let lease = rig
+        .manager
+        .try_acquire_with("free", zero())
+        .await
+        .unwrap()
+        .expect("a free name is acquired");
+    drop(lease);
+    rig.faults
+        .script(Operation::Acquire, [Fault::Hang, Fault::Hang]);
+    for manager_call in 0..2 {
+        let started = Instant::now();
+        let e = if manager_call == 0 {
+            rig.manager.acquire_with("hung", zero()).await.unwrap_err()
+        } else {
+            rig.manager
+                .try_acquire_with("hung", zero())
+                .await
+                .unwrap_err()
+        };
+        assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+        assert_eq!(
+            Instant::now() - started,
+            secs(0.05) + secs(2.7) - secs(0.05)
+        );
+    }
+}
+
+/// A provider's own `Timeout` (its call deadline) is a transient failure to retry, not the
+/// end of the acquisition.
+#[tokio::test(start_paused = true)]
+async fn a_provider_timeout_is_retried() {
+    #[derive(Debug)]
+    struct TimesOutOnce(InMemoryLeaseProvider, AtomicUsize);
+    impl LeaseProvider for TimesOutOnce {
+        fn provider_name(&self) -> &'static str {
+            "times-out-once"
+        }
+        fn capabilities(&self) -> ProviderCapabilities {
+            self.0.capabilities()
+        }
+        fn try_acquire<'a>(
+            &'a self,
+            r: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            Box::pin(async move {
+                if self.1.fetch_add(1, Ordering::SeqCst) == 0 {
+                    return Err(LeaseError::new(ErrorKind::Timeout, "call deadline passed"));
+                }
+                self.0.try_acquire(r).await
+            })
+        }
+        fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.0.renew(g)
+        }
+        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.0.release(g)
+        }
+        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+            self.0.inspect(n)
+        }
+        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+            self.0.break_lease(n)
+        }
+        fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+            Box::pin(async move {
+                // A panic in a manual renewal is a failed renewal, not a panic in the caller.
+                if g.len() == usize::MAX {
+                    unreachable!()
+                }
+                self.0.renew_many(g).await
+            })
+        }
+    }
+    let p = TimesOutOnce(InMemoryLeaseProvider::new(), AtomicUsize::new(0));
+    let m = LeaseManager::new(Arc::new(p), defaults(30.0)).unwrap();
+    let lease = m.acquire("job").await.unwrap();
+    assert_eq!(lease.fencing_token(), 1);
+}
+
+/// Errors from every path carry their operation, and the lease where known.
+#[tokio::test(start_paused = true)]
+async fn errors_carry_operation_and_lease() {
+    use leasing_abstractions::Operation as Op;
+    let rig = rig(defaults(30.0));
+    let lease = rig.manager.acquire("job").await.unwrap();
+    rig.faults.set_partitioned(true);
+    let e = rig.manager.try_acquire("other").await.unwrap_err();
+    assert_eq!(e.operation(), Some(Op::Acquire), "{e}");
+    let e = lease.renew().await.unwrap_err();
+    assert_eq!(e.operation(), Some(Op::Renew), "{e}");
+    assert_eq!(e.lease_name(), Some("job"));
+    assert_eq!(e.lease_id(), Some(lease.lease_id()));
+    let e = lease.release().await.unwrap_err();
+    assert_eq!(e.operation(), Some(Op::Release), "{e}");
+}
+
+/// A provider that panics in `renew` makes a manual renewal fail, not panic the caller.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_provider_fails_a_manual_renewal() {
+    #[derive(Debug)]
+    struct Panics(InMemoryLeaseProvider);
+    impl LeaseProvider for Panics {
+        fn provider_name(&self) -> &'static str {
+            "panics"
+        }
+        fn capabilities(&self) -> ProviderCapabilities {
+            self.0.capabilities()
+        }
+        fn try_acquire<'a>(
+            &'a self,
+            r: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            self.0.try_acquire(r)
+        }
+        fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            Box::pin(async { panic!("a provider bug") })
+        }
+        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.0.release(g)
+        }
+        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+            self.0.inspect(n)
+        }
+        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+            self.0.break_lease(n)
+        }
+    }
+    let m = LeaseManager::new(
+        Arc::new(Panics(InMemoryLeaseProvider::new())),
+        defaults(30.0),
+    )
+    .unwrap();
+    let lease = m.acquire("job").await.unwrap();
+    let e = lease.renew().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Renewal, "{e}");
+    assert_eq!(lease.state(), LeaseState::AtRisk);
+}

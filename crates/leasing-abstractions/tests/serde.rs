@@ -87,6 +87,19 @@ fn lease_info_and_pages_round_trip() {
         }
         assert!(text.contains("2023-11-14T22:13:20Z"), "{text}");
     }
+    // Times RFC 3339 cannot write are errors, not panics.
+    let far = LeaseExpiry::At(SystemTime::UNIX_EPOCH + Duration::from_secs(300_000_000_000));
+    assert!(serde_json::to_string(&far).is_err());
+    let before = LeaseInfo::new(
+        "n",
+        None,
+        1,
+        SystemTime::UNIX_EPOCH - Duration::from_secs(1),
+        LeaseExpiry::Never,
+        Metadata::new(),
+    );
+    let e = serde_json::to_string(&before).unwrap_err();
+    assert!(e.to_string().contains("RFC 3339"), "{e}");
     let e = serde_json::from_str::<LeaseExpiry>(r#""tomorrow""#).unwrap_err();
     assert!(e.to_string().contains("invalid expiry"), "{e}");
     assert_eq!(
