@@ -57,7 +57,9 @@ cargo llvm-cov report --summary-only | tail -n 1
 
 step "chaos: short run per backend, zero safety violations (docs/safety.md)"
 # Private servers on free ports (the runner kills and restarts them); exits 1 on any violation.
-cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock --duration 30s --out target/chaos
+# A fault about every second, so that every kind in the backend's schedule comes up.
+cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock --duration 40s \
+  --fault-every 1s --out target/chaos
 # Blob: 15 s leases, so a longer run; no Azurite restarts (the emulator loses its leases on a
 # restart, which the real service does not: see docs/safety.md).
 cargo run --quiet -p leasing-chaos -- run --backend blob --duration 75s \
