@@ -118,7 +118,8 @@ fn parse_url(field: &'static str, s: &str) -> Result<Url> {
             format!("is not a valid URL ({e}): {}", crate::error::redact(s)),
         )
     })?;
-    if !matches!(url.scheme(), "http" | "https") || url.cannot_be_a_base() {
+    // http(s) URLs always have a base, so the scheme is the whole check.
+    if !matches!(url.scheme(), "http" | "https") {
         return Err(config_error(
             field,
             format!(

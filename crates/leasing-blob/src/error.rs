@@ -267,6 +267,7 @@ mod tests {
             (Op::Inspect, status(408, ""), ProviderUnavailable),
             (Op::Release, status(418, ""), ProviderUnavailable),
             (Op::Setup, status(418, ""), Configuration),
+            (Op::Inspect, status(404, ""), ProviderUnavailable),
             (
                 Op::Renew,
                 Failure::Transport {
@@ -302,7 +303,7 @@ mod tests {
 
     #[test]
     fn redaction_removes_queries_and_credentials() {
-        let text = "error sending request for url (https://a.blob.core.windows.net/c/b?sv=1&sig=SECRET1): Authorization: SharedKey acct:SECRET2 Bearer SECRET3 AccountKey=SECRET4;SharedAccessSignature=SECRET5 sig=SECRET6";
+        let text = "error sending request for url (https://a.blob.core.windows.net/c/b?sv=1&sig=SECRET1): Authorization: SharedKey acct:SECRET2 Bearer SECRET3 AccountKey=SECRET4;SharedAccessSignature=SECRET5 sig=SECRET6&se=1 \"sig=SECRET7\" sig=SECRET8";
         let r = redact(text);
         for s in [
             "SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5", "SECRET6",

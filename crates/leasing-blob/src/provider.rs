@@ -233,14 +233,8 @@ impl BlobLeaseProvider {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(Call::Failed(f))
-                if matches!(
-                    f.code(),
-                    Some("BlobAlreadyExists" | "LeaseIdMissing" | "ConditionNotMet")
-                ) || f.status() == Some(409) =>
-            {
-                Ok(())
-            }
+            // 409 BlobAlreadyExists; 412 LeaseIdMissing (it exists and is leased).
+            Err(Call::Failed(f)) if matches!(f.status(), Some(409 | 412)) => Ok(()),
             Err(c) => Err(c.into_error(Op::Acquire)),
         }
     }
@@ -416,12 +410,8 @@ impl BlobLeaseProvider {
             .await
         {
             Ok(_) => Ok(true),
-            Err(Call::Failed(f))
-                if f.status() == Some(404)
-                    || f.code() == Some("LeaseNotPresentWithLeaseOperation") =>
-            {
-                Ok(false)
-            }
+            // Released or deleted since we looked (404, 409 LeaseNotPresentWithLeaseOperation).
+            Err(Call::Failed(f)) if matches!(f.status(), Some(404 | 409)) => Ok(false),
             Err(c) => Err(c.into_error(Op::Break)),
         }
     }
@@ -461,10 +451,8 @@ impl BlobLeaseProvider {
             let next_marker = body.next_marker.clone().filter(|m| !m.is_empty());
             let mut leases = Vec::new();
             for item in body.blob_items {
-                let Some(blob_name) = item.name.clone() else {
-                    continue;
-                };
-                let Some(name) = naming::lease_name(&blob_name) else {
+                // Blobs that are not lease blobs (or unnamed) are skipped.
+                let Some(name) = item.name.as_deref().and_then(naming::lease_name) else {
                     continue;
                 };
                 if !name.starts_with(&request.prefix) {

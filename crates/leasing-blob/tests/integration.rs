@@ -165,7 +165,8 @@ async fn utf8_metadata_round_trips_and_plain_values_stay_readable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pages_through_held_leases_under_their_names() {
     let Some(url) = azurite() else { return };
-    let p = key_provider(&url, &container("list"));
+    let c = container("list");
+    let p = key_provider(&url, &c);
     let empty = p
         .list(&ListRequest::new("nothing"))
         .await
@@ -224,6 +225,38 @@ async fn list_pages_through_held_leases_under_their_names() {
     assert_eq!(seen, want);
     let all = p.list(&ListRequest::new(&base)).await.expect("list");
     assert_eq!(all.leases.len(), 8);
+    // A first service page holding only the released lease is skipped, not returned empty.
+    let first = p
+        .list(&ListRequest::new(&base).with_limit(1))
+        .await
+        .expect("list");
+    assert_eq!(first.leases.len(), 1);
+    // A blob in the container that is not a lease blob is ignored.
+    let foreign = azure_storage_blob::BlobClient::new(
+        azure_core::http::Url::parse(&format!(
+            "{url}/{c}/lease-{base}~zz?{}",
+            common::account_sas()
+        ))
+        .expect("url"),
+        None,
+        None,
+    )
+    .expect("client");
+    foreign
+        .upload(
+            azure_core::http::RequestContent::from(Vec::<u8>::new()),
+            None,
+        )
+        .await
+        .expect("upload a foreign blob");
+    assert_eq!(
+        p.list(&ListRequest::new(&base))
+            .await
+            .expect("list")
+            .leases
+            .len(),
+        8
+    );
     let dot = p
         .list(&ListRequest::new(format!("{base}.")))
         .await

@@ -1,0 +1,233 @@
+//! Service answers Azurite does not give on demand, from a scripted HTTP server: a
+//! failure after the lease was acquired (the lease must be given back), a blob that keeps
+//! vanishing, a lease released between break's look and its break, unreadable listings.
+
+use leasing_abstractions::{AcquireRequest, ErrorKind, LeaseProvider, ListRequest, Metadata};
+use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One scripted answer: status, `x-ms-error-code`, extra header lines, body.
+struct Answer(u16, &'static str, &'static str, &'static str);
+
+type Script = Arc<dyn Fn(&str) -> Answer + Send + Sync>;
+
+/// Serves `script` (given "METHOD /path?query") on a free loopback port; records requests.
+async fn serve(script: Script) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let script = script.clone();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let mut chunk = [0u8; 4096];
+                    let Some(end) = find(&buf, b"\r\n\r\n") else {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    let line = head.lines().next().unwrap_or("").to_owned();
+                    let target = line
+                        .rsplit_once(' ')
+                        .map_or(line.as_str(), |x| x.0)
+                        .to_owned();
+                    log.lock().expect("log").push(target.clone());
+                    let Answer(status, code, extra, body) = script(&target);
+                    let code = if code.is_empty() {
+                        String::new()
+                    } else {
+                        format!("x-ms-error-code: {code}\r\n")
+                    };
+                    let resp = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-length: {}\r\ndate: Mon, 30 Nov 2026 12:00:00 GMT\r\n{code}{extra}\r\n{body}",
+                        body.len()
+                    );
+                    if sock.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}/devstoreaccount1"), seen)
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    h.windows(n.len()).position(|w| w == n)
+}
+
+fn provider(url: &str) -> BlobLeaseProvider {
+    BlobLeaseProvider::builder()
+        .endpoint(url)
+        .expect("endpoint")
+        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+        .call_timeout(Duration::from_secs(2))
+        .build()
+        .expect("build")
+}
+
+fn req() -> AcquireRequest {
+    AcquireRequest::new("job:1", Duration::from_secs(15), Metadata::new())
+}
+
+fn count(seen: &Mutex<Vec<String>>, what: &str) -> usize {
+    seen.lock()
+        .expect("log")
+        .iter()
+        .filter(|r| r.contains(what))
+        .count()
+}
+
+#[tokio::test]
+async fn a_failure_after_the_lease_was_taken_gives_the_lease_back() {
+    let (url, seen) = serve(Arc::new(|t: &str| {
+        if t.starts_with("PUT") && t.contains("comp=lease") {
+            Answer(201, "", "x-ms-lease-id: x\r\n", "")
+        } else {
+            Answer(503, "ServerBusy", "", "")
+        }
+    }))
+    .await;
+    let e = provider(&url)
+        .try_acquire(&req())
+        .await
+        .expect_err("stamp failed");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    let log = seen.lock().expect("log").clone();
+    assert_eq!(log.len(), 3, "acquire, read, release: {log:?}");
+    assert!(
+        log[0].starts_with("PUT") && log[1].starts_with("HEAD"),
+        "{log:?}"
+    );
+    assert!(
+        log[2].starts_with("PUT") && log[2].contains("comp=lease"),
+        "{log:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_blob_that_keeps_vanishing_is_an_error_not_a_loop() {
+    let (url, seen) = serve(Arc::new(|t: &str| {
+        if t.contains("comp=lease") {
+            Answer(404, "BlobNotFound", "", "")
+        } else {
+            Answer(201, "", "", "")
+        }
+    }))
+    .await;
+    let e = provider(&url)
+        .try_acquire(&req())
+        .await
+        .expect_err("gave up");
+    assert_eq!(e.kind(), ErrorKind::Acquisition, "{e}");
+    assert_eq!(count(&seen, "comp=lease"), 3);
+}
+
+#[tokio::test]
+async fn container_and_blob_creation_failures_are_reported() {
+    let (url, _) = serve(Arc::new(|t: &str| {
+        if t.contains("comp=lease") {
+            Answer(404, "ContainerNotFound", "", "")
+        } else {
+            Answer(500, "InternalError", "", "")
+        }
+    }))
+    .await;
+    let e = provider(&url)
+        .try_acquire(&req())
+        .await
+        .expect_err("no container");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    let (url, _) = serve(Arc::new(|t: &str| {
+        if t.contains("comp=lease") {
+            Answer(404, "BlobNotFound", "", "")
+        } else {
+            Answer(500, "InternalError", "", "")
+        }
+    }))
+    .await;
+    let e = provider(&url)
+        .try_acquire(&req())
+        .await
+        .expect_err("no blob");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+}
+
+#[tokio::test]
+async fn a_lease_released_between_look_and_break_was_not_broken() {
+    let (url, _) = serve(Arc::new(|t: &str| {
+        if t.starts_with("HEAD") {
+            Answer(
+                200,
+                "",
+                "x-ms-lease-status: locked\r\nx-ms-lease-state: leased\r\n",
+                "",
+            )
+        } else {
+            Answer(409, "LeaseNotPresentWithLeaseOperation", "", "")
+        }
+    }))
+    .await;
+    assert!(!provider(&url).break_lease("job:1").await.expect("break"));
+    let (url, _) = serve(Arc::new(|t: &str| {
+        if t.starts_with("HEAD") {
+            Answer(200, "", "x-ms-lease-status: locked\r\n", "")
+        } else {
+            Answer(500, "InternalError", "", "")
+        }
+    }))
+    .await;
+    let e = provider(&url)
+        .break_lease("job:1")
+        .await
+        .expect_err("break");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+}
+
+#[tokio::test]
+async fn unreadable_or_failed_listings_are_errors() {
+    let (url, _) = serve(Arc::new(|_: &str| {
+        Answer(200, "", "content-type: application/xml\r\n", "<not xml")
+    }))
+    .await;
+    let e = provider(&url)
+        .list(&ListRequest::new(""))
+        .await
+        .expect_err("garbage");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    let (url, _) = serve(Arc::new(|_: &str| Answer(500, "InternalError", "", ""))).await;
+    let e = provider(&url)
+        .list(&ListRequest::new(""))
+        .await
+        .expect_err("500");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+}
