@@ -309,8 +309,8 @@ impl Node {
         let mut conn = self.conn.clone();
         let text: String = match self.raw_call(limit, conn.query(&cmd)).await {
             Ok(t) => t,
-            Err(f) if f.is_connection() => return Err(f.into_error(op, name)),
-            Err(_) => {
+            // Not allowed (ACL) or not known (renamed): the checks are off for this server.
+            Err(Failure::Redis(e)) if info_refused(&e) => {
                 tracing::warn!(
                     url = %self.redacted_url,
                     "INFO refused: restart and failover detection are off for this server"
@@ -318,6 +318,8 @@ impl Node {
                 id.disable();
                 return Ok(());
             }
+            // Down, busy, loading…: the check stays due.
+            Err(f) => return Err(f.into_error(op, name)),
         };
         let info = ServerInfo::parse(&text);
         let promoted_for = if info.master && info.promoted && !id.fence.is_zero() {
@@ -606,6 +608,16 @@ async fn reconnect_pause(attempt: u32) {
 /// Retries inside one call of a cluster connection (redirections, re-routing).
 const CLUSTER_RETRIES: u32 = 3;
 
+/// `INFO` is refused for good: not permitted, or not a known command (an `ERR` reply).
+fn info_refused(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        redis::ErrorKind::Server(
+            redis::ServerErrorKind::NoPerm | redis::ServerErrorKind::ResponseError
+        )
+    )
+}
+
 pub(crate) fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
@@ -640,6 +652,20 @@ fn per_item(results: Result<Vec<RedisResult<bool>>>, items: &[Renewal<'_>]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_is_refused_only_for_good() {
+        let wire = |reply: &str| {
+            redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
+                .expect("parse")
+                .extract_error()
+                .expect_err("an error reply")
+        };
+        assert!(info_refused(&wire("NOPERM no permissions to run 'info'")));
+        assert!(info_refused(&wire("ERR unknown command 'INFO'")));
+        assert!(!info_refused(&wire("BUSY Redis is busy running a script")));
+        assert!(!info_refused(&wire("LOADING Redis is loading the dataset")));
+    }
 
     #[test]
     fn one_result_per_renewed_item() {
