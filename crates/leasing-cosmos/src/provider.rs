@@ -980,20 +980,22 @@ impl CosmosLeaseProvider {
         let doc = self.held_doc(grant, State::Held);
         let mut etag = grant.version.get();
         for _ in 0..2 {
-            let Some(tag) = etag.as_deref() else { break };
-            match self.write_tag("renew", &doc, tag).await {
-                Ok(new_tag) => {
-                    grant.version.set(new_tag);
-                    return Ok(());
+            if let Some(tag) = etag.as_deref() {
+                match self.write_tag("renew", &doc, tag).await {
+                    Ok(new_tag) => {
+                        grant.version.set(new_tag);
+                        return Ok(());
+                    }
+                    Err(m) if m.failure == Failure::NotFound => {
+                        return Err(LeaseError::lost("cosmos db: renew: the lease document is gone (expired and deleted by TTL, or deleted by an operator)"));
+                    }
+                    Err(m) if m.failure == Failure::PreconditionFailed => {}
+                    Err(m) => return Err(m.error),
                 }
-                Err(m) if m.failure == Failure::NotFound => {
-                    return Err(LeaseError::lost("cosmos db: renew: the lease document is gone (expired and deleted by TTL, or deleted by an operator)"));
-                }
-                Err(m) if m.failure == Failure::PreconditionFailed => {}
-                Err(m) => return Err(m.error),
             }
-            // The ETag moved. If it is still our grant (an earlier renewal whose answer
-            // was lost), continue from the current version; otherwise the lease is lost.
+            // The ETag moved (or the grant has none). If the document still holds our
+            // lease id (an earlier renewal whose answer was lost), continue from its
+            // current version; otherwise the lease is lost.
             match self.read_doc(&grant.name).await? {
                 Some(cur) if cur.lease_id == grant.lease_id && cur.state == State::Held => {
                     etag = cur.etag;
@@ -1005,7 +1007,8 @@ impl CosmosLeaseProvider {
                 }
             }
         }
-        Err(LeaseError::lost(
+        // Still ours but changing under us (our own concurrent writes): transient.
+        Err(LeaseError::unavailable(
             "cosmos db: renew: the lease document keeps changing under this grant",
         ))
     }

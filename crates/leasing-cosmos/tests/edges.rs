@@ -45,7 +45,7 @@ async fn a_stale_etag_of_our_own_grant_is_recovered_by_renew_and_release() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_grant_without_a_version_is_released_and_not_renewed() {
+async fn a_grant_without_a_version_reads_the_current_one() {
     let Some(cs) = common::connection_string() else {
         return;
     };
@@ -60,16 +60,25 @@ async fn a_grant_without_a_version_is_released_and_not_renewed() {
         g.acquired_at,
         Instant::now(),
     );
-    let e = p.renew(&bare).await.expect_err("no version to present");
-    assert_eq!(e.kind(), ErrorKind::Lost);
-    p.release(&bare)
+    // No version: the document is read, and it still holds this lease id.
+    p.renew(&bare)
         .await
-        .expect("release reads the current version");
+        .expect("renew reads the current version");
+    assert!(bare.version.get().is_some());
+    p.release(&bare).await.expect("release");
     assert!(p.inspect(&name).await.expect("inspect").is_none());
+    let g2 = p.try_acquire(&r).await.expect("acquire").expect("free");
     let other = LeaseGrant::new(&r, "not-ours", 1, g.acquired_at, Instant::now());
+    let e = p.renew(&other).await.expect_err("not the holder");
+    assert_eq!(e.kind(), ErrorKind::Lost);
     p.release(&other)
         .await
         .expect("a grant that is not the holder releases nothing");
+    assert!(
+        p.inspect(&name).await.expect("inspect").is_some(),
+        "the holder survives"
+    );
+    p.release(&g2).await.expect("release");
     let gone = LeaseGrant::new(
         &req(&common::unique("never"), 30),
         "x",
