@@ -2,6 +2,8 @@
 // Starts @vercel/cosmosdb-server 1.0.1 with the patches the Azure SDK for Rust needs.
 //
 // Usage: node launch.js <path to node_modules> --port 8081 [--host 127.0.0.1] [--no-ssl]
+//        [--advertise-port N] [--multi-write]   (test-only: advertise a proxy's port;
+//        pretend to be a multi-region-write account)
 //
 // The package is a Node implementation of the Cosmos DB REST API, good enough for the
 // SDK once these are fixed (each patch is applied in memory; nothing on disk changes):
@@ -14,6 +16,9 @@
 //     switches to TLS after its first call. We advertise the scheme actually served.
 //  4. The stock CLI answers `Connection: close` (keep-alive off), so every call pays a new
 //     TCP connection (measured 4x slower). We start the server with keep-alive on.
+//  5. (Addition, not a bug fix) `GetCurrentTimestamp()` is missing from the query
+//     engine; the real service has it (milliseconds since the Unix epoch, server clock).
+//     The provider reads the server clock with it, so we add it.
 //  6. Writing or querying documents of a container that does not exist (deleted, or
 //     the emulator restarted) throws a TypeError and answers 500; the service answers
 //     404 NotFound, which tells a client to recreate the container. We answer 404.
@@ -21,9 +26,6 @@
 //     writes `-` instead (its RIDs appear in URLs). The SDK then fails to parse a
 //     container RID ("failed to extract database RID", 500/20020) — only for some
 //     counters, so it looked like random failures. We encode and decode as the service.
-//  5. (Addition, not a bug fix) `GetCurrentTimestamp()` is missing from the query
-//     engine; the real service has it (milliseconds since the Unix epoch, server clock).
-//     The provider reads the server clock with it, so we add it.
 //
 // Not emulated (documented in docs/providers/cosmos.md): TTL expiry of documents, auth
 // (any key is accepted), request charges (always 1), consistency levels, regions.
