@@ -400,13 +400,19 @@ impl Node {
     /// Renews; `false` when the lease is no longer held under `lease_id` (or was granted by
     /// a server that has since been replaced). The call is bounded by `limit`, the lease
     /// duration and `call_timeout`. A connection that turns out dropped is retried at once
-    /// (twice, 10 and 40 ms apart), so a holder learns of a restart within a round trip of
-    /// the server's return.
+    /// (up to three times, 10–90 ms apart, within the deadline), so a holder learns of a
+    /// restart within a round trip of the server's return.
     pub(crate) async fn renew(&self, r: Renewal<'_>, limit: Duration) -> Result<bool> {
         let limit = r.ttl.min(limit);
+        let started = tokio::time::Instant::now();
         let mut retried = 0;
         loop {
-            self.check(Op::Renew, r.name, limit).await?;
+            if let Err(e) = self.check(Op::Renew, r.name, limit).await {
+                if retry_reconnect(&mut retried, started, limit, e.is_retryable()).await {
+                    continue;
+                }
+                return Err(e);
+            }
             if self.outdated(r.epoch) {
                 return Ok(false);
             }
@@ -416,11 +422,12 @@ impl Node {
             cmd.arg(id_match(r.lease_id)).arg(ttl_ms(r.ttl));
             match self.raw_call(limit, self.eval(lua, &key, cmd)).await {
                 Ok(v) => return Ok(v),
-                Err(f) if retried < RECONNECT_RETRIES && f.is_fast_connection_failure() => {
-                    retried += 1;
-                    reconnect_pause(retried).await;
+                Err(f) => {
+                    let fast = f.is_fast_connection_failure();
+                    if !retry_reconnect(&mut retried, started, limit, fast).await {
+                        return Err(f.into_error(Op::Renew, r.name));
+                    }
                 }
-                Err(f) => return Err(f.into_error(Op::Renew, r.name)),
             }
         }
     }
@@ -467,9 +474,13 @@ impl Node {
             .unwrap_or(limit)
             .min(limit);
         let first = items.first().map_or("", |i| i.name);
+        let started = tokio::time::Instant::now();
         let mut retried = 0;
         let raw = loop {
             if let Err(e) = self.check(Op::Renew, first, limit).await {
+                if retry_reconnect(&mut retried, started, limit, e.is_retryable()).await {
+                    continue;
+                }
                 return items
                     .iter()
                     .map(|i| Err(e.clone().with_lease_name(i.name)))
@@ -494,10 +505,14 @@ impl Node {
                 };
             }
             match results {
-                Err(f) if retried < RECONNECT_RETRIES && f.is_fast_connection_failure() => {
-                    retried += 1;
-                    reconnect_pause(retried).await;
-                }
+                Err(f)
+                    if retry_reconnect(
+                        &mut retried,
+                        started,
+                        limit,
+                        f.is_fast_connection_failure(),
+                    )
+                    .await => {}
                 r => break r.map(|v| (live, v)),
             }
         };
@@ -595,14 +610,25 @@ impl Node {
 /// The inspect script's reply: the record, its PTTL and the server's time (ms).
 pub(crate) type InspectReply = (Vec<u8>, i64, u64);
 
-/// A renewal that fails on a dropped or refused connection is sent again this many times
-/// at once (after [`reconnect_pause`]): the connection manager reconnects on the first
-/// failure, so a holder learns of a restarted server within a round trip of its return.
-const RECONNECT_RETRIES: u32 = 2;
+/// A renewal that fails on a dropped or refused connection (or whose identity check fails
+/// retryably) is sent again up to this many times, 10, 40 and 90 ms apart, within its
+/// deadline: the connection manager reconnects after the first failure, so a holder learns
+/// of a restarted server within a round trip of its return.
+const RECONNECT_RETRIES: u32 = 3;
 
-/// 10 ms before the first retry, 40 ms before the second.
-async fn reconnect_pause(attempt: u32) {
-    tokio::time::sleep(Duration::from_millis(10) * attempt * attempt).await;
+/// Whether to try again after a failure (`retryable`); pauses first.
+async fn retry_reconnect(
+    retried: &mut u32,
+    started: tokio::time::Instant,
+    limit: Duration,
+    retryable: bool,
+) -> bool {
+    if !retryable || *retried >= RECONNECT_RETRIES || started.elapsed() >= limit {
+        return false;
+    }
+    *retried += 1;
+    tokio::time::sleep(Duration::from_millis(10) * *retried * *retried).await;
+    true
 }
 
 /// Retries inside one call of a cluster connection (redirections, re-routing).
