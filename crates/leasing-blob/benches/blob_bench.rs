@@ -49,7 +49,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 struct Row {
-    name: &'static str,
+    name: String,
     p50: f64,
     p99: f64,
     ops: f64,
@@ -93,7 +93,7 @@ async fn measure(name: &'static str, run: &str, op: Op) -> Row {
     let mut all: Vec<f64> = per_task.into_iter().flatten().collect();
     let ops = all.len() as f64 / elapsed;
     Row {
-        name,
+        name: name.to_owned(),
         p50: pct(&mut lat, 0.5),
         p99: pct(&mut lat, 0.99),
         ops,
@@ -215,13 +215,25 @@ async fn main() {
     });
 
     let mut rows = Vec::new();
-    // Interleave twice so neither side always runs on a warmer server.
+    // Two rounds in opposite orders, so neither side always runs on a fuller server.
+    let order: [(&'static str, &Op); 3] = [
+        ("leasing-blob provider", &ours),
+        ("raw client, same calls", &same_calls),
+        ("raw acquire+release only", &bare),
+    ];
     for round in 0..2 {
         let tag = format!("{run}-{round}");
-        rows.push(measure("leasing-blob provider", &tag, ours.clone()).await);
-        rows.push(measure("raw client, same calls", &tag, same_calls.clone()).await);
-        rows.push(measure("raw acquire+release only", &tag, bare.clone()).await);
+        let mut this = order.to_vec();
+        if round == 1 {
+            this.reverse();
+        }
+        for (name, op) in this {
+            let mut row = measure(name, &tag, op.clone()).await;
+            row.name = format!("{name} (round {})", round + 1);
+            rows.push(row);
+        }
     }
+    rows.sort_by(|a, b| a.name.cmp(&b.name));
     println!("\n| acquire+release | p50 ms | p99 ms | ops/s ({TASKS} tasks) | p50 ms under load |");
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
