@@ -442,3 +442,43 @@ async fn a_lease_being_broken_with_a_period_is_still_held() {
     assert!(p.inspect(&name).await.expect("inspect").is_some());
     p.release(&g).await.expect("release");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_holder_knows_it_lost_before_anyone_else_acquires() {
+    let Some(url) = azurite() else { return };
+    let proxy = FaultProxy::start("127.0.0.1:10000".parse().expect("addr"))
+        .await
+        .expect("proxy");
+    let c = container("partition");
+    let manager = LeaseManager::new(
+        Arc::new(via(proxy.addr(), &c, Duration::from_secs(1))),
+        LeaseOptions::default()
+            .with_default_lease_duration(D)
+            .with_auto_renew_interval(Some(Duration::from_secs(5)))
+            .with_auto_renew_retry_interval(Duration::from_millis(200)),
+    )
+    .expect("manager");
+    let name = unique("partition");
+    let lease = manager.acquire(&name).await.expect("acquire");
+    proxy.partition();
+    let direct = key_provider(&url, &c);
+    let taker = loop {
+        if let Some(g) = direct
+            .try_acquire(&req(&name))
+            .await
+            .expect("direct try_acquire")
+        {
+            break g;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        lease.state(),
+        LeaseState::Lost,
+        "another client acquired while the partitioned holder still believed it held the lease"
+    );
+    assert!(!lease.is_held());
+    assert!(taker.fencing_token > lease.fencing_token());
+    proxy.restore();
+    direct.release(&taker).await.expect("release");
+}
