@@ -356,3 +356,33 @@ async fn the_fenced_server_serves_clients() {
     let mut c = FencedClient::new(addr);
     assert!(c.write("x", 9).await.is_err());
 }
+
+#[test]
+fn reports_print_a_summary_and_the_violations() {
+    let empty = check(&[]);
+    assert!(empty.is_clean());
+    assert_eq!(empty.stats.told_in_time_percent(), 100.0);
+    assert!(empty.to_string().contains("faults: none"), "{empty}");
+    // 25 holders of one name, each told it holds at once: every pair overlaps.
+    let mut h = Vec::new();
+    for i in 0..25u64 {
+        let (c, id) = (format!("c{i}"), format!("l{i}"));
+        h.push(acq(&c, &id, i + 1, 0, 10));
+        h.push(held(&c, &id, i + 1, 100, true));
+    }
+    let report = check(&h);
+    assert_eq!(report.count(ViolationKind::Overlap), 25 * 24 / 2);
+    let text = report.to_string();
+    let more = format!("… and {} more", report.violations.len() - 20);
+    assert!(text.contains(&more), "{text}");
+    let v = &report.violations[0];
+    assert!(v.to_string().starts_with("overlap on \"job\": c"), "{v}");
+    assert!(
+        v.first.to_string().contains("#1(l0)") || v.to_string().contains("#"),
+        "{v}"
+    );
+    let rec = Recorder::in_memory();
+    rec.record(h[0].clone());
+    assert_eq!(rec.records(), vec![h[0].clone()]);
+    assert!(format!("{rec:?}").contains("Recorder"));
+}
