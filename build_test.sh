@@ -70,6 +70,10 @@ cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock --durat
 # restart, which the real service does not: see docs/safety.md).
 cargo run --quiet -p leasing-chaos -- run --backend blob --duration 75s \
   --faults pause_holder,kill_holder,network_cut,latency --out target/chaos
+# Cosmos: a private patched emulator (installed by scripts/cosmos-up.sh); no emulator
+# restarts (it keeps documents in memory only, the real service does not lose them).
+cargo run --quiet -p leasing-chaos -- run --backend cosmos --duration 45s \
+  --fault-every 1s --out target/chaos
 
 step "doc tests"
 cargo test --workspace --all-features --doc

@@ -3,7 +3,7 @@
 //! clients reach them) and [`connect`] (what a client process does with that). The fault
 //! schedule, the clients and the checker are shared.
 
-use crate::servers::{AzuriteServer, RedisServer, Server};
+use crate::servers::{free_port, AzuriteServer, CosmosServer, RedisServer, Server};
 use leasing_abstractions::LeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
 use std::path::Path;
@@ -13,15 +13,30 @@ use std::time::{Duration, Instant};
 /// Every backend `--backend` accepts. `memory-unsafe` is the runner's self-test: an
 /// in-memory provider that breaks the current lease to grant a new one, on which a run
 /// must find violations.
-pub(crate) const KNOWN: [&str; 5] = ["memory", "redis", "redlock", "blob", "memory-unsafe"];
+pub(crate) const KNOWN: [&str; 6] = [
+    "memory",
+    "redis",
+    "redlock",
+    "blob",
+    "cosmos",
+    "memory-unsafe",
+];
 
 /// The lease duration a run uses on `backend`: `requested`, within what the backend
-/// accepts (Azure Blob: whole seconds, 15–60 s).
+/// accepts (Azure Blob: whole seconds, 15–60 s; Cosmos DB: whole seconds, rounded up).
 pub(crate) fn lease_for(backend: &str, requested: Duration) -> Duration {
     match backend {
         "blob" => Duration::from_secs(requested.as_secs().clamp(15, 60)),
+        "cosmos" => Duration::from_secs(requested.as_secs_f64().ceil().max(1.0) as u64),
         _ => requested,
     }
+}
+
+/// Whether every restart of `backend`'s server loses its data (the Cosmos emulator keeps
+/// documents in memory only): its schedule has no restart with data, and a restart
+/// without data only when `--faults` asks for it (the real service keeps its documents).
+pub(crate) fn restarts_lose_data(backend: &str) -> bool {
+    backend == "cosmos"
 }
 
 /// Whether `backend` runs in this process (threads) rather than in server processes.
@@ -136,6 +151,32 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
                 .map_err(|e| e.to_string())??;
             (vec![Box::new(s)], AzuriteServer::connection_string)
         }
+        "cosmos" => {
+            // The proxy first: the emulator advertises the proxy's port as its endpoint,
+            // or the SDK would go around the proxy after its first call.
+            let port = free_port()?;
+            let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
+                .await
+                .map_err(|e| format!("proxy: {e}"))?;
+            let advertise = proxy.addr().port();
+            let s =
+                tokio::task::spawn_blocking(move || CosmosServer::start_new(dir, port, advertise))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            let direct = CosmosServer::connection_string(s.addr());
+            let slot = Slot {
+                server: Arc::new(Mutex::new(Box::new(s))),
+                proxy,
+            };
+            return finish(
+                backend,
+                vec![slot],
+                CosmosServer::connection_string,
+                &direct,
+                lease,
+            )
+            .await;
+        }
         other => return Err(format!("{other} has no servers to start")),
     };
     let direct: Vec<String> = servers.iter().map(|s| spec_of(s.addr())).collect();
@@ -143,12 +184,24 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
     for server in servers {
         slots.push(Slot::new(server).await?);
     }
+    finish(backend, slots, spec_of, &direct.join(","), lease).await
+}
+
+/// The target of `slots`: the clients' spec (through the proxies) and an inspector
+/// connected with `direct`.
+async fn finish(
+    backend: &str,
+    slots: Vec<Slot>,
+    spec_of: SpecOf,
+    direct: &str,
+    lease: Duration,
+) -> Result<Target, String> {
     let spec = slots
         .iter()
         .map(|s| spec_of(s.proxy.addr()))
         .collect::<Vec<_>>()
         .join(",");
-    let inspector = connect(backend, &direct.join(","), lease).await?;
+    let inspector = connect(backend, direct, lease).await?;
     Ok(Target {
         spec,
         slots,
@@ -188,6 +241,13 @@ pub(crate) async fn connect(
                 .connection_string(spec)
                 .map(|b| b.container("chaos"))
                 .and_then(|b| b.build())
+                .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
+                .map_err(|e| e.to_string()),
+            "cosmos" => leasing_cosmos::CosmosLeaseProvider::builder()
+                .connection_string(spec)
+                .database("chaos")
+                .build()
+                .await
                 .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
                 .map_err(|e| e.to_string()),
             other => return Err(format!("no client for backend {other:?}")),

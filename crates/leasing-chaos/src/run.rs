@@ -82,6 +82,12 @@ fn schedule_for(backend: &str, o: &RunOpts) -> Result<Vec<Fault>, String> {
         .into_iter()
         .filter(|k| only.iter().any(|f| f == k.label()))
         .collect();
+    // Opt-in only: a restart of a server that keeps nothing across one (the Cosmos
+    // emulator; the real service keeps its documents).
+    if backend::restarts_lose_data(backend) && only.iter().any(|f| f == Fault::RestartWiped.label())
+    {
+        v.push(Fault::RestartWiped);
+    }
     // Opt-in only: a majority of a quorum backend's servers losing their data.
     if backend == "redlock"
         && only
@@ -112,6 +118,7 @@ fn default_schedule(backend: &str, o: &RunOpts) -> Vec<Fault> {
                 v.push(Fault::RestartWiped);
             }
         }
+        b if backend::restarts_lose_data(b) => {}
         _ => {
             v.push(Fault::RestartPersistent);
             if o.wipe {
@@ -839,6 +846,14 @@ mod tests {
         assert!(!schedule_for("redlock", &o)
             .unwrap()
             .contains(&Fault::RestartWipedMajority));
+        let cosmos = schedule_for("cosmos", &o).unwrap();
+        assert!(cosmos.contains(&Fault::NetworkCut) && cosmos.contains(&Fault::KillHolder));
+        assert!(
+            !cosmos.contains(&Fault::RestartPersistent) && !cosmos.contains(&Fault::RestartWiped)
+        );
+        let wiped = schedule_for("cosmos", &opts("--faults server_restart_wiped"));
+        assert_eq!(wiped.unwrap(), vec![Fault::RestartWiped]);
+        assert!(schedule_for("cosmos", &opts("--faults server_restart_persistent")).is_err());
         for f in ALL_FAULTS {
             assert!(!f.label().is_empty());
         }

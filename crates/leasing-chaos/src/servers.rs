@@ -1,5 +1,6 @@
-//! Private servers the runner owns (and so may kill and restart): redis-server on a free
-//! loopback port, never the shared ones `scripts/redis-up.sh` starts.
+//! Private servers the runner owns (and so may kill and restart): redis-server, Azurite and
+//! the patched Cosmos emulator on free loopback ports, never the shared ones the
+//! `scripts/*-up.sh` scripts start.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ pub(crate) trait Server: Send {
     fn start(&mut self, wipe: bool) -> Result<(), String>;
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -223,5 +224,111 @@ impl Drop for AzuriteServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private patched Cosmos DB emulator (`@vercel/cosmosdb-server` through
+/// `scripts/cosmos-emulator/launch.js`, installed by scripts/cosmos-up.sh), plain HTTP on
+/// loopback, advertising the port of the `FaultProxy` in front of it so that the SDK keeps
+/// talking through the proxy after reading the account's metadata. It keeps everything in
+/// memory: any restart is a restart without its data.
+#[derive(Debug)]
+pub(crate) struct CosmosServer {
+    port: u16,
+    advertise: u16,
+    dir: PathBuf,
+    launcher: PathBuf,
+    modules: PathBuf,
+    child: Option<Child>,
+}
+
+impl CosmosServer {
+    /// The emulator's well-known key (public; it accepts any key).
+    const KEY: &'static str =
+        "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==";
+
+    /// Starts one on `port`, advertising `advertise` (the proxy's port) as its endpoint.
+    /// The launcher and the npm package come from `LEASING_COSMOS_EMULATOR_LAUNCHER` and
+    /// `LEASING_COSMOS_EMULATOR_MODULES` or where scripts/cosmos-up.sh puts them.
+    pub(crate) fn start_new(dir: PathBuf, port: u16, advertise: u16) -> Result<Self, String> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let from_env = |var: &str, default: PathBuf| {
+            std::env::var_os(var)
+                .filter(|v| !v.is_empty())
+                .map_or(default, PathBuf::from)
+        };
+        let launcher = from_env(
+            "LEASING_COSMOS_EMULATOR_LAUNCHER",
+            root.join("scripts/cosmos-emulator/launch.js"),
+        );
+        let modules = from_env(
+            "LEASING_COSMOS_EMULATOR_MODULES",
+            root.join("target/cosmos-emulator/node_modules"),
+        );
+        if !modules.join("@vercel/cosmosdb-server").exists() {
+            return Err(format!(
+                "{} has no @vercel/cosmosdb-server: run scripts/cosmos-up.sh (it installs the emulator)",
+                modules.display()
+            ));
+        }
+        let dir = dir.join(format!("cosmos-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut s = Self {
+            port,
+            advertise,
+            dir,
+            launcher,
+            modules,
+            child: None,
+        };
+        s.start(true)?;
+        Ok(s)
+    }
+
+    /// The connection string of the emulator's account at `addr`.
+    pub(crate) fn connection_string(addr: SocketAddr) -> String {
+        format!("AccountEndpoint=http://{addr}/;AccountKey={};", Self::KEY)
+    }
+}
+
+impl Server for CosmosServer {
+    fn addr(&self) -> SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = wait_listening(self.addr(), false);
+    }
+
+    /// In memory only: every start is without the data (`wipe` or not).
+    fn start(&mut self, _wipe: bool) -> Result<(), String> {
+        self.kill();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("emulator.log"))
+            .map_or_else(|_| Stdio::null(), Stdio::from);
+        let child = Command::new("node")
+            .arg(&self.launcher)
+            .arg(&self.modules)
+            .args(["--port", &self.port.to_string(), "--host", "127.0.0.1"])
+            .args(["--no-ssl", "--advertise-port", &self.advertise.to_string()])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run node (scripts/cosmos-up.sh needs it): {e}"))?;
+        self.child = Some(child);
+        wait_listening(self.addr(), true)
+    }
+}
+
+impl Drop for CosmosServer {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
