@@ -3,7 +3,7 @@
 //! clients reach them) and [`connect`] (what a client process does with that). The fault
 //! schedule, the clients and the checker are shared.
 
-use crate::servers::{free_port, AzuriteServer, CosmosServer, RedisServer, Server};
+use crate::servers::{form_cluster, free_port, AzuriteServer, CosmosServer, RedisServer, Server};
 use leasing_abstractions::LeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
 use std::path::Path;
@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 /// Every backend `--backend` accepts. `memory-unsafe` is the runner's self-test: an
 /// in-memory provider that breaks the current lease to grant a new one, on which a run
 /// must find violations.
-pub(crate) const KNOWN: [&str; 6] = [
+pub(crate) const KNOWN: [&str; 7] = [
     "memory",
     "redis",
     "redlock",
     "blob",
     "cosmos",
+    "redis-cluster",
     "memory-unsafe",
 ];
 
@@ -168,14 +169,32 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
                 server: Arc::new(Mutex::new(Box::new(s))),
                 proxy,
             };
-            return finish(
-                backend,
-                vec![slot],
-                CosmosServer::connection_string,
-                &direct,
-                lease,
-            )
-            .await;
+            let spec = CosmosServer::connection_string(slot.proxy.addr());
+            return finish(backend, vec![slot], spec, &direct, lease).await;
+        }
+        "redis-cluster" => {
+            // Three masters, no replicas. Clients reach the nodes directly: a cluster
+            // answers with the nodes' own addresses (MOVED, CLUSTER SLOTS), which a proxy
+            // in front would not rewrite, so no network faults here (the proxies stay idle).
+            let nodes = tokio::task::spawn_blocking(move || {
+                let nodes = (0..3)
+                    .map(|_| RedisServer::start_cluster_node(dir.clone()))
+                    .collect::<Result<Vec<_>, _>>()?;
+                form_cluster(&nodes.iter().map(Server::addr).collect::<Vec<_>>())?;
+                Ok::<_, String>(nodes)
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            let urls = nodes
+                .iter()
+                .map(|n| format!("redis://{}", n.addr()))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut slots = Vec::new();
+            for n in nodes {
+                slots.push(Slot::new(Box::new(n)).await?);
+            }
+            return finish(backend, slots, urls.clone(), &urls, lease).await;
         }
         other => return Err(format!("{other} has no servers to start")),
     };
@@ -184,23 +203,22 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
     for server in servers {
         slots.push(Slot::new(server).await?);
     }
-    finish(backend, slots, spec_of, &direct.join(","), lease).await
-}
-
-/// The target of `slots`: the clients' spec (through the proxies) and an inspector
-/// connected with `direct`.
-async fn finish(
-    backend: &str,
-    slots: Vec<Slot>,
-    spec_of: SpecOf,
-    direct: &str,
-    lease: Duration,
-) -> Result<Target, String> {
     let spec = slots
         .iter()
         .map(|s| spec_of(s.proxy.addr()))
         .collect::<Vec<_>>()
         .join(",");
+    finish(backend, slots, spec, &direct.join(","), lease).await
+}
+
+/// The target of `slots`: the clients' `spec` and an inspector connected with `direct`.
+async fn finish(
+    backend: &str,
+    slots: Vec<Slot>,
+    spec: String,
+    direct: &str,
+    lease: Duration,
+) -> Result<Target, String> {
     let inspector = connect(backend, direct, lease).await?;
     Ok(Target {
         spec,
@@ -225,6 +243,13 @@ pub(crate) async fn connect(
         let result: Result<Arc<dyn LeaseProvider>, String> = match backend {
             "redis" => leasing_redis::RedisLeaseProvider::builder()
                 .url(spec)
+                .restart_fence(restart_fence)
+                .build()
+                .await
+                .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
+                .map_err(|e| e.to_string()),
+            "redis-cluster" => leasing_redis::RedisLeaseProvider::builder()
+                .cluster_urls(spec.split(','))
                 .restart_fence(restart_fence)
                 .build()
                 .await

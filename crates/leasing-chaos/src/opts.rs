@@ -6,7 +6,7 @@ use std::time::Duration;
 
 pub(crate) const USAGE: &str = "\
 usage:
-  leasing-chaos run [--backend memory,redis,redlock,blob,cosmos|all] [--duration 60s] [--clients 8]
+  leasing-chaos run [--backend memory,redis,redlock,blob,cosmos,redis-cluster|all] [--duration 60s] [--clients 8]
                     [--names 3] [--lease 2s] [--fault-every 3s] [--seed N]
                     [--out target/chaos] [--no-skew] [--no-wipe] [--no-restart-fence]
                     [--faults KIND,...] [--warn-only]
@@ -16,7 +16,8 @@ usage:
   --backend      comma-separated backends, or `all` (memory,redis,redlock); blob
                  (Azurite from scripts/azurite-up.sh) uses leases of 15 s at least;
                  cosmos (the emulator scripts/cosmos-up.sh installs) whole seconds, and
-                 no restarts unless --faults server_restart_wiped (it keeps nothing)
+                 no restarts unless --faults server_restart_wiped (it keeps nothing);
+                 redis-cluster (3 private masters) no network faults, no wiped restarts
   --duration     run time per backend (500ms, 60s, 10m)
   --clients      competing clients (processes; threads for memory)
   --names        lease names they compete for

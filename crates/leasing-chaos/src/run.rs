@@ -103,6 +103,16 @@ fn schedule_for(backend: &str, o: &RunOpts) -> Result<Vec<Fault>, String> {
 }
 
 fn default_schedule(backend: &str, o: &RunOpts) -> Vec<Fault> {
+    if backend == "redis-cluster" {
+        // No network faults (clients reach the nodes directly, see backend::start) and no
+        // restarts without data (a node's cluster membership is in its data folder).
+        return vec![
+            Fault::PauseHolder,
+            Fault::RestartPersistent,
+            Fault::KillHolder,
+            Fault::ServerDown,
+        ];
+    }
     let mut v = vec![
         Fault::PauseHolder,
         Fault::NetworkCut,
@@ -854,6 +864,11 @@ mod tests {
         let wiped = schedule_for("cosmos", &opts("--faults server_restart_wiped"));
         assert_eq!(wiped.unwrap(), vec![Fault::RestartWiped]);
         assert!(schedule_for("cosmos", &opts("--faults server_restart_persistent")).is_err());
+        let cluster = schedule_for("redis-cluster", &o).unwrap();
+        assert!(
+            cluster.contains(&Fault::RestartPersistent) && cluster.contains(&Fault::ServerDown)
+        );
+        assert!(!cluster.contains(&Fault::NetworkCut) && !cluster.contains(&Fault::RestartWiped));
         for f in ALL_FAULTS {
             assert!(!f.label().is_empty());
         }

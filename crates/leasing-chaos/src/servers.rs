@@ -45,11 +45,35 @@ fn wait_listening(addr: SocketAddr, up: bool) -> Result<(), String> {
 pub(crate) struct RedisServer {
     port: u16,
     dir: PathBuf,
+    /// More arguments (a cluster node's).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     pub(crate) fn start_new(dir: PathBuf) -> Result<Self, String> {
+        Self::start_with(dir, Vec::new())
+    }
+
+    /// A node of a Redis Cluster (not yet joined to one: see [`form_cluster`]), its
+    /// cluster bus on another free port, its cluster state (`nodes.conf`) in its folder,
+    /// so a restart with its data rejoins the cluster.
+    pub(crate) fn start_cluster_node(dir: PathBuf) -> Result<Self, String> {
+        let bus = free_port()?.to_string();
+        let extra = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+            "--cluster-port",
+            &bus,
+        ];
+        Self::start_with(dir, extra.iter().map(|a| (*a).to_owned()).collect())
+    }
+
+    fn start_with(dir: PathBuf, extra: Vec<String>) -> Result<Self, String> {
         let port = free_port()?;
         let dir = dir.join(format!("redis-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -57,11 +81,51 @@ impl RedisServer {
         let mut s = Self {
             port,
             dir,
+            extra,
             child: None,
         };
         s.start(false)?;
         Ok(s)
     }
+}
+
+fn cluster_state_ok(addr: SocketAddr) -> bool {
+    Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &addr.port().to_string()])
+        .args(["cluster", "info"])
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            let info = String::from_utf8_lossy(&o.stdout);
+            info.contains("cluster_state:ok") && info.contains("cluster_slots_assigned:16384")
+        })
+}
+
+/// Forms a cluster of masters without replicas from fresh cluster nodes (the slots split
+/// evenly, `redis-cli --cluster create`, as scripts/redis-up.sh does) and waits until every
+/// node sees it whole.
+pub(crate) fn form_cluster(nodes: &[SocketAddr]) -> Result<(), String> {
+    let created = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(nodes.iter().map(ToString::to_string))
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run redis-cli (scripts/redis-up.sh installs it): {e}"))?;
+    if !created.success() {
+        return Err(format!("redis-cli --cluster create failed: {created}"));
+    }
+    let started = Instant::now();
+    for &n in nodes {
+        while !cluster_state_ok(n) {
+            if started.elapsed() > Duration::from_secs(30) {
+                return Err(format!("cluster node {n} not ok after 30 s"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }
 
 impl Server for RedisServer {
@@ -100,6 +164,7 @@ impl Server for RedisServer {
                 "always",
             ])
             .args(["--maxmemory-policy", "noeviction"])
+            .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
