@@ -74,6 +74,10 @@ cargo run --quiet -p leasing-chaos -- run --backend blob --duration 75s \
 # restarts (it keeps documents in memory only, the real service does not lose them).
 cargo run --quiet -p leasing-chaos -- run --backend cosmos --duration 45s \
   --fault-every 1s --out target/chaos
+# Redis Cluster: three private masters; pause/kill holder, node restart with data, node down
+# (no network faults: a cluster's redirects name the nodes' own ports, not a proxy's).
+cargo run --quiet -p leasing-chaos -- run --backend redis-cluster --duration 45s \
+  --fault-every 1s --out target/chaos
 
 step "doc tests"
 cargo test --workspace --all-features --doc
