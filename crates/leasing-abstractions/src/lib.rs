@@ -27,10 +27,14 @@ pub use name::{validate_name, validate_prefix, LeaseNameBuilder, LeaseNameParts}
 pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions, RenewalPolicy};
 pub use provider::{
     AcquireRequest, BoxFuture, GrantVersion, LeaseExpiry, LeaseGrant, LeaseInfo, LeasePage,
-    LeaseProvider, ListRequest, ProviderCapabilities,
+    LeaseProvider, ListRequest, ProviderCapabilities, ProviderLayer,
 };
 pub use telemetry::TelemetryOptions;
 pub use validate::validate_request;
 
 /// Re-exported so users name the same version.
 pub use tokio_util::sync::CancellationToken;
+
+/// For [`provider_layer!`]: the channel type of release notifications.
+#[doc(hidden)]
+pub use tokio::sync::broadcast as __broadcast;

@@ -272,12 +272,13 @@ impl Etagged {
     }
 }
 
-impl LeaseProvider for Etagged {
+/// Only what differs is written; the rest forwards to the store (`ProviderLayer`).
+impl ProviderLayer for Etagged {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.inner
+    }
     fn provider_name(&self) -> &'static str {
         "etagged"
-    }
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.inner.capabilities()
     }
     fn try_acquire<'a>(
         &'a self,
@@ -301,16 +302,18 @@ impl LeaseProvider for Etagged {
             Ok(())
         })
     }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.inner.release(g)
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        self.inner.inspect(n)
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.break_lease(n)
+    // Batches must go through `renew` above, not straight to the store.
+    fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(g.len());
+            for grant in g {
+                out.push(ProviderLayer::renew(self, grant).await);
+            }
+            out
+        })
     }
 }
+leasing_abstractions::provider_layer!(Etagged);
 
 #[tokio::test(start_paused = true)]
 async fn renewals_carry_the_version_the_last_renewal_returned() {
@@ -345,32 +348,27 @@ async fn durations_off_the_granularity_are_rejected_before_any_call() {
     #[derive(Debug)]
     struct WholeSeconds(FaultInjectingWrapper);
     type FaultInjectingWrapper = leasing_abstractions::fault::FaultInjectingProvider;
-    impl LeaseProvider for WholeSeconds {
+    impl ProviderLayer for WholeSeconds {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
+        }
         fn provider_name(&self) -> &'static str {
             "whole-seconds"
         }
         fn capabilities(&self) -> ProviderCapabilities {
             ProviderCapabilities::new(secs(15.0), secs(60.0)).with_duration_granularity(secs(1.0))
         }
-        fn try_acquire<'a>(
-            &'a self,
-            r: &'a AcquireRequest,
-        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-            self.0.try_acquire(r)
-        }
-        fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.renew(g)
-        }
-        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.release(g)
-        }
-        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-            self.0.inspect(n)
-        }
-        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.0.break_lease(n)
+        // Listing is what this provider cannot do.
+        fn list<'a>(&'a self, _: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+            Box::pin(async {
+                Err(LeaseError::new(
+                    ErrorKind::Unsupported,
+                    "the whole-seconds provider cannot list leases",
+                ))
+            })
         }
     }
+    leasing_abstractions::provider_layer!(WholeSeconds);
     let faulty = leasing_abstractions::fault::FaultInjectingProvider::new(Arc::new(
         InMemoryLeaseProvider::new(),
     ));
@@ -638,9 +636,9 @@ async fn a_failure_overtaken_by_a_later_renewal_is_ignored() {
 async fn unbounded_durations_do_not_panic() {
     #[derive(Debug)]
     struct Unbounded(InMemoryLeaseProvider);
-    impl LeaseProvider for Unbounded {
-        fn provider_name(&self) -> &'static str {
-            "unbounded"
+    impl ProviderLayer for Unbounded {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
         }
         fn capabilities(&self) -> ProviderCapabilities {
             ProviderCapabilities::new(secs(1.0), Duration::MAX)
@@ -661,16 +659,11 @@ async fn unbounded_durations_do_not_panic() {
         fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
             Box::pin(async { Ok(()) })
         }
-        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.release(g)
-        }
-        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-            self.0.inspect(n)
-        }
-        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.0.break_lease(n)
+        fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
+            Box::pin(async move { g.iter().map(|_| Ok(())).collect() })
         }
     }
+    leasing_abstractions::provider_layer!(Unbounded);
     let m = LeaseManager::new(
         Arc::new(Unbounded(InMemoryLeaseProvider::new())),
         defaults(30.0),
@@ -751,12 +744,9 @@ async fn zero_timeouts_are_consistent() {
 async fn a_provider_timeout_is_retried() {
     #[derive(Debug)]
     struct TimesOutOnce(InMemoryLeaseProvider, AtomicUsize);
-    impl LeaseProvider for TimesOutOnce {
-        fn provider_name(&self) -> &'static str {
-            "times-out-once"
-        }
-        fn capabilities(&self) -> ProviderCapabilities {
-            self.0.capabilities()
+    impl ProviderLayer for TimesOutOnce {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
         }
         fn try_acquire<'a>(
             &'a self,
@@ -769,28 +759,8 @@ async fn a_provider_timeout_is_retried() {
                 self.0.try_acquire(r).await
             })
         }
-        fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.renew(g)
-        }
-        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.release(g)
-        }
-        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-            self.0.inspect(n)
-        }
-        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.0.break_lease(n)
-        }
-        fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-            Box::pin(async move {
-                // A panic in a manual renewal is a failed renewal, not a panic in the caller.
-                if g.len() == usize::MAX {
-                    unreachable!()
-                }
-                self.0.renew_many(g).await
-            })
-        }
     }
+    leasing_abstractions::provider_layer!(TimesOutOnce);
     let p = TimesOutOnce(InMemoryLeaseProvider::new(), AtomicUsize::new(0));
     let m = LeaseManager::new(Arc::new(p), defaults(30.0)).unwrap();
     let lease = m.acquire("job").await.unwrap();
@@ -819,32 +789,15 @@ async fn errors_carry_operation_and_lease() {
 async fn a_panicking_provider_fails_a_manual_renewal() {
     #[derive(Debug)]
     struct Panics(InMemoryLeaseProvider);
-    impl LeaseProvider for Panics {
-        fn provider_name(&self) -> &'static str {
-            "panics"
-        }
-        fn capabilities(&self) -> ProviderCapabilities {
-            self.0.capabilities()
-        }
-        fn try_acquire<'a>(
-            &'a self,
-            r: &'a AcquireRequest,
-        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-            self.0.try_acquire(r)
+    impl ProviderLayer for Panics {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
         }
         fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
             Box::pin(async { panic!("a provider bug") })
         }
-        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            self.0.release(g)
-        }
-        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-            self.0.inspect(n)
-        }
-        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-            self.0.break_lease(n)
-        }
     }
+    leasing_abstractions::provider_layer!(Panics);
     let m = LeaseManager::new(
         Arc::new(Panics(InMemoryLeaseProvider::new())),
         defaults(30.0),
