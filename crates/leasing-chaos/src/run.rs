@@ -734,6 +734,20 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
         }
     }
     run.finish().await;
+    // A server that died on its own (not by a fault) makes the run a setup error, not a
+    // result: e.g. node resets SIGHUP to its default, so an emulator of a runner started
+    // with nohup dies when its terminal goes (start long runs with setsid).
+    if let Fleet::Processes { target, .. } = &run.fleet {
+        for slot in &target.slots {
+            let mut server = slot.server.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(how) = server.exited() {
+                return Err(format!(
+                    "{backend} server {} stopped during the run ({how}): the run is void",
+                    server.addr()
+                ));
+            }
+        }
+    }
     drop(run);
 
     let files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -16,6 +16,17 @@ pub(crate) trait Server: Send {
     /// Starts it again; with `wipe`, everything it persisted is deleted first (a restart
     /// without persistence).
     fn start(&mut self, wipe: bool) -> Result<(), String>;
+    /// How it ended, if it is not running although the runner did not stop it (it
+    /// crashed, or a signal meant for someone else reached it).
+    fn exited(&mut self) -> Option<String>;
+}
+
+fn exited(child: &mut Option<Child>) -> Option<String> {
+    match child.as_mut().map(Child::try_wait) {
+        Some(Ok(Some(status))) => Some(status.to_string()),
+        Some(Err(e)) => Some(e.to_string()),
+        _ => None,
+    }
 }
 
 pub(crate) fn free_port() -> Result<u16, String> {
@@ -133,6 +144,10 @@ impl Server for RedisServer {
         ([127, 0, 0, 1], self.port).into()
     }
 
+    fn exited(&mut self) -> Option<String> {
+        exited(&mut self.child)
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -241,6 +256,10 @@ impl AzuriteServer {
 impl Server for AzuriteServer {
     fn addr(&self) -> SocketAddr {
         ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        exited(&mut self.child)
     }
 
     fn kill(&mut self) {
@@ -360,6 +379,10 @@ impl CosmosServer {
 impl Server for CosmosServer {
     fn addr(&self) -> SocketAddr {
         ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn exited(&mut self) -> Option<String> {
+        exited(&mut self.child)
     }
 
     fn kill(&mut self) {
