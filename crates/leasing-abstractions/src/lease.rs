@@ -481,8 +481,10 @@ impl Lease {
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.remaining_validity().map(|r| {
             let now = SystemTime::now();
+            // Saturate at 30 years from now (tokio's far future), as `options::after` does.
             now.checked_add(r)
-                .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
+                .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+                .unwrap_or(now)
         })
     }
 

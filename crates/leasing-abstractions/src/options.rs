@@ -17,15 +17,13 @@ pub const CLOCK_DRIFT_FIXED: Duration = Duration::from_millis(2);
 /// The clock-drift allowance for a lease of `duration`:
 /// `duration × CLOCK_DRIFT_FACTOR + 2 ms`.
 pub fn clock_drift(duration: Duration) -> Duration {
-    duration.mul_f64(CLOCK_DRIFT_FACTOR) + CLOCK_DRIFT_FIXED
+    scale(duration, CLOCK_DRIFT_FACTOR).saturating_add(CLOCK_DRIFT_FIXED)
 }
 
 /// How long after a successful renewal's send the holder trusts a lease of `duration`:
 /// `duration × threshold`, never more than `duration − drift`.
 pub fn safety_window(duration: Duration, threshold: f64) -> Duration {
-    duration
-        .mul_f64(threshold)
-        .min(duration.saturating_sub(clock_drift(duration)))
+    scale(duration, threshold).min(duration.saturating_sub(clock_drift(duration)))
 }
 
 /// A far-future instant standing in for "never": about 30 years from now (tokio's own
@@ -272,23 +270,22 @@ impl LeaseOptions {
         if !self.auto_renew {
             return Ok(None);
         }
-        let safe = window;
         // 2/3 of the duration, but always well inside the safety window (a low threshold
         // or a tiny lease whose drift allowance dominates).
         let i = self
             .auto_renew_interval
-            .unwrap_or_else(|| d.mul_f64(2.0 / 3.0).min(window.mul_f64(0.75)));
+            .unwrap_or_else(|| scale(d, 2.0 / 3.0).min(scale(window, 0.75)));
         if i.is_zero() || i >= d {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_interval",
                 format!("{i:?} must be greater than zero and less than the lease duration {d:?}"),
             ));
         }
-        if i >= safe {
+        if i >= window {
             return Err(LeaseError::invalid_argument(
                 "auto_renew_interval",
                 format!(
-                    "{i:?} must be less than the safety window min(duration × auto_renew_safety_threshold, duration − drift) = {safe:?}"
+                    "{i:?} must be less than the safety window min(duration × auto_renew_safety_threshold, duration − drift) = {window:?}"
                 ),
             ));
         }

@@ -315,7 +315,7 @@ impl Scheduler {
         // Each renewing lease bounds the call by its attempt deadline; the batch takes the
         // earliest.
         let now = Instant::now();
-        let mut deadline = now + Duration::from_secs(24 * 3600);
+        let mut deadline = after(now, Duration::from_secs(24 * 3600));
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
@@ -356,7 +356,7 @@ impl Scheduler {
                 ],
                 Ok(Err(_)) => vec![
                     Err(LeaseError::unavailable(
-                        "renewal did not complete before the safety deadline",
+                        "renewal did not complete within its attempt deadline",
                     ));
                     n
                 ],

@@ -13,19 +13,6 @@ fn opts(duration: f64) -> LeaseOptions {
     LeaseOptions::default().with_default_lease_duration(secs(duration))
 }
 
-fn kinds(log: &[(Instant, LeaseEvent)]) -> Vec<&'static str> {
-    log.iter()
-        .map(|(_, e)| match e {
-            LeaseEvent::Renewed { .. } => "renewed",
-            LeaseEvent::RenewalFailed { .. } => "failed",
-            LeaseEvent::AtRisk { .. } => "at_risk",
-            LeaseEvent::Lost { .. } => "lost",
-            LeaseEvent::Released => "released",
-            _ => "other",
-        })
-        .collect()
-}
-
 #[tokio::test(start_paused = true)]
 async fn renews_at_two_thirds_of_the_duration_and_keeps_the_lease() {
     let rig = rig(opts(30.0));

@@ -139,7 +139,8 @@ async fn hold(
             });
         }
     });
-    let hold_for = cfg.lease.mul_f64(0.25 + rng.f64() * 1.25);
+    let hold_for = Duration::try_from_secs_f64(cfg.lease.as_secs_f64() * (0.25 + rng.f64() * 1.25))
+        .unwrap_or(Duration::MAX);
     let until = mono_ns() + u64::try_from(hold_for.as_nanos()).unwrap_or(u64::MAX);
     let name = lease.name().to_owned();
     let token = lease.fencing_token();

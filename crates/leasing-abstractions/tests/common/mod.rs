@@ -48,6 +48,20 @@ pub fn record(lease: &Lease) -> Arc<Mutex<Vec<(Instant, LeaseEvent)>>> {
     log
 }
 
+/// The kinds of the events in a [`record`] log, in order.
+pub fn kinds(log: &[(Instant, LeaseEvent)]) -> Vec<&'static str> {
+    log.iter()
+        .map(|(_, e)| match e {
+            LeaseEvent::Renewed { .. } => "renewed",
+            LeaseEvent::RenewalFailed { .. } => "failed",
+            LeaseEvent::AtRisk { .. } => "at_risk",
+            LeaseEvent::Lost { .. } => "lost",
+            LeaseEvent::Released => "released",
+            _ => "other",
+        })
+        .collect()
+}
+
 /// Lets spawned tasks run without moving the clock.
 pub async fn settle() {
     for _ in 0..20 {
