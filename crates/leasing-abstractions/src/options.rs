@@ -85,7 +85,8 @@ impl From<Duration> for LeaseDuration {
 /// ```
 ///
 /// With the `serde` feature the options (de)serialize with durations in a human form
-/// (`"30s"`, `"1m 30s"`, `"infinite"` for the lease duration), every field optional
+/// (`"30s"`, `"1m 30s"`, `"infinite"` for an infinite lease duration or no acquire
+/// timeout), every field optional
 /// (missing ones take their defaults) and unknown fields rejected:
 ///
 /// ```
@@ -107,8 +108,9 @@ pub struct LeaseOptions {
     /// Lease duration when an acquisition does not give one. Default 30 s.
     pub default_lease_duration: LeaseDuration,
     /// How long `acquire` waits; `None` waits without limit, but at most
-    /// [`MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT`] attempts. Default 30 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    /// [`MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT`] attempts. Default 30 s. (serde: a human
+    /// duration, or `"infinite"` / `null` for no limit.)
+    #[cfg_attr(feature = "serde", serde(with = "crate::serde_impls::limit"))]
     pub acquire_timeout: Option<Duration>,
     /// Pause between acquisition attempts when no release notification arrives (jittered).
     /// Default 500 ms.

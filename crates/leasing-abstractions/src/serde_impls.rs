@@ -1,6 +1,8 @@
 //! Serde forms (feature `serde`) of the types that are not plain derives: a
 //! [`LeaseDuration`] is a human duration (`"30s"`, `"1m 30s"`, `"250ms"`) or `"infinite"`;
-//! a [`LeaseExpiry`] is an RFC 3339 time, `"never"` or `"unknown"`.
+//! a [`LeaseExpiry`] is an RFC 3339 time, `"never"` or `"unknown"`; a limit such as the
+//! acquire timeout (`Option<Duration>`, `None` = no limit) is a human duration or
+//! `"infinite"` (`null` is read as `"infinite"` too).
 
 use crate::options::LeaseDuration;
 use crate::provider::LeaseExpiry;
@@ -79,5 +81,28 @@ impl<'de> Deserialize<'de> for LeaseExpiry {
                     ))
                 }),
         }
+    }
+}
+
+/// An optional limit (`None` = no limit, written `"infinite"`), e.g. the acquire timeout:
+/// the same words as a [`LeaseDuration`], so one config file spells "no limit" one way.
+pub(crate) mod limit {
+    use super::*;
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(d) => humantime_serde::serialize(d, s),
+            None => s.serialize_str(INFINITE),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        Ok(match Option::<LeaseDuration>::deserialize(d)? {
+            Some(LeaseDuration::Finite(d)) => Some(d),
+            Some(LeaseDuration::Infinite) | None => None,
+        })
     }
 }
