@@ -168,6 +168,10 @@ impl LeaseManager {
 
     /// One attempt: the lease if `name` is free, `None` if someone holds it.
     ///
+    /// Keep the answer: `try_acquire(..).await?;` compiles without a warning (the compiler's
+    /// `must_use` does not look inside an `Option`), and the lease it drops is released at
+    /// once. Bind it, e.g. `let Some(lease) = manager.try_acquire(name).await? else { .. }`.
+    ///
     /// # Errors
     /// `InvalidArgument` for bad input; the provider's error otherwise.
     ///
