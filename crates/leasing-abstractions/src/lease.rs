@@ -3,9 +3,9 @@
 use crate::error::{LeaseError, Operation, Result};
 use crate::metadata::Metadata;
 use crate::options::{LeaseDuration, RenewalPolicy};
-use crate::provider::LeaseGrant;
-use crate::renewal::Ctx;
-use crate::telemetry::RESULT_SUCCESS;
+use crate::provider::{LeaseGrant, LeaseProvider};
+use crate::spans;
+use crate::telemetry::{Metrics, RESULT_SUCCESS};
 use futures::FutureExt;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
+use tracing::{Instrument, Span};
 
 /// Where a held lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,6 +120,21 @@ pub(crate) enum RenewOutcome {
 
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
+/// What a lease needs from the manager that granted it: the provider, the metrics, and
+/// the renewal scheduler's bookkeeping. Implemented by the scheduler's context
+/// (`renewal::Ctx`); a trait so that imports run one way: the scheduler owns leases and
+/// depends on this module, a lease does not depend on the scheduler.
+pub(crate) trait LeaseHost: Send + Sync {
+    /// The provider that granted the lease.
+    fn provider(&self) -> &Arc<dyn LeaseProvider>;
+    /// The manager's instruments.
+    fn metrics(&self) -> &Metrics;
+    /// Stops tracking and renewing the lease `key`. Never blocks.
+    fn forget(&self, key: u64);
+    /// Releases `lease` in the background. Never blocks and needs no runtime.
+    fn release_in_background(&self, lease: Arc<LeaseShared>);
+}
+
 /// State shared by a [`Lease`] handle and the renewal scheduler.
 pub(crate) struct LeaseShared {
     pub(crate) key: u64,
@@ -127,7 +142,7 @@ pub(crate) struct LeaseShared {
     pub(crate) policy: Option<RenewalPolicy>,
     /// Window after a renewal's send within which the lease is trusted; `None` if infinite.
     pub(crate) safety_window: Option<Duration>,
-    pub(crate) ctx: Arc<Ctx>,
+    pub(crate) ctx: Arc<dyn LeaseHost>,
     last_sent: Mutex<Instant>,
     state: watch::Sender<LeaseState>,
     lost_reason: Mutex<Option<LostReason>>,
@@ -145,7 +160,7 @@ impl LeaseShared {
         grant: LeaseGrant,
         policy: Option<RenewalPolicy>,
         safety_threshold: f64,
-        ctx: Arc<Ctx>,
+        ctx: Arc<dyn LeaseHost>,
         acquire_cx: opentelemetry::trace::SpanContext,
     ) -> Self {
         let safety_window = grant
@@ -237,6 +252,43 @@ impl LeaseShared {
         self.emit_with(|| event);
     }
 
+    /// The renewal span of this lease, linked to its acquisition.
+    pub(crate) fn renewal_span(&self, kind: spans::Renewal) -> Span {
+        spans::renewal(
+            kind,
+            &self.grant,
+            self.ctx.provider().provider_name(),
+            &self.acquire_cx,
+        )
+    }
+
+    /// The error of a renewal cut off at the lease's safety deadline.
+    pub(crate) fn deadline_error(&self) -> LeaseError {
+        LeaseError::new(
+            crate::ErrorKind::ProviderUnavailable,
+            "renewal did not complete before the safety deadline",
+        )
+        .with_lease_name(&self.grant.name)
+        .with_lease_id(&self.grant.lease_id)
+    }
+
+    /// Calls the provider's release inside a `Lease.Release` span, bounded by `timeout`.
+    pub(crate) async fn release_now(&self, timeout: Duration) -> Result<()> {
+        let provider = self.ctx.provider();
+        let span = spans::release(&self.grant, provider.provider_name());
+        let result = tokio::time::timeout(timeout, provider.release(&self.grant))
+            .instrument(span.clone())
+            .await
+            .unwrap_or_else(|_| {
+                Err(LeaseError::unavailable(format!(
+                    "release did not complete within {timeout:?}"
+                )))
+            })
+            .map_err(|e| e.or_lease(&self.grant.name, Some(&self.grant.lease_id)));
+        spans::record_result(&span, &result, 0);
+        result
+    }
+
     /// Builds and sends an event only if someone ever subscribed.
     fn emit_with(&self, event: impl FnOnce() -> LeaseEvent) {
         if let Some(tx) = self.events.get() {
@@ -247,7 +299,7 @@ impl LeaseShared {
 
     fn on_renewed(&self, sent: Instant, elapsed: Duration) {
         self.ctx
-            .metrics
+            .metrics()
             .renewal(&self.grant.name, RESULT_SUCCESS, elapsed);
         {
             let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
@@ -270,7 +322,7 @@ impl LeaseShared {
 
     fn on_renew_failed(&self, attempt: u32, error: LeaseError, elapsed: Duration) {
         self.ctx
-            .metrics
+            .metrics()
             .renewal(&self.grant.name, error.kind().as_str(), elapsed);
         let remaining = self.remaining().unwrap_or(Duration::MAX);
         tracing::warn!(
@@ -324,7 +376,7 @@ impl LeaseShared {
                 "released"
             };
             self.ctx
-                .metrics
+                .metrics()
                 .ended(&self.grant.name, result, self.acquired.elapsed());
             self.token.cancel();
         }
@@ -353,7 +405,7 @@ impl LeaseShared {
             }
             Err(e) if e.kind() == crate::ErrorKind::Lost => {
                 self.ctx
-                    .metrics
+                    .metrics()
                     .renewal(&self.grant.name, e.kind().as_str(), elapsed);
                 if self.mark_lost(LostReason::Revoked(e.clone())) {
                     // Usually gone already; but a quorum backend can report the loss while
@@ -597,19 +649,19 @@ impl Lease {
                 .with_lease_id(&s.grant.lease_id)
                 .with_operation(Operation::Renew));
         }
-        let span = crate::renewal::renewal_span(crate::spans::Renewal::Manual, s);
+        let span = s.renewal_span(spans::Renewal::Manual);
         let sent = Instant::now();
         let deadline = s
             .safety_deadline()
             .unwrap_or(sent + Duration::from_secs(30));
         // A panicking provider is a failed renewal here too, as in the renewal engine.
         let call = std::panic::AssertUnwindSafe(async {
-            tokio::time::timeout_at(deadline, s.ctx.provider.renew(&s.grant)).await
+            tokio::time::timeout_at(deadline, s.ctx.provider().renew(&s.grant)).await
         })
         .catch_unwind();
         let result = match call.instrument(span.clone()).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(crate::renewal::deadline_error(s)),
+            Ok(Err(_)) => Err(s.deadline_error()),
             Err(_) => Err(LeaseError::new(
                 crate::ErrorKind::Renewal,
                 "the provider panicked while renewing",
@@ -617,7 +669,7 @@ impl Lease {
         }
         .map_err(|e| e.or_lease(&s.grant.name, Some(&s.grant.lease_id)));
         let elapsed = sent.elapsed();
-        crate::spans::record_result(&span, &result, 0);
+        spans::record_result(&span, &result, 0);
         if s.on_renew_result(&result, sent, elapsed, 1) == RenewOutcome::Lost && result.is_ok() {
             return Err(
                 LeaseError::lost("the lease ended while the renewal was in flight")
@@ -648,7 +700,7 @@ impl Lease {
         s.ctx.forget(s.key);
         // If this future is dropped before the release completes, finish it in the background.
         let mut guard = ReleaseGuard(Some(Arc::clone(&s)));
-        let result = crate::renewal::release_now(&s, timeout).await;
+        let result = s.release_now(timeout).await;
         guard.0 = None;
         result.map_err(|e| e.with_operation(Operation::Release))
     }

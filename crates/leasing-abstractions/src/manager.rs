@@ -550,7 +550,7 @@ impl LeaseManager {
             grant,
             policy,
             self.options.auto_renew_safety_threshold,
-            Arc::clone(&self.ctx),
+            Arc::clone(&self.ctx) as Arc<dyn crate::lease::LeaseHost>,
             acquire_cx,
         ));
         self.ctx.register(&shared);

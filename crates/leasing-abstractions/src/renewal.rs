@@ -14,7 +14,7 @@
 //! deadline; a definitive `Lost` ends the lease at once.
 
 use crate::error::{ErrorKind, LeaseError, Result};
-use crate::lease::{LeaseShared, LostReason, RenewOutcome};
+use crate::lease::{LeaseHost, LeaseShared, LostReason, RenewOutcome};
 use crate::options::after;
 use crate::provider::{LeaseGrant, LeaseProvider};
 use crate::spans;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 /// What the manager and its leases share.
 pub(crate) struct Ctx {
@@ -99,21 +99,6 @@ impl Ctx {
         }
     }
 
-    /// Stops tracking and renewing a lease. Never blocks.
-    pub(crate) fn forget(&self, key: u64) {
-        self.registry
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key);
-        self.send(Cmd::Unregister(key));
-    }
-
-    /// Releases a lease from the scheduler task. Never blocks and needs no runtime: if the
-    /// scheduler is gone, the backend expires the lease after its duration.
-    pub(crate) fn release_in_background(&self, lease: Arc<LeaseShared>) {
-        self.send(Cmd::Release(lease));
-    }
-
     /// The leases this manager holds (their handles are alive), lost ones included.
     pub(crate) fn held(&self) -> Vec<Arc<LeaseShared>> {
         self.registry
@@ -125,24 +110,26 @@ impl Ctx {
     }
 }
 
-/// The renewal span of `lease`.
-pub(crate) fn renewal_span(kind: spans::Renewal, lease: &LeaseShared) -> Span {
-    spans::renewal(
-        kind,
-        &lease.grant,
-        lease.ctx.provider.provider_name(),
-        &lease.acquire_cx,
-    )
-}
+impl LeaseHost for Ctx {
+    fn provider(&self) -> &Arc<dyn LeaseProvider> {
+        &self.provider
+    }
 
-/// The error of a renewal cut off at the lease's safety deadline.
-pub(crate) fn deadline_error(lease: &LeaseShared) -> LeaseError {
-    LeaseError::new(
-        ErrorKind::ProviderUnavailable,
-        "renewal did not complete before the safety deadline",
-    )
-    .with_lease_name(&lease.grant.name)
-    .with_lease_id(&lease.grant.lease_id)
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn forget(&self, key: u64) {
+        self.registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+        self.send(Cmd::Unregister(key));
+    }
+
+    fn release_in_background(&self, lease: Arc<LeaseShared>) {
+        self.send(Cmd::Release(lease));
+    }
 }
 
 struct Entry {
@@ -319,7 +306,7 @@ impl Scheduler {
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
-            let span = renewal_span(spans::Renewal::Auto, &e.lease);
+            let span = e.lease.renewal_span(spans::Renewal::Auto);
             span.record("lease.retry_count", e.failures);
             spans.push(span);
             if let Some(d) = e.lease.safety_deadline() {
@@ -403,7 +390,7 @@ impl Scheduler {
                     e.failures = attempt;
                     if policy.max_retries.is_some_and(|max| attempt > max) {
                         self.remove(key);
-                        let err = result.err().unwrap_or_else(|| deadline_error(&lease));
+                        let err = result.err().unwrap_or_else(|| lease.deadline_error());
                         if lease.mark_lost(LostReason::RetriesExhausted(err)) {
                             spawn_release(lease);
                         }
@@ -448,7 +435,7 @@ fn early_slack(duration: Duration) -> Duration {
 fn spawn_release(lease: Arc<LeaseShared>) {
     tokio::spawn(async move {
         let timeout = lease.release_timeout();
-        if let Err(e) = release_now(&lease, timeout).await {
+        if let Err(e) = lease.release_now(timeout).await {
             tracing::warn!(
                 lease.name = %lease.grant.name,
                 error = %e,
@@ -456,21 +443,4 @@ fn spawn_release(lease: Arc<LeaseShared>) {
             );
         }
     });
-}
-
-/// Calls the provider's release for `lease` inside a `Lease.Release` span, bounded by
-/// `timeout`.
-pub(crate) async fn release_now(lease: &LeaseShared, timeout: Duration) -> Result<()> {
-    let span = spans::release(&lease.grant, lease.ctx.provider.provider_name());
-    let result = tokio::time::timeout(timeout, lease.ctx.provider.release(&lease.grant))
-        .instrument(span.clone())
-        .await
-        .unwrap_or_else(|_| {
-            Err(LeaseError::unavailable(format!(
-                "release did not complete within {timeout:?}"
-            )))
-        })
-        .map_err(|e| e.or_lease(&lease.grant.name, Some(&lease.grant.lease_id)));
-    spans::record_result(&span, &result, 0);
-    result
 }
