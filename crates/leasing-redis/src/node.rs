@@ -31,6 +31,9 @@ pub(crate) struct Node {
     retention_ms: u64,
     /// Identity checks and the restart fence (one server; not in cluster mode).
     identity: Option<Identity>,
+    /// The restart fence in cluster mode, checked inside the acquire script on the node
+    /// that grants (see [`ClusterFence`]); `None` on one server and when the fence is off.
+    cluster_fence: Option<ClusterFence>,
     redacted_url: String,
     _subscriber: AbortOnDropHandle<()>,
 }
@@ -162,6 +165,7 @@ impl Node {
             call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
             identity: Some(Identity::new(config.restart_fence)),
+            cluster_fence: None,
             redacted_url,
             _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
         };
@@ -228,6 +232,7 @@ impl Node {
             call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
             identity: None,
+            cluster_fence: ClusterFence::new(config),
             redacted_url,
             _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
         })
@@ -243,6 +248,11 @@ impl Node {
 
     pub(crate) fn fence_key(&self, name: &str) -> String {
         format!("{}{{{name}}}:fence", self.prefix)
+    }
+
+    /// The cluster-mode promotion marker of `name` (same slot as its lease).
+    pub(crate) fn promoted_key(&self, name: &str) -> String {
+        format!("{}{{{name}}}:promoted", self.prefix)
     }
 
     fn channel(&self, name: &str) -> String {
@@ -355,6 +365,9 @@ impl Node {
             ))
             .with_lease_name(a.name));
         }
+        if let Some(fence) = &self.cluster_fence {
+            return self.acquire_fenced(a, limit, fence).await;
+        }
         let epoch = self.epoch();
         let lua = &SCRIPTS.acquire;
         let key = self.lease_key(a.name);
@@ -372,6 +385,43 @@ impl Node {
             acquired_ms,
             epoch,
         }))
+    }
+
+    /// The acquire of cluster mode with a restart fence: the acquire script behind the
+    /// fence check (`cluster_fence.lua`), one `EVALSHA` on the node that grants.
+    async fn acquire_fenced(
+        &self,
+        a: Acquire<'_>,
+        limit: Duration,
+        fence: &ClusterFence,
+    ) -> Result<Option<Granted>> {
+        let lua = &SCRIPTS.acquire_fenced;
+        let key = self.lease_key(a.name);
+        let mut cmd = lua.evalsha(&[
+            key.clone(),
+            self.fence_key(a.name),
+            self.promoted_key(a.name),
+        ]);
+        cmd.arg(a.lease_id)
+            .arg(ttl_ms(a.ttl))
+            .arg(a.floor)
+            .arg(self.retention_ms)
+            .arg(a.rest)
+            .arg(fence.fence_ms)
+            .arg(fence.marker_ttl_ms);
+        let reply: Option<Vec<u64>> = self
+            .call(Op::Acquire, a.name, limit, self.eval(lua, &key, cmd))
+            .await?;
+        fence
+            .decode(reply)
+            .map_err(|e| e.with_lease_name(a.name))
+            .map(|got| {
+                got.map(|(token, acquired_ms)| Granted {
+                    token,
+                    acquired_ms,
+                    epoch: 0,
+                })
+            })
     }
 
     /// Raises the fencing counter to `token` and records it (Redlock second phase).
@@ -607,6 +657,70 @@ impl Node {
     }
 }
 
+/// The restart fence in Redis Cluster mode.
+///
+/// On one server the fence is decided by the client (`INFO` after a connection failure,
+/// see [`Identity`]). That does not carry over to a cluster: redis-rs' cluster connection
+/// hides which node answers, and after a failover a redirected command sees no error, so an
+/// `INFO` sent before the acquire may reach another node than the acquire itself. Instead
+/// the check runs inside the acquire script (`cluster_fence.lua` prepended to
+/// `acquire.lua`), atomically on the master that grants: `INFO` is allowed in scripts
+/// (not `noscript`; checked on Redis 7.0). Its per-name promotion marker
+/// (`{prefix}{<name>}:promoted`, `<replid>|<first notice ms>`) hashes to the lease's slot,
+/// as a cluster script requires; a server-wide marker as on one server would live in
+/// another slot. Per name, the fence after a promotion starts when that name is first
+/// acquired there: never earlier than the promotion, so never shorter than on one server.
+///
+/// Only used when the fence is on: with it off, cluster acquires run the plain script
+/// (no `INFO`, no extra key), so the default costs nothing extra.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClusterFence {
+    /// The fence (ms).
+    fence_ms: u64,
+    /// How long a promotion marker outlives the name's last acquire on the node (ms): the
+    /// fencing counter's retention, at least the fence. An expired marker only fences the
+    /// name once more at its next acquire (first notice again), which is safe.
+    marker_ttl_ms: u64,
+}
+
+impl ClusterFence {
+    fn new(config: &RedisConfig) -> Option<Self> {
+        if config.restart_fence.is_zero() {
+            return None;
+        }
+        let fence_ms = ttl_ms(config.restart_fence);
+        Some(Self {
+            fence_ms,
+            marker_ttl_ms: ttl_ms(config.fence_retention).max(fence_ms),
+        })
+    }
+
+    /// The fenced acquire script's reply: nil when held, `{token, acquired ms}` when
+    /// granted, `{0, fenced until ms, server now ms}` when the node is inside its fence
+    /// (`ProviderUnavailable`, retried by the core). Token 0 is never granted (tokens are
+    /// at least the server clock in µs, or above a Redlock floor).
+    fn decode(&self, reply: Option<Vec<u64>>) -> Result<Option<(u64, u64)>> {
+        match reply.as_deref() {
+            None => Ok(None),
+            Some(&[token, acquired_ms]) if token > 0 => Ok(Some((token, acquired_ms))),
+            Some(&[0, until_ms, now_ms]) => {
+                let left = Duration::from_millis(until_ms.saturating_sub(now_ms));
+                Err(LeaseError::unavailable(format!(
+                    "restart fence: the cluster node serving this name restarted less than {fence:?} ago, or was promoted from a replica less than {fence:?} before this name was first acquired there; it grants nothing until {until_ms} ms Unix time on its clock (another {left:?})",
+                    fence = Duration::from_millis(self.fence_ms)
+                )))
+            }
+            Some(other) => Err(LeaseError::new(
+                leasing_abstractions::ErrorKind::Acquisition,
+                format!(
+                    "redis acquire answered with an unexpected reply of {} numbers",
+                    other.len()
+                ),
+            )),
+        }
+    }
+}
+
 /// The inspect script's reply: the record, its PTTL and the server's time (ms).
 pub(crate) type InspectReply = (Vec<u8>, i64, u64);
 
@@ -746,5 +860,63 @@ mod tests {
         assert!(include_str!("scripts/fence.lua")
             .contains("redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])"));
         assert!(include_str!("scripts/promoted.lua").contains("string.format('%d', now)"));
+        assert!(include_str!("scripts/cluster_fence.lua")
+            .contains("replid .. '|' .. string.format('%d', fnow)"));
+    }
+
+    #[test]
+    fn the_cluster_fence_is_off_by_default_and_decodes_its_replies() {
+        let off = RedisConfig::default();
+        assert_eq!(
+            ClusterFence::new(&off),
+            None,
+            "off: the plain acquire script"
+        );
+        let on = RedisConfig {
+            restart_fence: Duration::from_secs(3),
+            fence_retention: Duration::from_millis(10),
+            ..RedisConfig::default()
+        };
+        let f = ClusterFence::new(&on).expect("on");
+        assert_eq!(f.fence_ms, 3000);
+        assert_eq!(
+            f.marker_ttl_ms, 3000,
+            "a marker outlives at least the fence"
+        );
+        let long = RedisConfig {
+            fence_retention: Duration::from_secs(86_400),
+            ..on
+        };
+        let f = ClusterFence::new(&long).expect("on");
+        assert_eq!(f.marker_ttl_ms, 86_400_000, "…and the counter's retention");
+
+        assert_eq!(f.decode(None).expect("held"), None);
+        assert_eq!(
+            f.decode(Some(vec![1_700_000_000_000_000, 1_700_000_000_000]))
+                .expect("granted"),
+            Some((1_700_000_000_000_000, 1_700_000_000_000))
+        );
+        let e = f
+            .decode(Some(vec![0, 1_700_000_002_500, 1_700_000_000_000]))
+            .expect_err("fenced");
+        assert_eq!(
+            e.kind(),
+            leasing_abstractions::ErrorKind::ProviderUnavailable
+        );
+        assert!(e.is_retryable());
+        assert!(
+            e.message().contains("restart fence")
+                && e.message().contains("until 1700000002500 ms")
+                && e.message().contains("another 2.5s"),
+            "{e}"
+        );
+        for odd in [vec![], vec![0, 1], vec![1, 2, 3], vec![1]] {
+            let e = f.decode(Some(odd)).expect_err("unexpected");
+            assert_eq!(
+                e.kind(),
+                leasing_abstractions::ErrorKind::Acquisition,
+                "{e}"
+            );
+        }
     }
 }

@@ -38,6 +38,8 @@ impl Lua {
 
 pub(crate) struct Scripts {
     pub(crate) acquire: Lua,
+    /// `acquire` behind the in-script restart fence (cluster mode with `restart_fence`).
+    pub(crate) acquire_fenced: Lua,
     pub(crate) renew: Lua,
     pub(crate) release: Lua,
     pub(crate) breaks: Lua,
@@ -48,6 +50,10 @@ pub(crate) struct Scripts {
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     acquire: Lua::new(include_str!("scripts/acquire.lua")),
+    acquire_fenced: Lua::new(concat!(
+        include_str!("scripts/cluster_fence.lua"),
+        include_str!("scripts/acquire.lua")
+    )),
     renew: Lua::new(include_str!("scripts/renew.lua")),
     release: Lua::new(include_str!("scripts/release.lua")),
     breaks: Lua::new(include_str!("scripts/break.lua")),

@@ -190,6 +190,98 @@ async fn names_land_on_every_master_and_one_renew_many_renews_them_all() {
     assert!(p.renew_many(&[]).await.is_empty());
 }
 
+/// `field` of `INFO replication` on the node at `addr`.
+async fn replication_field(addr: &str, field: &str) -> String {
+    let text: String = on_node(addr, redis::cmd("INFO").arg("replication")).await;
+    text.lines()
+        .find_map(|l| l.trim_end().strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in INFO"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restart_fence_is_decided_on_the_node_that_grants() {
+    let Some(urls) = cluster_urls() else { return };
+    let owners = slot_owners(&urls[0]).await;
+    let mut admin = raw(&urls[0]).await;
+    let prefix = unique("cfence");
+    // Names on every master.
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    for i in 0..30 {
+        let name = format!("{prefix}-{i}");
+        let owner = owner_of(&mut admin, &owners, &format!("lease:{{{name}}}")).await;
+        names.entry(owner).or_insert(name);
+    }
+    assert!(names.len() >= 2, "names on one master only: {names:?}");
+    let build = |fence: Duration| {
+        RedisLeaseProvider::builder()
+            .cluster_urls(&urls)
+            .restart_fence(fence)
+            .build()
+    };
+    // A fence longer than any node's uptime: every node refuses, and writes nothing.
+    let young = build(Duration::from_secs(365 * 86_400))
+        .await
+        .expect("connect");
+    for (owner, name) in &names {
+        let e = young
+            .try_acquire(&req(name, SHORT))
+            .await
+            .expect_err("inside the fence");
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+        assert!(e.is_retryable());
+        assert!(e.message().contains("restart fence"), "{e}");
+        assert_eq!(e.lease_name(), Some(name.as_str()));
+        let exists: i64 = on_node(
+            owner,
+            redis::cmd("EXISTS")
+                .arg(format!("lease:{{{name}}}"))
+                .arg(format!("lease:{{{name}}}:fence")),
+        )
+        .await;
+        assert_eq!(exists, 0, "a fenced acquire wrote {name} on {owner}");
+    }
+    // A short fence: nodes up longer than it grant, renew and release as usual (the
+    // fenced script is loaded after NOSCRIPT like the others).
+    let p = build(Duration::from_millis(1)).await.expect("connect");
+    for (owner, name) in &names {
+        let started = Instant::now();
+        let g = loop {
+            match p.try_acquire(&req(name, SHORT)).await {
+                Ok(g) => break g.expect("free"),
+                // Only a node started within the last second is still fenced.
+                Err(e) if e.kind() == ErrorKind::ProviderUnavailable => {
+                    assert!(started.elapsed() < Duration::from_secs(10), "{e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("acquire: {e}"),
+            }
+        };
+        assert!(p
+            .try_acquire(&req(name, SHORT))
+            .await
+            .expect("held")
+            .is_none());
+        p.renew(&g).await.expect("renew");
+        // A master that was never promoted gets no promotion marker.
+        let marker: Option<String> = on_node(
+            owner,
+            redis::cmd("GET").arg(format!("lease:{{{name}}}:promoted")),
+        )
+        .await;
+        if replication_field(owner, "second_repl_offset").await == "-1" {
+            assert_eq!(marker, None, "a marker on a never-promoted master {owner}");
+        } else {
+            let replid = replication_field(owner, "master_replid").await;
+            assert!(
+                marker.is_some_and(|m| m.starts_with(&format!("{replid}|"))),
+                "no marker under {replid} on promoted {owner}"
+            );
+        }
+        p.release(&g).await.expect("release");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_acquirer_on_the_cluster_wakes_on_release_not_on_polling() {
     let Some(urls) = cluster_urls() else { return };

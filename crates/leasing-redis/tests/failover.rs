@@ -7,7 +7,8 @@ mod common;
 
 use common::{raw, service_env, unique, FrontDoor, RedisServer};
 use leasing_abstractions::{
-    AcquireRequest, Lease, LeaseManager, LeaseOptions, LeaseProvider, LeaseState, Metadata,
+    AcquireRequest, ErrorKind, Lease, LeaseGrant, LeaseManager, LeaseOptions, LeaseProvider,
+    LeaseState, Metadata,
 };
 use leasing_redis::RedisLeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
@@ -295,11 +296,47 @@ async fn cluster_ok(url: &str) -> bool {
     info.contains("cluster_state:ok")
 }
 
+/// A grant of `req` from `p`, waiting out a restart fence (a fresh cluster's nodes are
+/// young): retried while `ProviderUnavailable`, for up to 30 s.
+async fn grant_when_unfenced(p: &RedisLeaseProvider, req: &AcquireRequest) -> LeaseGrant {
+    let started = Instant::now();
+    loop {
+        match p.try_acquire(req).await {
+            Ok(Some(g)) => return g,
+            Ok(None) => panic!("{} is held", req.name),
+            Err(e) if e.kind() == ErrorKind::ProviderUnavailable => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "never granted: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("acquire: {e}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
     if !common::have_redis_server() {
         return;
     }
+    let d = Duration::from_secs(3);
+    for fence in [Duration::ZERO, d] {
+        let overlap = cluster_failover_overlap(d, fence).await;
+        if !fence.is_zero() {
+            assert!(
+                overlap < 0.0,
+                "with a restart fence the contender got the name {overlap:.0} ms before the holder knew it was lost"
+            );
+        }
+    }
+}
+
+/// One run on a private cluster (3 masters + 3 replicas): a grant the name's replica
+/// misses, the master killed, the replica promoted with `CLUSTER FAILOVER TAKEOVER`, a
+/// fresh client polling for the name. Returns the overlap of two believed holders (ms).
+async fn cluster_failover_overlap(d: Duration, fence: Duration) -> f64 {
     // Three masters with one replica each, on free ports (cluster bus ports chosen too).
     let mut servers: Vec<RedisServer> = (0..6)
         .map(|_| {
@@ -339,11 +376,11 @@ async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
         }
     }
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    let d = Duration::from_secs(3);
     let build = || {
         RedisLeaseProvider::builder()
             .cluster_urls(&urls)
             .call_timeout(Duration::from_millis(500))
+            .restart_fence(fence)
             .build()
     };
     let holder = build().await.expect("cluster provider");
@@ -393,15 +430,11 @@ async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
     let index = |addr: &str| addrs.iter().position(|a| a == addr).expect("ours");
     let (mi, ri) = (index(&master_addr), index(&replica_addr));
     // Grants the replica sees, then grants it misses (stopped; the master dies before it
-    // could send them).
+    // could send them). With the fence, the fresh nodes grant nothing for its first F.
     let req = AcquireRequest::new(&name, d, Metadata::new());
     let mut max_token = 0;
     for _ in 0..3 {
-        let g = holder
-            .try_acquire(&req)
-            .await
-            .expect("acquire")
-            .expect("free");
+        let g = grant_when_unfenced(&holder, &req).await;
         max_token = max_token.max(g.fencing_token);
         holder.release(&g).await.expect("release");
     }
@@ -443,26 +476,60 @@ async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
         .expect("takeover");
     // A fresh client gets the name from the promoted replica.
     let started = Instant::now();
+    let mut refused = None;
     let (got, token) = loop {
         assert!(started.elapsed() < Duration::from_secs(30), "never granted");
         if let Ok(p) = build().await {
-            if let Ok(Some(g)) = p.try_acquire(&req).await {
-                let at = Instant::now();
-                p.release(&g).await.expect("release");
-                break (at, g.fencing_token);
+            match p.try_acquire(&req).await {
+                Ok(Some(g)) => {
+                    let at = Instant::now();
+                    p.release(&g).await.expect("release");
+                    break (at, g.fencing_token);
+                }
+                Err(e) if e.message().contains("restart fence") => refused = Some(e),
+                _ => {}
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let lost = lost.await.expect("watcher");
+    let overlap = overlap_ms(lost, got);
     eprintln!(
-        "cluster failover (CLUSTER FAILOVER TAKEOVER) to a replica that missed the grant: overlap of two believed holders {:.0} ms (> 0: both believed they held it)",
-        overlap_ms(lost, got)
+        "cluster failover (CLUSTER FAILOVER TAKEOVER) to a replica that missed the grant, restart_fence {fence:?}: overlap of two believed holders {overlap:.0} ms (> 0: both believed they held it)"
     );
     assert!(
         token > max_token,
         "token {token} after the cluster failover is not above {max_token} granted before"
     );
+    if fence.is_zero() {
+        assert!(refused.is_none(), "fenced without a fence: {refused:?}");
+    } else {
+        // The promoted replica (uptime well above F) was fenced by its promotion marker.
+        let e = refused.expect("the promoted replica never refused with the restart fence");
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+        eprintln!("  refused while fenced: {e}");
+        let mut c = raw(&servers[ri].url()).await;
+        let marker: String = redis::cmd("GET")
+            .arg(format!("lease:{{{name}}}:promoted"))
+            .query_async(&mut c)
+            .await
+            .expect("the promotion marker is on the promoted replica");
+        let replid: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut c)
+            .await
+            .expect("info");
+        let replid = replid
+            .lines()
+            .find_map(|l| l.trim_end().strip_prefix("master_replid:"))
+            .expect("master_replid")
+            .to_owned();
+        assert!(
+            marker.starts_with(&format!("{replid}|")),
+            "marker {marker} is not under the promoted replica's replication id {replid}"
+        );
+    }
+    overlap
 }
 
 /// Copies the record and counter of `name` from `from` to `to` with the same TTL (a
