@@ -12,6 +12,9 @@
 //! * or it was promoted from a replica (`second_repl_offset` ≠ -1) less than `F` before
 //!   the first client noticed (a marker key `{prefix}promoted:<replication id>` records
 //!   when, on the server's clock, so every client fences until the same moment).
+//!
+//! This is the one-server path. In cluster mode the fence is decided inside the acquire
+//! script instead (`ClusterFence` in `node.rs`, `scripts/cluster_fence.lua`).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;

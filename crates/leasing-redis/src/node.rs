@@ -29,7 +29,8 @@ pub(crate) struct Node {
     pub(crate) call_timeout: Duration,
     /// How long a fencing counter outlives its last grant, in ms.
     retention_ms: u64,
-    /// Identity checks and the restart fence (one server; not in cluster mode).
+    /// Identity checks and the restart fence (one server; in cluster mode no identity
+    /// checks: a renewal on a promoted node that lacks the lease finds no key, `Lost`).
     identity: Option<Identity>,
     /// The restart fence in cluster mode, checked inside the acquire script on the node
     /// that grants (see [`ClusterFence`]); `None` on one server and when the fence is off.
