@@ -162,6 +162,17 @@ mod tests {
     use super::*;
     use crate::ErrorKind;
 
+    #[test]
+    fn truncation_never_splits_a_character() {
+        // 'é' is two bytes: a cut at an odd byte steps back to the character's start.
+        let mut s = "é".repeat(10);
+        truncate_utf8(&mut s, 7);
+        assert_eq!(s, "ééé");
+        let mut short = String::from("abc");
+        truncate_utf8(&mut short, 7);
+        assert_eq!(short, "abc");
+    }
+
     fn md(pairs: &[(&str, &str)]) -> Metadata {
         pairs
             .iter()

@@ -324,6 +324,7 @@ mod tests {
                 ..Default::default()
             }
         );
+        assert_eq!(p.to_string(), only, "empty parts print as empty fields");
     }
 
     #[test]

@@ -697,6 +697,20 @@ mod tests {
     use crate::ErrorKind;
 
     #[test]
+    fn a_zero_granularity_accepts_any_duration_in_bounds() {
+        let caps = ProviderCapabilities::new(Duration::from_secs(15), Duration::from_secs(60))
+            .with_duration_granularity(Duration::ZERO);
+        caps.check_duration(LeaseDuration::Finite(Duration::from_nanos(15_500_000_001)))
+            .expect("no granularity");
+        let whole = ProviderCapabilities::new(Duration::from_secs(15), Duration::from_secs(60))
+            .with_duration_granularity(Duration::from_secs(1));
+        let e = whole
+            .check_duration(LeaseDuration::Finite(Duration::from_millis(15_500)))
+            .expect_err("15.5 s is not whole seconds");
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    }
+
+    #[test]
     fn capabilities_check_durations() {
         let c = ProviderCapabilities::new(Duration::from_secs(15), Duration::from_secs(60))
             .with_max_renew_batch(0);
