@@ -7,6 +7,14 @@ cd "$(dirname "$0")"
 export CARGO_TERM_COLOR=never
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean run needs about 4 GB under target/ (debug info is trimmed in Cargo.toml's
+# profiles); a full disk shows up as a linker "Bus error", so say it up front.
+free_kb="$(df -Pk . | awk 'NR==2 {print $4}')"
+echo "free disk space: $((free_kb / 1024 / 1024)) GB"
+if [ "$free_kb" -lt $((5 * 1024 * 1024)) ]; then
+  echo "warning: less than 5 GB free; the build may fail with 'No space left on device'" >&2
+fi
+
 step "format"
 cargo fmt --all -- --check
 
