@@ -494,6 +494,16 @@ impl BlobLeaseProviderBuilder {
         if renew_concurrency == 0 {
             return Err(config_error("renew_concurrency", "must be at least 1"));
         }
+        if let BlobAuth::AccountKey { key, .. } = &auth {
+            // Signing decodes the key as base64 on every request: a key that is not base64
+            // would otherwise pass the build and fail every call with the decoder's message.
+            if azure_core::hmac::hmac_sha256("", key).is_err() {
+                return Err(config_error(
+                    "account_key",
+                    "is not base64 (copy key1 or key2 from the storage account's access keys)",
+                ));
+            }
+        }
         if matches!(auth, BlobAuth::Token(_)) && endpoint.scheme() != "https" {
             return Err(config_error(
                 "endpoint",
@@ -771,6 +781,22 @@ mod tests {
             field(ok().call_timeout(Duration::ZERO).into_config()),
             "call_timeout"
         );
+        // A key that is not base64 fails the build, not every request; it is never echoed.
+        for (label, b) in [
+            ("builder", ok().account_key("acct", "not*base64!SECRET")),
+            (
+                "connection string",
+                BlobLeaseProvider::builder()
+                    .connection_string(
+                        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=not*base64!SECRET",
+                    )
+                    .unwrap(),
+            ),
+        ] {
+            let e = b.into_config().expect_err(label);
+            assert_eq!(e.field(), Some("account_key"), "{label}: {e}");
+            assert!(!e.to_string().contains("SECRET"), "{label}: {e}");
+        }
         assert_eq!(
             field(ok().renew_concurrency(0).into_config()),
             "renew_concurrency"
