@@ -293,6 +293,11 @@ impl LeaseManager {
 
     /// Breaks whatever lease holds `name` (operator action). `true` if one was broken.
     ///
+    /// The name is free at once; the broken holder learns it at its next renewal and until
+    /// then still answers `is_held() == true` (this is the operator overriding the
+    /// exclusion promise: break only a holder known to be gone or stuck; fencing tokens
+    /// still reject its late writes).
+    ///
     /// # Errors
     /// `InvalidArgument` for a bad name; the provider's error otherwise.
     pub async fn break_lease(&self, name: &str) -> Result<bool> {

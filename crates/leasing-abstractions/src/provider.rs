@@ -467,7 +467,7 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
     fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>>;
 
     /// Operator force-release. `Ok(true)` if a lease was broken, `Ok(false)` if the name
-    /// was free.
+    /// was free. The broken holder's next renewal must fail as `Lost`.
     fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>>;
 
     /// Announcements that `name` was released, for waking an acquirer waiting for it;
