@@ -118,8 +118,8 @@ pub struct RedisConfig {
     /// least the longest lease duration in use, and no lease granted before a restart
     /// without persistence or a failover can overlap one granted after it. In cluster
     /// mode the check runs inside the acquire script on the master that grants: a node
-    /// up for less than this, or promoted from a replica less than this before the name
-    /// was first acquired there, refuses (`ProviderUnavailable`); the user needs `INFO`
+    /// up for less than this, or promoted from a replica less than this before a name of
+    /// the name's hash slot was first acquired there, refuses (`ProviderUnavailable`); the user needs `INFO`
     /// (an ACL that refuses it fails every acquire with `Acquisition`, loudly, rather than
     /// turning the fence off as on one server).
     pub restart_fence: Duration,

@@ -2,7 +2,9 @@
 //! on the one server, on every master of a cluster, or on Redlock's servers.
 //!
 //! Only lease keys match: `{prefix}{<name>}` ends with `}`, the fencing counters
-//! (`…}:fence`) and the promotion markers do not. The cursor of a page is
+//! (`…}:fence`) and the promotion markers (`{prefix}promoted:<replid>` on one server,
+//! `{prefix}{<slot tag>}:promoted` per slot in cluster mode) do not. A slot tag is a
+//! number, a valid lease name too, but its marker key never ends with `}`. The cursor of a page is
 //! `<scan space>:<SCAN cursor>`, where a scan space is the server (0), a master of the
 //! cluster (by its index in the sorted master list) or a Redlock server.
 
@@ -204,6 +206,11 @@ mod tests {
         assert_eq!(name_of("lease:", "lease:{a/b}"), Some("a/b"));
         assert_eq!(name_of("lease:", "lease:{a}:fence"), None);
         assert_eq!(name_of("lease:", "lease:promoted:x"), None);
+        // A cluster slot's promotion marker: its tag is a number (a valid name), the key
+        // is no lease key, and the listing pattern of any name prefix does not match it.
+        assert_eq!(name_of("lease:", "lease:{123}:promoted"), None);
+        assert_eq!(name_of("lease:", "lease:{123}"), Some("123"));
+        assert!(pattern("lease:", "12").ends_with('}'));
         assert_eq!(name_of("lease:", "other:{a}"), None);
         assert_eq!(name_of("lease:", "lease:{a}}"), None);
     }

@@ -17,8 +17,9 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_routing::Slot;
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult};
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -251,9 +252,11 @@ impl Node {
         format!("{}{{{name}}}:fence", self.prefix)
     }
 
-    /// The cluster-mode promotion marker of `name` (same slot as its lease).
-    pub(crate) fn promoted_key(&self, name: &str) -> String {
-        format!("{}{{{name}}}:promoted", self.prefix)
+    /// The cluster-mode promotion marker of the hash slot of `lease_key`: one per slot,
+    /// `{prefix}{<slot tag>}:promoted` (a different hash tag, the same slot; see
+    /// [`slot_tag`]).
+    pub(crate) fn promoted_key(&self, lease_key: &str) -> String {
+        format!("{}{{{}}}:promoted", self.prefix, slot_tag(lease_key))
     }
 
     fn channel(&self, name: &str) -> String {
@@ -398,11 +401,7 @@ impl Node {
     ) -> Result<Option<Granted>> {
         let lua = &SCRIPTS.acquire_fenced;
         let key = self.lease_key(a.name);
-        let mut cmd = lua.evalsha(&[
-            key.clone(),
-            self.fence_key(a.name),
-            self.promoted_key(a.name),
-        ]);
+        let mut cmd = lua.evalsha(&[key.clone(), self.fence_key(a.name), self.promoted_key(&key)]);
         cmd.arg(a.lease_id)
             .arg(ttl_ms(a.ttl))
             .arg(a.floor)
@@ -666,11 +665,13 @@ impl Node {
 /// `INFO` sent before the acquire may reach another node than the acquire itself. Instead
 /// the check runs inside the acquire script (`cluster_fence.lua` prepended to
 /// `acquire.lua`), atomically on the master that grants: `INFO` is allowed in scripts
-/// (not `noscript`; checked on Redis 7.0). Its per-name promotion marker
-/// (`{prefix}{<name>}:promoted`, `<replid>|<first notice ms>`) hashes to the lease's slot,
-/// as a cluster script requires; a server-wide marker as on one server would live in
-/// another slot. Per name, the fence after a promotion starts when that name is first
-/// acquired there: never earlier than the promotion, so never shorter than on one server.
+/// (not `noscript`; checked on Redis 7.0). Its promotion marker is per hash slot
+/// (`{prefix}{<slot tag>}:promoted`, `<replid>|<first notice ms>`, see [`slot_tag`]): a
+/// cluster script may only touch keys of its keys' slot, so a server-wide marker as on
+/// one server is out of reach, but every name of a slot shares the slot's marker. Per
+/// slot, the fence after a promotion starts when a name of that slot is first acquired
+/// there: never earlier than the promotion, so never shorter than on one server, and a
+/// name first used long after the promotion in a slot already in use is not fenced again.
 ///
 /// Only used when the fence is on: with it off, cluster acquires run the plain script
 /// (no `INFO`, no extra key), so the default costs nothing extra.
@@ -678,9 +679,9 @@ impl Node {
 struct ClusterFence {
     /// The fence (ms).
     fence_ms: u64,
-    /// How long a promotion marker outlives the name's last acquire on the node (ms): the
-    /// fencing counter's retention, at least the fence. An expired marker only fences the
-    /// name once more at its next acquire (first notice again), which is safe.
+    /// How long a promotion marker outlives the last acquire in its slot on the node (ms):
+    /// the fencing counter's retention, at least the fence. An expired marker only fences
+    /// the slot once more at its next acquire (first notice again), which is safe.
     marker_ttl_ms: u64,
 }
 
@@ -690,6 +691,8 @@ impl ClusterFence {
             return None;
         }
         let fence_ms = ttl_ms(config.restart_fence);
+        // Built here, at connect, rather than in the first acquire (a few ms, once).
+        LazyLock::force(&SLOT_TAGS);
         Some(Self {
             fence_ms,
             marker_ttl_ms: ttl_ms(config.fence_retention).max(fence_ms),
@@ -707,7 +710,7 @@ impl ClusterFence {
             Some(&[0, until_ms, now_ms]) => {
                 let left = Duration::from_millis(until_ms.saturating_sub(now_ms));
                 Err(LeaseError::unavailable(format!(
-                    "restart fence: the cluster node serving this name restarted less than {fence:?} ago, or was promoted from a replica less than {fence:?} before this name was first acquired there; it grants nothing until {until_ms} ms Unix time on its clock (another {left:?})",
+                    "restart fence: the cluster node serving this name restarted less than {fence:?} ago, or was promoted from a replica less than {fence:?} before this name's hash slot was first used there; it grants nothing until {until_ms} ms Unix time on its clock (another {left:?})",
                     fence = Duration::from_millis(self.fence_ms)
                 )))
             }
@@ -720,6 +723,33 @@ impl ClusterFence {
             )),
         }
     }
+}
+
+/// The number of Redis Cluster hash slots.
+const SLOTS: usize = 16384;
+
+/// The hash tag of every slot's promotion marker: for slot `s` the smallest number whose
+/// decimal digits hash to `s` (CRC16 as redis-rs and Redis compute it). Every slot is
+/// covered by 0 … 109757, so a tag has at most six digits. Deterministic, so every client
+/// (and version) names a slot's marker alike. Built once, when a cluster provider with a
+/// restart fence is built.
+static SLOT_TAGS: LazyLock<HashMap<Slot, u32>> = LazyLock::new(|| {
+    let mut tags = HashMap::with_capacity(SLOTS);
+    let mut digits = String::new();
+    let mut i = 0u32;
+    while tags.len() < SLOTS {
+        digits.clear();
+        write!(digits, "{i}").expect("a String takes any write");
+        tags.entry(Slot::for_key(&digits)).or_insert(i);
+        i += 1;
+    }
+    tags
+});
+
+/// The hash tag of the promotion marker of `key`'s slot: a key `{<tag>}…` lives in the
+/// same slot as `key`, so a script may declare both.
+fn slot_tag(key: &str) -> u32 {
+    SLOT_TAGS[&Slot::for_key(key)]
 }
 
 /// The inspect script's reply: the record, its PTTL and the server's time (ms).
@@ -863,6 +893,33 @@ mod tests {
         assert!(include_str!("scripts/promoted.lua").contains("string.format('%d', now)"));
         assert!(include_str!("scripts/cluster_fence.lua")
             .contains("replid .. '|' .. string.format('%d', fnow)"));
+    }
+
+    #[test]
+    fn every_slot_has_a_short_marker_tag_in_that_slot() {
+        assert_eq!(SLOT_TAGS.len(), SLOTS);
+        assert_eq!(Slot::new(SLOTS as u16), None, "{SLOTS} slots");
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..SLOTS as u16 {
+            let slot = Slot::new(n).expect("a slot");
+            let tag = *SLOT_TAGS.get(&slot).expect("every slot has a tag");
+            assert_eq!(
+                Slot::for_key(tag.to_string()),
+                slot,
+                "tag {tag} of slot {n}"
+            );
+            assert!(seen.insert(tag), "tag {tag} twice");
+        }
+        // The smallest number per slot: deterministic, at most six digits.
+        assert_eq!(SLOT_TAGS.values().max(), Some(&109_757));
+        assert_eq!(slot_tag("0"), 0);
+        // A marker `{prefix}{<tag>}:promoted` is in the lease's slot, under another tag.
+        for name in ["a", "job-42", "prod:eu::billing:invoice%3A42", "123"] {
+            let lease = format!("lease:{{{name}}}");
+            let marker = format!("lease:{{{}}}:promoted", slot_tag(&lease));
+            assert_eq!(Slot::for_key(&marker), Slot::for_key(&lease), "{name}");
+            assert_eq!(slot_tag(&lease), slot_tag(name), "the hash tag decides");
+        }
     }
 
     #[test]

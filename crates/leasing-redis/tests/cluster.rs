@@ -12,6 +12,7 @@ use leasing_abstractions::{
 };
 use leasing_redis::{AccessToken, RedisLeaseProvider, TokenCredential};
 use leasing_testkit::conformance::{run_all, Subject};
+use redis::cluster_routing::Slot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -199,6 +200,58 @@ async fn replication_field(addr: &str, field: &str) -> String {
         .to_owned()
 }
 
+/// The promotion marker of the slot of `lease_key`: `lease:{<tag>}:promoted`, the tag the
+/// smallest number whose digits hash to that slot (as the provider computes it).
+fn marker_key(lease_key: &str) -> String {
+    let slot = Slot::for_key(lease_key);
+    let tag = (0u32..)
+        .find(|i| Slot::for_key(i.to_string()) == slot)
+        .expect("every slot has a tag");
+    format!("lease:{{{tag}}}:promoted")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_may_declare_keys_of_other_hash_tags_in_the_same_slot() {
+    let Some(urls) = cluster_urls() else { return };
+    let owners = slot_owners(&urls[0]).await;
+    let mut admin = raw(&urls[0]).await;
+    // What the fenced acquire declares: lease, counter and the slot's marker, whose hash
+    // tag (a number) differs from the name's. Redis Cluster checks slots, not tags.
+    let name = unique("cross-tag");
+    let lease = format!("lease:{{{name}}}");
+    let marker = marker_key(&lease);
+    assert!(!marker.contains(&name), "{marker}");
+    assert_eq!(
+        keyslot(&mut admin, &marker).await,
+        keyslot(&mut admin, &lease).await
+    );
+    let owner = owner_of(&mut admin, &owners, &lease).await;
+    let script = "redis.call('SET', KEYS[3], 'x', 'PX', 60000) return redis.call('GET', KEYS[3])";
+    let keys = [lease.clone(), format!("{lease}:fence"), marker.clone()];
+    let got: String = on_node(&owner, redis::cmd("EVAL").arg(script).arg(3).arg(&keys)).await;
+    assert_eq!(got, "x");
+    let _: i64 = on_node(&owner, redis::cmd("DEL").arg(&marker)).await;
+    // The contrast: a key of another slot is refused (CROSSSLOT), whatever the node.
+    let mut elsewhere = format!("lease:{{{name}-0}}");
+    for i in 1.. {
+        if keyslot(&mut admin, &elsewhere).await != keyslot(&mut admin, &lease).await {
+            break;
+        }
+        elsewhere = format!("lease:{{{name}-{i}}}");
+    }
+    let mut c = raw(&format!("redis://{owner}")).await;
+    let e = redis::cmd("EVAL")
+        .arg(script)
+        .arg(3)
+        .arg(&lease)
+        .arg(format!("{lease}:fence"))
+        .arg(&elsewhere)
+        .query_async::<String>(&mut c)
+        .await
+        .expect_err("keys of two slots");
+    assert!(e.to_string().to_uppercase().contains("CROSSSLOT"), "{e}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_restart_fence_is_decided_on_the_node_that_grants() {
     let Some(urls) = cluster_urls() else { return };
@@ -263,10 +316,10 @@ async fn the_restart_fence_is_decided_on_the_node_that_grants() {
             .expect("held")
             .is_none());
         p.renew(&g).await.expect("renew");
-        // A master that was never promoted gets no promotion marker.
+        // A master that was never promoted gets no promotion marker (one per slot).
         let marker: Option<String> = on_node(
             owner,
-            redis::cmd("GET").arg(format!("lease:{{{name}}}:promoted")),
+            redis::cmd("GET").arg(marker_key(&format!("lease:{{{name}}}"))),
         )
         .await;
         if replication_field(owner, "second_repl_offset").await == "-1" {

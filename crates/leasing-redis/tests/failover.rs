@@ -8,10 +8,11 @@ mod common;
 use common::{raw, service_env, unique, FrontDoor, RedisServer};
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, Lease, LeaseGrant, LeaseManager, LeaseOptions, LeaseProvider,
-    LeaseState, Metadata,
+    LeaseState, ListRequest, Metadata,
 };
 use leasing_redis::RedisLeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
+use redis::cluster_routing::Slot;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -509,8 +510,16 @@ async fn cluster_failover_overlap(d: Duration, fence: Duration) -> f64 {
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
         eprintln!("  refused while fenced: {e}");
         let mut c = raw(&servers[ri].url()).await;
+        // One marker per hash slot, under the slot's tag (another hash tag, same slot).
+        let lease_key = format!("lease:{{{name}}}");
+        let marker_key = format!("lease:{{{}}}:promoted", slot_tag(&lease_key));
+        assert_eq!(
+            keyslot(&mut c, &marker_key).await,
+            keyslot(&mut c, &lease_key).await,
+            "{marker_key} is not in the slot of {lease_key}"
+        );
         let marker: String = redis::cmd("GET")
-            .arg(format!("lease:{{{name}}}:promoted"))
+            .arg(&marker_key)
             .query_async(&mut c)
             .await
             .expect("the promotion marker is on the promoted replica");
@@ -524,12 +533,143 @@ async fn cluster_failover_overlap(d: Duration, fence: Duration) -> f64 {
             .find_map(|l| l.trim_end().strip_prefix("master_replid:"))
             .expect("master_replid")
             .to_owned();
-        assert!(
-            marker.starts_with(&format!("{replid}|")),
-            "marker {marker} is not under the promoted replica's replication id {replid}"
-        );
+        let first_notice: u64 = marker
+            .strip_prefix(&format!("{replid}|"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "marker {marker} is not under the promoted replica's replication id {replid}"
+                )
+            })
+            .parse()
+            .expect("first notice ms");
+        same_slot_names_share_the_fence(&urls, &servers[ri].url(), fence, &name, first_notice)
+            .await;
     }
     overlap
+}
+
+/// The smallest number whose decimal digits hash to the slot of `key`: the hash tag of
+/// that slot's promotion marker (as the provider computes it).
+fn slot_tag(key: &str) -> u32 {
+    let slot = Slot::for_key(key);
+    (0u32..)
+        .find(|i| Slot::for_key(i.to_string()) == slot)
+        .expect("every slot has a tag")
+}
+
+async fn keyslot(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(c)
+        .await
+        .expect("keyslot")
+}
+
+/// After the promoted replica (at `promoted`) granted `name` once its fence had passed:
+/// a never-used name in the same hash slot is granted at once (the slot's marker already
+/// dates from `first_notice`, server ms), while a never-used name in another slot of the
+/// same node is fenced from its own first notice (one marker per slot, not per node).
+/// The markers never show up as leases in a listing.
+async fn same_slot_names_share_the_fence(
+    urls: &[String],
+    promoted: &str,
+    fence: Duration,
+    name: &str,
+    first_notice: u64,
+) {
+    let mut c = raw(promoted).await;
+    let lease_key = |n: &str| format!("lease:{{{n}}}");
+    let slot = keyslot(&mut c, &lease_key(name)).await;
+    // Names cannot carry a hash tag of their own: search for one in the same slot (by the
+    // client's CRC16, confirmed by the server)…
+    let same = (0u32..)
+        .map(|i| format!("{name}-{i}"))
+        .find(|n| Slot::for_key(lease_key(n)) == Slot::for_key(lease_key(name)))
+        .expect("a name in the slot");
+    assert_eq!(keyslot(&mut c, &lease_key(&same)).await, slot);
+    // …and one in another slot served by the promoted replica.
+    let mine = my_slots(&mut c).await;
+    let mut other = None;
+    for i in 0u32.. {
+        let n = format!("{name}-other-{i}");
+        let at = keyslot(&mut c, &lease_key(&n)).await;
+        if at != slot && mine.iter().any(|r| r.contains(&at)) {
+            other = Some(n);
+            break;
+        }
+    }
+    let other = other.expect("another slot of the promoted node");
+    let p = RedisLeaseProvider::builder()
+        .cluster_urls(urls)
+        .call_timeout(Duration::from_millis(500))
+        .restart_fence(fence)
+        .build()
+        .await
+        .expect("cluster provider");
+    let d = Duration::from_secs(3);
+    let g = p
+        .try_acquire(&AcquireRequest::new(&same, d, Metadata::new()))
+        .await
+        .expect("a never-used name in an already fenced slot is not fenced again")
+        .expect("free");
+    let now_ms = server_ms(&mut c).await;
+    eprintln!(
+        "  never-used {same} in the same slot: granted at once, {} ms after the slot's first notice (fence {fence:?})",
+        now_ms - first_notice
+    );
+    assert!(now_ms >= first_notice + u64::try_from(fence.as_millis()).expect("ms"));
+    let e = p
+        .try_acquire(&AcquireRequest::new(&other, d, Metadata::new()))
+        .await
+        .expect_err("a never-used slot on the promoted node is fenced from its first notice");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(e.message().contains("restart fence"), "{e}");
+    eprintln!("  never-used {other} in another slot of the promoted node: refused: {e}");
+    // Listing sees the held lease only: markers (`{<tag>}:promoted`) are no leases.
+    let page = p.list(&ListRequest::new("")).await.expect("list");
+    let mut listed: Vec<String> = page.leases.iter().map(|l| l.name.clone()).collect();
+    let mut cursor = page.cursor;
+    while let Some(next) = cursor {
+        let page = p
+            .list(&ListRequest::new("").with_cursor(Some(next)))
+            .await
+            .expect("list");
+        listed.extend(page.leases.iter().map(|l| l.name.clone()));
+        cursor = page.cursor;
+    }
+    assert_eq!(listed, vec![same.clone()], "listing of the private cluster");
+    p.release(&g).await.expect("release");
+}
+
+/// The slot ranges the node of `c` serves.
+async fn my_slots(c: &mut redis::aio::MultiplexedConnection) -> Vec<std::ops::RangeInclusive<i64>> {
+    let me: String = redis::cmd("CLUSTER")
+        .arg("MYID")
+        .query_async(c)
+        .await
+        .expect("myid");
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(c)
+        .await
+        .expect("slots");
+    ranges
+        .into_iter()
+        .filter_map(|range| {
+            let range: Vec<redis::Value> = redis::from_redis_value(range).expect("range");
+            let first: i64 = redis::from_redis_value(range[0].clone()).expect("first");
+            let last: i64 = redis::from_redis_value(range[1].clone()).expect("last");
+            let m: Vec<redis::Value> = redis::from_redis_value(range[2].clone()).expect("m");
+            let id: String = redis::from_redis_value(m[2].clone()).expect("id");
+            (id == me).then_some(first..=last)
+        })
+        .collect()
+}
+
+async fn server_ms(c: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query_async(c).await.expect("time");
+    s * 1000 + us / 1000
 }
 
 /// Copies the record and counter of `name` from `from` to `to` with the same TTL (a

@@ -2,7 +2,8 @@
 -- is set) so the check runs atomically on the node that grants. A client-side INFO before
 -- the acquire would be racy: redis-rs' cluster connection hides which node answers, and
 -- after a failover the INFO and the acquire can reach different nodes without an error.
--- KEYS[3] promotion marker ({prefix}{<name>}:promoted, same slot as the lease)
+-- KEYS[3] promotion marker of the lease's hash slot ({prefix}{<slot tag>}:promoted: another
+--         hash tag, the same slot as the lease, so the cluster accepts it; one per slot)
 -- ARGV[6] restart fence (ms), ARGV[7] the marker's TTL (ms)
 -- Returns {0, fenced-until ms, server now ms} when fenced; otherwise acquire.lua runs.
 -- Server calls: INFO server, INFO replication, TIME; on a promoted node also GET and SET
@@ -10,10 +11,11 @@
 --
 -- The node grants nothing while (1) its uptime is below the fence (a restart, possibly
 -- without persistence) or (2) it was promoted from a replica (second_repl_offset ~= -1)
--- less than the fence before this name was first acquired there since the promotion: the
--- marker records that moment (server clock) under the node's replication id, which is new
--- at every promotion, so a marker replicated from an earlier master never counts. A
--- marker that expired (name unused for the TTL) is written anew: the name is fenced once
+-- less than the fence before a name of this hash slot was first acquired there since the
+-- promotion: the slot's marker records that moment (server clock) under the node's
+-- replication id, which is new at every promotion, so a marker replicated from an earlier
+-- master never counts. Every acquire in the slot refreshes the marker's TTL; a marker that
+-- expired (no acquire in the slot for the TTL) is written anew: the slot is fenced once
 -- more, which only delays, never shortens a fence.
 do
   -- Two calls, not 'INFO server replication' (one section per call before Redis 7).
