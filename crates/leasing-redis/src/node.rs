@@ -178,6 +178,26 @@ impl Node {
         Ok(node)
     }
 
+    /// Tries a lazily connected node (Redlock) now, within `limit`: a server that refuses
+    /// the settings (`SELECT` of a database that does not exist) is a `Configuration`
+    /// error, found at build rather than as an `Acquisition` error on every call. A server
+    /// that is down, fenced or refuses the credentials is not an error here: it may come
+    /// up later, and the operations report it.
+    pub(crate) async fn probe(&self, limit: Duration) -> Result<()> {
+        // PING, not the identity check: its INFO treats an `ERR` reply as "INFO refused".
+        let mut conn = self.conn.clone();
+        match self
+            .raw_call(limit, conn.query::<String>(&redis::cmd("PING")))
+            .await
+        {
+            Err(f) => match f.into_error(Op::Connect, "") {
+                e if e.kind() == leasing_abstractions::ErrorKind::Configuration => Err(e),
+                _ => Ok(()),
+            },
+            Ok(_) => Ok(()),
+        }
+    }
+
     /// Connects to the Redis Cluster that `config.cluster_urls` are nodes of (the seeds:
     /// the other nodes are discovered). At least one seed must answer now.
     pub(crate) async fn connect_cluster(

@@ -57,10 +57,13 @@ impl RedlockLeaseProviderBuilder {
     common_setters!();
 
     /// Validates the configuration and creates one lazily connected client per server
-    /// (a server that is down at start-up does not stop the build).
+    /// (a server that is down at start-up does not stop the build). The servers that
+    /// answer within the connect timeout are asked who they are (in parallel), so settings
+    /// a server refuses are found now.
     ///
     /// # Errors
-    /// `Configuration` for no servers, a duplicate or malformed URL, or a bad field.
+    /// `Configuration` for no servers, a duplicate or malformed URL, a bad field, or a
+    /// server that refuses the settings (a database index it does not have).
     pub async fn build(mut self) -> Result<RedlockLeaseProvider> {
         if self.urls.is_empty() {
             return Err(LeaseError::configuration(
@@ -85,6 +88,8 @@ impl RedlockLeaseProviderBuilder {
                 Node::connect(&self.config, url, releases.clone(), true).await?,
             ));
         }
+        let limit = self.config.connect_timeout;
+        futures::future::try_join_all(nodes.iter().map(|n| n.probe(limit))).await?;
         Ok(RedlockLeaseProvider {
             quorum: nodes.len() / 2 + 1,
             nodes,

@@ -115,6 +115,30 @@ async fn a_database_that_does_not_exist_is_a_configuration_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_with_a_database_that_does_not_exist_is_a_configuration_error() {
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let mut urls: Vec<String> = urls.split(',').take(3).map(str::to_owned).collect();
+    // One of three servers is misconfigured: found at build, named as configuration.
+    urls[1] = format!("{}/99", urls[1]);
+    let e = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .build()
+        .await
+        .expect_err("database 99 does not exist (16 databases)");
+    assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+    // A server that is down at build time is still no reason to fail the build.
+    let mut down = urls.clone();
+    down[1] = "redis://127.0.0.1:1".to_owned();
+    RedlockLeaseProvider::builder()
+        .urls(&down)
+        .build()
+        .await
+        .expect("a server down at start-up does not stop the build");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_port_that_answers_http_is_not_a_parse_error() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
