@@ -611,6 +611,60 @@ async fn redlock_fencing_survives_lost_counters_and_uneven_servers() {
     assert!(!p.break_lease(&name).await.expect("break"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_raises_the_first_server_to_a_token_chosen_by_the_others() {
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let mut urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    urls.sort();
+    let p = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .build()
+        .await
+        .expect("build");
+    let name = unique("rl-raise");
+    let counter = format!("lease:{{{name}}}:fence");
+    // Every server but the first (the one tried first) has a counter far ahead: whichever
+    // of them make up the majority, the token is above the first server's own, so the
+    // first server must be raised to it before the grant is returned.
+    let ahead: u64 = 9_000_000_000_000_000;
+    for u in &urls[1..] {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("SET")
+            .arg(&counter)
+            .arg(ahead)
+            .query_async(&mut c)
+            .await
+            .expect("set");
+    }
+    let r = req(&name, Duration::from_secs(5));
+    let g = p.try_acquire(&r).await.expect("acquire").expect("free");
+    assert_eq!(g.fencing_token, ahead + 1, "the majority's token");
+    let mut first = raw(&urls[0]).await;
+    let raised: u64 = redis::cmd("GET")
+        .arg(&counter)
+        .query_async(&mut first)
+        .await
+        .expect("get");
+    assert!(
+        raised >= g.fencing_token,
+        "the first server's counter {raised} was not raised to the grant's {}",
+        g.fencing_token
+    );
+    let info = p.inspect(&name).await.expect("inspect").expect("held");
+    assert_eq!(info.fencing_token, g.fencing_token, "recorded in the lease");
+    p.release(&g).await.expect("release");
+    for u in &urls {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("DEL")
+            .arg(&counter)
+            .query_async(&mut c)
+            .await
+            .expect("del");
+    }
+}
+
 #[tokio::test]
 async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
     let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
