@@ -128,6 +128,68 @@ pub(crate) fn parse_connection_string(s: &str) -> Result<(String, Secret)> {
     }
 }
 
+/// The hosts the SDK lets plain `http://` reach (`azure_data_cosmos_driver`'s
+/// `is_emulator_host`); it also allows the host named in `AZURE_COSMOS_EMULATOR_HOST`.
+const SDK_EMULATOR_HOSTS: [&str; 4] = ["localhost", "127.0.0.1", "[::1]", "[0:0:0:0:0:0:0:1]"];
+
+/// The environment variable naming one more host the SDK treats as an emulator.
+const SDK_EMULATOR_HOST_VAR: &str = "AZURE_COSMOS_EMULATOR_HOST";
+
+/// Checks the account endpoint before any request: an absolute `https://` URL with a
+/// host, or `http://` to a host the SDK treats as a local emulator (it refuses plain
+/// HTTP to any other host, and no other scheme can reach the service).
+pub(crate) fn validate_endpoint(endpoint: &str) -> Result<azure_core::http::Url> {
+    validate_endpoint_with(endpoint, std::env::var(SDK_EMULATOR_HOST_VAR).ok())
+}
+
+fn validate_endpoint_with(
+    endpoint: &str,
+    emulator_host: Option<String>,
+) -> Result<azure_core::http::Url> {
+    let url = azure_core::http::Url::parse(endpoint)
+        .map_err(|_| LeaseError::configuration("endpoint", "is not an absolute https:// URL"))?;
+    let host = url.host_str().unwrap_or_default();
+    let emulator = SDK_EMULATOR_HOSTS
+        .iter()
+        .any(|h| host.eq_ignore_ascii_case(h))
+        || emulator_host.is_some_and(|h| !h.is_empty() && host.eq_ignore_ascii_case(&h));
+    match url.scheme() {
+        _ if host.is_empty() => Err(LeaseError::configuration(
+            "endpoint",
+            "has no host (expected https://<account>.documents.azure.com:443/)",
+        )),
+        "https" => Ok(url),
+        "http" if emulator => Ok(url),
+        "http" => Err(LeaseError::configuration(
+            "endpoint",
+            format!(
+                "plain http:// is allowed only for a local emulator (host localhost, 127.0.0.1 or [::1], or the host named in {SDK_EMULATOR_HOST_VAR}), not for {host:?}: the Cosmos DB SDK refuses it; use https://"
+            ),
+        )),
+        other => Err(LeaseError::configuration(
+            "endpoint",
+            format!("has the scheme {other:?}; Cosmos DB is reached over https:// (http:// only for a local emulator)"),
+        )),
+    }
+}
+
+/// Checks an account key before any request: the SDK signs every request with the
+/// base64-decoded key, so a key that does not decode cannot sign anything. The message
+/// never contains the key.
+pub(crate) fn validate_key(key: &Secret) -> Result<()> {
+    match azure_core::base64::decode(key.secret()) {
+        Ok(bytes) if !bytes.is_empty() => Ok(()),
+        Ok(_) => Err(LeaseError::configuration(
+            "key",
+            "the account key is empty (AccountKey in a connection string)",
+        )),
+        Err(_) => Err(LeaseError::configuration(
+            "key",
+            "the account key (AccountKey in a connection string) is not valid base64; copy the primary or secondary key of the account as shown in the portal",
+        )),
+    }
+}
+
 /// Whether `endpoint` names this machine (the emulator): only then are certificate
 /// checks relaxed.
 pub(crate) fn is_loopback(endpoint: &str) -> bool {
@@ -167,6 +229,58 @@ mod tests {
             let err = parse_connection_string(bad).expect_err(bad);
             assert_eq!(err.field(), Some("connection_string"));
             assert!(!err.to_string().contains("k;"), "{err}");
+        }
+    }
+
+    #[test]
+    fn endpoints_are_https_or_http_to_an_emulator_host() {
+        for ok in [
+            "https://acct.documents.azure.com:443/",
+            "HTTPS://acct.documents.azure.com",
+            "http://localhost:8081/",
+            "http://LOCALHOST:8081/",
+            "http://127.0.0.1:8081/",
+            "http://[::1]:8081/",
+            "http://[0:0:0:0:0:0:0:1]:8081/",
+        ] {
+            validate_endpoint_with(ok, None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        validate_endpoint_with("http://cosmos.test:8081/", Some("Cosmos.Test".into()))
+            .expect("the host the SDK's AZURE_COSMOS_EMULATOR_HOST names");
+        for (bad, says) in [
+            ("not a url", "absolute"),
+            ("ftp://127.0.0.1:8085/", "\"ftp\""),
+            ("file:///tmp/x", "no host"),
+            ("http://no-such-host.invalid/", "only for a local emulator"),
+            ("http://127.0.0.2:8081/", "only for a local emulator"),
+            ("http://localhost.evil.com/", "only for a local emulator"),
+        ] {
+            let e = validate_endpoint_with(bad, Some(String::new())).expect_err(bad);
+            assert_eq!(e.field(), Some("endpoint"), "{bad}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+        let e = validate_endpoint_with("http://no-such-host.invalid/", None).expect_err("http");
+        for part in [
+            "localhost, 127.0.0.1 or [::1]",
+            "AZURE_COSMOS_EMULATOR_HOST",
+            "https://",
+        ] {
+            assert!(e.to_string().contains(part), "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_must_be_base64_and_are_never_printed() {
+        validate_key(&Secret::new("a2V5")).expect("base64");
+        validate_key(&Secret::new(
+            "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==",
+        ))
+        .expect("the emulator's key");
+        for bad in ["not base64!", "a2V5=", "s3cr3t-key-value", ""] {
+            let e = validate_key(&Secret::new(bad)).expect_err(bad);
+            assert_eq!(e.field(), Some("key"), "{bad}");
+            let text = format!("{e} {e:?}");
+            assert!(bad.is_empty() || !text.contains(bad), "{text}");
         }
     }
 

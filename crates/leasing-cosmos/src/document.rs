@@ -6,13 +6,24 @@ use serde::{Deserialize, Serialize};
 /// Characters a Cosmos DB id may not hold, plus `%`, our escape character.
 const ESCAPED: [char; 5] = ['%', '/', '\\', '?', '#'];
 
+/// The ids of the names `.` and `..`. The SDK puts the id into the item URL as one path
+/// segment (`…/docs/{id}`, with every `%` written as `%25` and nothing else escaped) and
+/// the URL parser then resolves `.` and `..` segments, so a document whose id is `.` or
+/// `..` can be created (a POST to `…/docs`) but never read, replaced or deleted by id.
+/// Their dots are written as `%2E`, which the SDK sends as `%252E`: never a dot segment.
+const DOT_SEGMENTS: [(&str, &str); 2] = [(".", "%2E"), ("..", "%2E%2E")];
+
 /// The document id of a lease name: the name with `%`, `/`, `\`, `?` and `#` written as
-/// `%25`, `%2F`, `%5C`, `%3F`, `%23`.
+/// `%25`, `%2F`, `%5C`, `%3F`, `%23`; the names `.` and `..` (which would be URL dot
+/// segments) are written as `%2E` and `%2E%2E`.
 ///
 /// Injective (two names never share an id) and reversible by [`name_of_id`]. A valid
 /// lease name (≤ 256 characters) gives an id of at most 768 bytes, under Cosmos DB's
-/// 1,023-byte id limit.
+/// 1,023-byte id limit. No id is `.` or `..`.
 pub fn document_id(name: &str) -> String {
+    if let Some((_, id)) = DOT_SEGMENTS.iter().find(|(n, _)| *n == name) {
+        return (*id).to_owned();
+    }
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if ESCAPED.contains(&c) {
@@ -24,8 +35,18 @@ pub fn document_id(name: &str) -> String {
     out
 }
 
-/// The lease name of a document id made by [`document_id`]; `None` if `id` is not one.
+/// The lease name of a document id made by [`document_id`]; `None` if `id` is not one
+/// (in particular `.` and `..`, and `%2E` anywhere but in the ids of `.` and `..`,
+/// written exactly `%2E` and `%2E%2E`).
 pub fn name_of_id(id: &str) -> Option<String> {
+    for (name, dotted) in DOT_SEGMENTS {
+        if id == dotted {
+            return Some(name.to_owned());
+        }
+        if id == name {
+            return None;
+        }
+    }
     let mut out = String::with_capacity(id.len());
     let mut chars = id.chars();
     while let Some(c) = chars.next() {
@@ -139,12 +160,26 @@ mod tests {
             "a\\b?c#d",
             "env:region::svc:res%3A1",
             "~/.:@+=_-",
+            ".",
+            "..",
+            "...",
+            "./.",
+            ".a",
+            "a.",
+            "%2E",
+            "%2E%2E",
         ] {
             let id = document_id(name);
             assert!(!id.contains(['/', '\\', '?', '#']), "{id}");
             assert_eq!(name_of_id(&id).as_deref(), Some(name), "{name} → {id}");
         }
         assert_eq!(document_id("a/b%c"), "a%2Fb%25c");
+        assert_eq!(document_id("."), "%2E");
+        assert_eq!(document_id(".."), "%2E%2E");
+        // Every other name keeps the id it always had.
+        assert_eq!(document_id("..."), "...");
+        assert_eq!(document_id("%2E"), "%252E");
+        assert_eq!(document_id("./.."), ".%2F..");
     }
 
     #[test]
@@ -160,9 +195,141 @@ mod tests {
 
     #[test]
     fn ids_not_made_by_the_mapping_are_refused() {
-        for id in ["a%2", "a%zz", "a%41", "a%2f", "a/b", "x%", "%E9"] {
+        for id in [
+            "a%2",
+            "a%zz",
+            "a%41",
+            "a%2f",
+            "a/b",
+            "x%",
+            "%E9",
+            ".",
+            "..",
+            "%2e",
+            "%2e%2e",
+            "%2E.",
+            ".%2E",
+            "%2E%2e",
+            "%2E%2E%2E",
+            "a%2E",
+            "%2Ea",
+            "...%2E",
+        ] {
             assert_eq!(name_of_id(id), None, "{id}");
         }
+    }
+
+    /// Every string over `alphabet` of 1 to `max_len` characters.
+    fn all_strings(alphabet: &[char], max_len: usize) -> Vec<String> {
+        let mut all = Vec::new();
+        let mut level = vec![String::new()];
+        for _ in 0..max_len {
+            level = level
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                .collect();
+            all.extend(level.iter().cloned());
+        }
+        all
+    }
+
+    /// The segments of `path`, each percent-decoded.
+    fn decoded_segments(path: &str) -> Vec<String> {
+        path.split('/')
+            .skip(1)
+            .map(|seg| {
+                let b = seg.as_bytes();
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < b.len() {
+                    let hex = b
+                        .get(i + 1..i + 3)
+                        .and_then(|h| std::str::from_utf8(h).ok());
+                    match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                        Some(v) if b[i] == b'%' => {
+                            out.push(v);
+                            i += 3;
+                        }
+                        _ => {
+                            out.push(b[i]);
+                            i += 1;
+                        }
+                    }
+                }
+                String::from_utf8(out).expect("utf-8")
+            })
+            .collect()
+    }
+
+    /// The item URL path the SDK requests for `id`, built as `azure_data_cosmos_driver`
+    /// 1.0 does (`build_transport_request_with_fault_injection`: the resource link with
+    /// every `%` written as `%25`, then `Url::set_path`, which resolves dot segments).
+    fn sdk_item_path(id: &str) -> String {
+        let mut url =
+            azure_core::http::Url::parse("https://acct.documents.azure.com:443/").expect("url");
+        url.set_path(&format!("/dbs/d/colls/c/docs/{id}").replace('%', "%25"));
+        url.path().to_owned()
+    }
+
+    /// The mapping's properties over every name of up to four characters from the
+    /// characters that matter (dots, the escape character and what it escapes, hex
+    /// digits in both cases) and pseudo-random names up to the longest: injective,
+    /// reversible, no forbidden character, and the SDK's request for the id reaches
+    /// that very document (no `.`/`..` segment collapses the path).
+    #[test]
+    fn property_every_name_round_trips_and_addresses_its_own_document() {
+        let alphabet = ['.', '%', '2', 'E', 'e', '5', '/', '\\', '?', '#', 'a'];
+        let mut names = all_strings(&alphabet, 4);
+        let valid: Vec<char> = ('a'..='c')
+            .chain(['.', '%', '/', '2', 'E', 'F', ':', '~'])
+            .collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..2_000 {
+            let len = 1 + (next() % 256) as usize;
+            names.push(
+                (0..len)
+                    .map(|_| valid[(next() % valid.len() as u64) as usize])
+                    .collect(),
+            );
+        }
+        names.extend([".".repeat(256), "%".repeat(256), "/".repeat(256)]);
+        let mut seen = std::collections::HashMap::new();
+        for name in &names {
+            let id = document_id(name);
+            assert!(!id.contains(['/', '\\', '?', '#']), "{name:?} → {id:?}");
+            assert!(id.len() <= 3 * name.len(), "{name:?} → {id:?}");
+            assert_eq!(name_of_id(&id).as_deref(), Some(name.as_str()), "{id:?}");
+            if let Some(other) = seen.insert(id.clone(), name.clone()) {
+                assert_eq!(&other, name, "two names share the id {id:?}");
+            }
+            let segments = decoded_segments(&sdk_item_path(&id));
+            assert_eq!(
+                segments,
+                ["dbs", "d", "colls", "c", "docs", id.as_str()],
+                "the request for {name:?} (id {id:?}) goes elsewhere"
+            );
+        }
+    }
+
+    /// `name_of_id` accepts only the ids the mapping makes: whatever it decodes maps back
+    /// to the same id (every string of up to five characters from a small alphabet).
+    #[test]
+    fn property_only_canonical_ids_are_accepted() {
+        let alphabet = ['.', '%', '2', '5', 'E', 'e', 'F', '/', 'a'];
+        let mut accepted = 0;
+        for id in all_strings(&alphabet, 5) {
+            if let Some(name) = name_of_id(&id) {
+                assert_eq!(document_id(&name), id, "{id:?} → {name:?}");
+                accepted += 1;
+            }
+        }
+        assert!(accepted > 1_000, "{accepted}");
     }
 
     fn doc(ts: i64, duration: u64, state: State) -> LeaseDocument {

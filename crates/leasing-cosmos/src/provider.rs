@@ -2,8 +2,9 @@
 //! service's clock.
 
 use crate::config::{
-    is_loopback, parse_connection_string, Auth, PartitionKeyStrategy, DEFAULT_CALL_TIMEOUT,
-    DEFAULT_CONTAINER, DEFAULT_DATABASE, DEFAULT_RETENTION,
+    is_loopback, parse_connection_string, validate_endpoint, validate_key, Auth,
+    PartitionKeyStrategy, DEFAULT_CALL_TIMEOUT, DEFAULT_CONTAINER, DEFAULT_DATABASE,
+    DEFAULT_RETENTION,
 };
 use crate::document::{document_id, LeaseDocument, State};
 use crate::error::{self, Failure, Mapped};
@@ -261,8 +262,12 @@ impl CosmosLeaseProviderBuilder {
     /// database and container are created (or found) on first use.
     ///
     /// # Errors
-    /// `Configuration` for missing or malformed settings or a multi-region-write account
-    /// without the opt-in; `ProviderUnavailable` when the account cannot be reached.
+    /// `Configuration` for missing or malformed settings, checked before any request (an
+    /// endpoint that is not `https://`, or `http://` to another host than a local emulator,
+    /// which the SDK refuses; a key that is not base64; a database or container name that
+    /// is empty, too long, `.` or `..`, or holds `/ \ ? #`), or for a multi-region-write
+    /// account without the opt-in; `ProviderUnavailable` when the account cannot be
+    /// reached.
     pub async fn build(self) -> Result<CosmosLeaseProvider> {
         let (endpoint, auth) = match (&self.connection_string, self.endpoint, self.auth) {
             (Some(cs), _, _) => {
@@ -275,12 +280,23 @@ impl CosmosLeaseProviderBuilder {
                 "set a connection string, an endpoint and key, or an endpoint and token credential",
             )),
         };
+        // Checked before any request: the SDK would report these only as an unreachable
+        // or rejecting service, or (a key) as a 401.
+        let parsed = AccountEndpoint::from(validate_endpoint(&endpoint)?);
+        if let Auth::Key(key) = &auth {
+            validate_key(key)?;
+        }
         for (field, v) in [("database", &self.database), ("container", &self.container)] {
             if v.is_empty() || v.contains(['/', '\\', '?', '#']) || v.len() > 255 {
                 return Err(LeaseError::configuration(
                     field,
                     "must be 1-255 characters without / \\ ? #",
                 ));
+            }
+            // The SDK puts the name into the URL path as is, where `.` and `..` are
+            // resolved as dot segments: the requests would reach other resources.
+            if v == "." || v == ".." {
+                return Err(LeaseError::configuration(field, "must not be . or .."));
             }
         }
         if self.call_timeout.is_zero() {
@@ -295,9 +311,6 @@ impl CosmosLeaseProviderBuilder {
                 "must be at least one second",
             ));
         }
-        let parsed: AccountEndpoint = endpoint
-            .parse()
-            .map_err(|_| LeaseError::configuration("endpoint", "is not an absolute http(s) URL"))?;
         let emulator = self.emulator.unwrap_or_else(|| is_loopback(&endpoint));
         let account = match &auth {
             Auth::Key(k) => AccountReference::with_authentication_key(parsed, k.clone()),

@@ -188,3 +188,84 @@ async fn paging_through_many_leases_lists_each_once() {
     }
     assert_eq!(seen, want);
 }
+
+/// `.` and `..` are valid lease names, but as document ids they are URL dot segments:
+/// the SDK's item URL `…/docs/.` resolved to `…/docs/` ("no route") and `…/docs/..` to the
+/// container itself ("replacing partitionKey is not allowed"), so both could be acquired
+/// but never renewed or released. `...` is not a dot segment and keeps its plain id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_made_of_dots_are_renewed_inspected_listed_and_released() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let p = common::provider(&cs, &common::unique("dots")).await;
+    let names = [".", "..", "..."];
+    let mut grants = Vec::new();
+    for name in names {
+        let g = std::sync::Arc::new(
+            p.try_acquire(&req(name, 30))
+                .await
+                .unwrap_or_else(|e| panic!("acquire {name:?}: {e}"))
+                .unwrap_or_else(|| panic!("{name:?} is free in a new database")),
+        );
+        p.renew(&g)
+            .await
+            .unwrap_or_else(|e| panic!("renew {name:?}: {e}"));
+        p.renew_many(std::slice::from_ref(&g))
+            .await
+            .into_iter()
+            .for_each(|r| r.unwrap_or_else(|e| panic!("renew_many {name:?}: {e}")));
+        let info = p
+            .inspect(name)
+            .await
+            .expect("inspect")
+            .unwrap_or_else(|| panic!("{name:?} is held"));
+        assert_eq!(info.name, name);
+        assert_eq!(info.fencing_token, g.fencing_token);
+        assert!(
+            p.try_acquire(&req(name, 30))
+                .await
+                .expect("acquire")
+                .is_none(),
+            "{name:?} is held by the first grant"
+        );
+        grants.push(g);
+    }
+    let listed: Vec<String> = p
+        .list(&ListRequest::new("."))
+        .await
+        .expect("list")
+        .leases
+        .into_iter()
+        .map(|l| l.name)
+        .collect();
+    assert_eq!(listed, names);
+    for (name, g) in names.iter().zip(&grants) {
+        p.release(g)
+            .await
+            .unwrap_or_else(|e| panic!("release {name:?}: {e}"));
+        assert!(
+            p.inspect(name).await.expect("inspect").is_none(),
+            "{name:?}"
+        );
+        let e = p.renew(g).await.expect_err("released");
+        assert_eq!(e.kind(), ErrorKind::Lost, "{name:?}: {e}");
+        let again = p
+            .try_acquire(&req(name, 30))
+            .await
+            .expect("acquire")
+            .unwrap_or_else(|| panic!("{name:?} is free after its release"));
+        assert!(again.fencing_token > g.fencing_token, "{name:?}");
+        assert!(p.break_lease(name).await.expect("break"), "{name:?}");
+        assert!(
+            p.inspect(name).await.expect("inspect").is_none(),
+            "{name:?}"
+        );
+    }
+    assert!(p
+        .list(&ListRequest::new("."))
+        .await
+        .expect("list")
+        .leases
+        .is_empty());
+}

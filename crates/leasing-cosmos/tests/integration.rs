@@ -232,6 +232,98 @@ async fn bad_configuration_is_named() {
     }
 }
 
+/// Endpoints and keys the SDK can never use are refused by `build` as `Configuration`
+/// naming the field, before any request: an `ftp://` endpoint was a retryable 503
+/// (`ProviderUnavailable`), `http://` to another host than a local emulator a 400
+/// (`InvalidArgument`) although nothing was sent, and a key that is not base64 a 401
+/// (`Unauthorized`) although no signature could be computed.
+#[tokio::test]
+async fn endpoints_and_keys_the_sdk_cannot_use_are_configuration_errors() {
+    const KEY: &str = "a2V5";
+    let port = common::free_port(); // nothing listens there
+    let ftp = format!("ftp://127.0.0.1:{port}/");
+    let cases = [
+        (
+            CosmosLeaseProvider::builder().connection_string(format!(
+                "AccountEndpoint={ftp};AccountKey={KEY};"
+            )),
+            "endpoint",
+            "\"ftp\"",
+        ),
+        (
+            CosmosLeaseProvider::builder().key(&ftp, KEY),
+            "endpoint",
+            "\"ftp\"",
+        ),
+        (
+            CosmosLeaseProvider::builder().key("http://no-such-host.invalid/", KEY),
+            "endpoint",
+            "plain http:// is allowed only for a local emulator (host localhost, 127.0.0.1 or [::1]",
+        ),
+        (
+            CosmosLeaseProvider::builder().connection_string(
+                "AccountEndpoint=http://no-such-host.invalid/;AccountKey=a2V5;",
+            ),
+            "endpoint",
+            "only for a local emulator",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .token_credential("http://no-such-host.invalid/", Arc::new(FixedToken)),
+            "endpoint",
+            "only for a local emulator",
+        ),
+        (
+            CosmosLeaseProvider::builder().key(format!("http://127.0.0.1:{port}/"), "n0t-b@se64!"),
+            "key",
+            "not valid base64",
+        ),
+        (
+            CosmosLeaseProvider::builder().connection_string(format!(
+                "AccountEndpoint=http://127.0.0.1:{port}/;AccountKey=n0t-b@se64!;"
+            )),
+            "key",
+            "not valid base64",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key(format!("http://127.0.0.1:{port}/"), KEY)
+                .database(".."),
+            "database",
+            "must not be . or ..",
+        ),
+        (
+            CosmosLeaseProvider::builder()
+                .key(format!("http://127.0.0.1:{port}/"), KEY)
+                .container("."),
+            "container",
+            "must not be . or ..",
+        ),
+    ];
+    for (b, field, says) in cases {
+        let e = b.build().await.expect_err(field);
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{field}: {e}");
+        assert_eq!(e.field(), Some(field), "{e}");
+        assert!(!e.is_retryable(), "{e}");
+        let text = format!("{e} {e:?}");
+        assert!(text.contains(says), "{field}: {text}");
+        assert!(!text.contains("n0t-b@se64!"), "the key is printed: {text}");
+    }
+    // What the SDK accepts passes the checks: nothing listens, so it is unavailable.
+    for endpoint in [
+        format!("http://localhost:{port}/"),
+        format!("https://127.0.0.1:{port}/"),
+    ] {
+        let e = CosmosLeaseProvider::builder()
+            .key(&endpoint, KEY)
+            .call_timeout(secs(2))
+            .build()
+            .await
+            .expect_err("nothing listens");
+        assert!(e.is_retryable(), "{endpoint}: {e}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_region_write_accounts_are_refused_unless_opted_in() {
     let Some(emu) = Emulator::start_with(&["--multi-write"]) else {
