@@ -719,7 +719,7 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
             break;
         }
         let fault = schedule[i % schedule.len()];
-        let long = (i / schedule.len()) % 2 == 0;
+        let long = (i / schedule.len()).is_multiple_of(2);
         i += 1;
         if let Some(r) = run.inject(fault, long).await? {
             println!(
