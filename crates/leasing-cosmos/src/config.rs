@@ -247,6 +247,8 @@ mod tests {
         }
         validate_endpoint_with("http://cosmos.test:8081/", Some("Cosmos.Test".into()))
             .expect("the host the SDK's AZURE_COSMOS_EMULATOR_HOST names");
+        validate_endpoint_with("http://no-such-host.invalid/", Some("cosmos.test".into()))
+            .expect_err("only the host the variable names, not any host");
         for (bad, says) in [
             ("not a url", "absolute"),
             ("ftp://127.0.0.1:8085/", "\"ftp\""),
