@@ -88,6 +88,19 @@ async fn contend(url: &str, fence: Duration, name: &str, d: Duration) -> (Instan
     }
 }
 
+/// Grants and releases `req` three times, each token above the one before and above
+/// `max_token`; returns the last.
+async fn grant_three_rising(p: &RedisLeaseProvider, req: &AcquireRequest, max_token: u64) -> u64 {
+    let mut max_token = max_token;
+    for _ in 0..3 {
+        let g = p.try_acquire(req).await.expect("acquire").expect("free");
+        assert!(g.fencing_token > max_token);
+        max_token = g.fencing_token;
+        p.release(&g).await.expect("release");
+    }
+    max_token
+}
+
 /// Signed overlap in ms of two believed holders: > 0 when the contender got the name
 /// before the holder knew it had lost it.
 fn overlap_ms(holder_lost: Instant, contender_got: Instant) -> f64 {
@@ -164,16 +177,7 @@ async fn failover_to_a_replica_that_missed_grants_keeps_fencing_and_exclusion() 
         // Let the replica see those, then cut it off: what follows it never learns.
         tokio::time::sleep(Duration::from_millis(300)).await;
         link.cut();
-        for _ in 0..3 {
-            let g = holder
-                .try_acquire(&req)
-                .await
-                .expect("acquire")
-                .expect("free");
-            assert!(g.fencing_token > max_token);
-            max_token = g.fencing_token;
-            holder.release(&g).await.expect("release");
-        }
+        max_token = grant_three_rising(&holder, &req, max_token).await;
         let manager = LeaseManager::new(Arc::new(holder), renewing_options(d)).expect("manager");
         let name = unique("failover-held");
         let lease = manager.acquire(&name).await.expect("acquire");
@@ -452,16 +456,7 @@ async fn cluster_failover_overlap(d: Duration, fence: Duration) -> f64 {
         .query_async(&mut master)
         .await
         .expect("client kill");
-    for _ in 0..3 {
-        let g = holder
-            .try_acquire(&req)
-            .await
-            .expect("acquire")
-            .expect("free");
-        assert!(g.fencing_token > max_token);
-        max_token = g.fencing_token;
-        holder.release(&g).await.expect("release");
-    }
+    max_token = grant_three_rising(&holder, &req, max_token).await;
     let manager = LeaseManager::new(Arc::new(holder), renewing_options(d)).expect("manager");
     let lease = manager.acquire(&name).await.expect("acquire");
     max_token = max_token.max(lease.fencing_token());

@@ -611,33 +611,42 @@ async fn redlock_fencing_survives_lost_counters_and_uneven_servers() {
     assert!(!p.break_lease(&name).await.expect("break"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redlock_raises_the_first_server_to_a_token_chosen_by_the_others() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
-        return;
-    };
-    let mut urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+/// The shared Redlock servers, sorted (the order the provider tries them in), and a
+/// provider over them; `None` when they are not configured.
+async fn shared_redlock() -> Option<(Vec<String>, RedlockLeaseProvider)> {
+    let mut urls: Vec<String> = service_env("LEASING_REDLOCK_URLS")?
+        .split(',')
+        .map(str::to_owned)
+        .collect();
     urls.sort();
     let p = RedlockLeaseProvider::builder()
         .urls(&urls)
         .build()
         .await
         .expect("build");
+    Some((urls, p))
+}
+
+/// Runs `cmd` on each of `urls`.
+async fn on_each(urls: &[String], cmd: &redis::Cmd) {
+    for u in urls {
+        let mut c = raw(u).await;
+        let _: () = cmd.query_async(&mut c).await.expect("command");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redlock_raises_the_first_server_to_a_token_chosen_by_the_others() {
+    let Some((urls, p)) = shared_redlock().await else {
+        return;
+    };
     let name = unique("rl-raise");
     let counter = format!("lease:{{{name}}}:fence");
     // Every server but the first (the one tried first) has a counter far ahead: whichever
     // of them make up the majority, the token is above the first server's own, so the
     // first server must be raised to it before the grant is returned.
     let ahead: u64 = 9_000_000_000_000_000;
-    for u in &urls[1..] {
-        let mut c = raw(u).await;
-        let _: () = redis::cmd("SET")
-            .arg(&counter)
-            .arg(ahead)
-            .query_async(&mut c)
-            .await
-            .expect("set");
-    }
+    on_each(&urls[1..], redis::cmd("SET").arg(&counter).arg(ahead)).await;
     let r = req(&name, Duration::from_secs(5));
     let g = p.try_acquire(&r).await.expect("acquire").expect("free");
     assert_eq!(g.fencing_token, ahead + 1, "the majority's token");
@@ -655,14 +664,7 @@ async fn redlock_raises_the_first_server_to_a_token_chosen_by_the_others() {
     let info = p.inspect(&name).await.expect("inspect").expect("held");
     assert_eq!(info.fencing_token, g.fencing_token, "recorded in the lease");
     p.release(&g).await.expect("release");
-    for u in &urls {
-        let mut c = raw(u).await;
-        let _: () = redis::cmd("DEL")
-            .arg(&counter)
-            .query_async(&mut c)
-            .await
-            .expect("del");
-    }
+    on_each(&urls, redis::cmd("DEL").arg(&counter)).await;
 }
 
 #[tokio::test]
@@ -728,33 +730,20 @@ async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
 
 #[tokio::test]
 async fn redlock_split_votes_are_cleaned_up_and_report_contention() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+    let Some((urls, p)) = shared_redlock().await else {
         return;
     };
-    let mut urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    urls.sort();
-    let p = RedlockLeaseProvider::builder()
-        .urls(&urls)
-        .build()
-        .await
-        .expect("build");
     let name = unique("rl-split");
     // Someone else holds the name on three of the five servers, but not on the first.
-    for u in &urls[2..] {
-        let mut c = raw(u).await;
-        let _: () = redis::cmd("SET")
+    on_each(
+        &urls[2..],
+        redis::cmd("SET")
             .arg(format!("lease:{{{name}}}"))
             .arg("0other|1|1|")
-            .query_async(&mut c)
-            .await
-            .expect("set");
-        let _: () = redis::cmd("PEXPIRE")
-            .arg(format!("lease:{{{name}}}"))
-            .arg(5000)
-            .query_async(&mut c)
-            .await
-            .expect("pexpire");
-    }
+            .arg("PX")
+            .arg(5000),
+    )
+    .await;
     let r = req(&name, Duration::from_secs(5));
     assert!(p
         .try_acquire(&r)
