@@ -302,10 +302,10 @@ impl LeaseShared {
             .metrics()
             .renewal(&self.grant.name, RESULT_SUCCESS, elapsed);
         {
+            // Never backwards: an older renewal answering late must not shorten the
+            // validity a newer one established.
             let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
-            if sent > *last {
-                *last = sent;
-            }
+            *last = (*last).max(sent);
         }
         self.state.send_if_modified(|s| {
             let changed = *s == LeaseState::AtRisk;
@@ -456,6 +456,10 @@ impl LeaseShared {
     }
 }
 
+/// How long a manual [`Lease::renew`] of an infinite lease (which has no safety deadline
+/// to bound the call) waits for the backend's answer.
+const INFINITE_RENEW_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A held lease.
 ///
 /// It renews itself in the background (unless auto-renewal is off or the lease is
@@ -531,13 +535,8 @@ impl Lease {
     /// When the lease stops being valid unless renewed, by this process's estimate
     /// (now + [`remaining_validity`](Self::remaining_validity)); `None` if infinite.
     pub fn expires_at(&self) -> Option<SystemTime> {
-        self.remaining_validity().map(|r| {
-            let now = SystemTime::now();
-            // Saturate at 30 years from now (tokio's far future), as `options::after` does.
-            now.checked_add(r)
-                .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 30)))
-                .unwrap_or(now)
-        })
+        self.remaining_validity()
+            .map(|r| crate::options::system_after(SystemTime::now(), r))
     }
 
     /// Time left to act: until the safety deadline (`min(duration × threshold, duration −
@@ -653,7 +652,7 @@ impl Lease {
         let sent = Instant::now();
         let deadline = s
             .safety_deadline()
-            .unwrap_or(sent + Duration::from_secs(30));
+            .unwrap_or_else(|| crate::options::after(sent, INFINITE_RENEW_TIMEOUT));
         // A panicking provider is a failed renewal here too, as in the renewal engine.
         let call = std::panic::AssertUnwindSafe(async {
             tokio::time::timeout_at(deadline, s.ctx.provider().renew(&s.grant)).await
@@ -730,5 +729,104 @@ impl Drop for Lease {
         if s.mark_released() {
             s.ctx.release_in_background(Arc::clone(s));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::AcquireRequest;
+    use crate::telemetry::TelemetryOptions;
+
+    struct Host {
+        provider: Arc<dyn LeaseProvider>,
+        metrics: Metrics,
+    }
+
+    impl LeaseHost for Host {
+        fn provider(&self) -> &Arc<dyn LeaseProvider> {
+            &self.provider
+        }
+        fn metrics(&self) -> &Metrics {
+            &self.metrics
+        }
+        fn forget(&self, _: u64) {}
+        fn release_in_background(&self, _: Arc<LeaseShared>) {}
+    }
+
+    /// A lease of `duration` sent now, with the default threshold 0.9.
+    fn shared(duration: Duration) -> LeaseShared {
+        let provider: Arc<dyn LeaseProvider> = Arc::new(crate::InMemoryLeaseProvider::new());
+        let meter = opentelemetry::global::meter("lease-unit-tests");
+        let metrics = Metrics::new(&meter, "in-memory", &TelemetryOptions::default());
+        let request = AcquireRequest::new("job", duration, Metadata::new());
+        let grant = LeaseGrant::new(&request, "id", 1, SystemTime::now(), Instant::now());
+        LeaseShared::new(
+            grant,
+            None,
+            0.9,
+            Arc::new(Host { provider, metrics }),
+            opentelemetry::trace::SpanContext::empty_context(),
+        )
+    }
+
+    /// `state()` answers from the clock by itself, also where nothing (no renewal
+    /// engine, no `check_deadline`) has recorded the loss yet.
+    #[tokio::test(start_paused = true)]
+    async fn state_is_lost_past_the_safety_deadline_before_anything_records_it() {
+        let s = shared(Duration::from_secs(10));
+        // 10 s × 0.9 = 9 s (the drift allowance, 102 ms, leaves more).
+        tokio::time::advance(Duration::from_millis(8_999)).await;
+        assert_eq!(s.state(), LeaseState::Held);
+        assert!(s.is_active());
+        assert_eq!(s.remaining(), Some(Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert_eq!(s.recorded_state(), LeaseState::Held, "nothing recorded it");
+        assert_eq!(s.state(), LeaseState::Lost);
+        assert!(!s.is_active());
+        assert_eq!(s.remaining(), Some(Duration::ZERO));
+        // At risk past the deadline is lost too; an ended lease stays what it ended as.
+        s.state.send_replace(LeaseState::AtRisk);
+        assert_eq!(s.state(), LeaseState::Lost);
+        s.state.send_replace(LeaseState::Released);
+        assert_eq!(s.state(), LeaseState::Released);
+    }
+
+    /// An ended lease has no validity left, although its safety deadline is still ahead.
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_lease_has_no_time_left_before_its_deadline() {
+        let s = shared(Duration::from_secs(10));
+        assert_eq!(s.remaining(), Some(Duration::from_secs(9)));
+        assert!(s.mark_lost(LostReason::SafetyDeadline));
+        assert!(!s.mark_lost(LostReason::SafetyDeadline), "ends once");
+        assert_eq!(s.state(), LeaseState::Lost);
+        assert_eq!(s.remaining(), Some(Duration::ZERO));
+        assert_eq!(s.release_timeout(), Duration::from_secs(1));
+    }
+
+    /// A renewal answered late never moves the validity backwards.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_answer_of_an_older_renewal_keeps_the_newer_send() {
+        let s = shared(Duration::from_secs(10));
+        let first = Instant::now();
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let newer = Instant::now();
+        s.on_renewed(newer, Duration::ZERO);
+        assert_eq!(s.last_sent(), newer);
+        s.on_renewed(first, Duration::ZERO);
+        assert_eq!(
+            s.last_sent(),
+            newer,
+            "an older send must not shorten the lease"
+        );
+        assert_eq!(s.safety_deadline(), Some(newer + Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn loss_reasons_have_their_log_labels() {
+        let e = LeaseError::lost("gone");
+        assert_eq!(LostReason::Revoked(e.clone()).label(), "revoked");
+        assert_eq!(LostReason::SafetyDeadline.label(), "safety_deadline");
+        assert_eq!(LostReason::RetriesExhausted(e).label(), "retries_exhausted");
     }
 }

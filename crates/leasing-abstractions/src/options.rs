@@ -38,6 +38,12 @@ pub(crate) fn after(at: tokio::time::Instant, d: Duration) -> tokio::time::Insta
         .unwrap_or(at)
 }
 
+/// `at + d` on the wall clock, saturating at a far-future time instead of overflowing
+/// (as [`after`] does on the monotonic clock).
+pub(crate) fn system_after(at: std::time::SystemTime, d: Duration) -> std::time::SystemTime {
+    at.checked_add(d.min(FAR_FUTURE)).unwrap_or(at)
+}
+
 /// `d × factor` for a finite, non-negative `factor`, saturating at `Duration::MAX`
 /// (`Duration::mul_f64` panics on overflow).
 pub(crate) fn scale(d: Duration, factor: f64) -> Duration {
@@ -582,6 +588,16 @@ mod tests {
         let now = tokio::time::Instant::now();
         assert!(after(now, Duration::MAX) > now + Duration::from_secs(86_400 * 365));
         assert_eq!(after(now, secs(1.0)), now + secs(1.0));
+        assert_eq!(after(now, Duration::MAX), now + FAR_FUTURE);
+        assert_eq!(
+            FAR_FUTURE,
+            Duration::from_secs(946_080_000),
+            "30 years of 365 days"
+        );
+        let wall = std::time::SystemTime::now();
+        assert_eq!(system_after(wall, secs(1.0)), wall + secs(1.0));
+        assert_eq!(system_after(wall, Duration::MAX), wall + FAR_FUTURE);
+        assert_eq!(system_after(wall, FAR_FUTURE), wall + FAR_FUTURE);
         assert_eq!(scale(Duration::MAX, 1.5), Duration::MAX);
         assert_eq!(scale(secs(2.0), 0.5), secs(1.0));
         assert_eq!(scale(secs(2.0), -1.0), Duration::ZERO);

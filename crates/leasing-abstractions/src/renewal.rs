@@ -300,9 +300,9 @@ impl Scheduler {
         let mut grants: Vec<Arc<LeaseGrant>> = Vec::with_capacity(keys.len());
         let mut spans = Vec::with_capacity(keys.len());
         // Each renewing lease bounds the call by its attempt deadline; the batch takes the
-        // earliest.
+        // earliest. (Every queued lease is finite, so there is one.)
         let now = Instant::now();
-        let mut deadline = after(now, Duration::from_secs(24 * 3600));
+        let mut deadline: Option<Instant> = None;
         for key in &keys {
             let e = &self.entries[key];
             grants.push(Arc::clone(&e.lease.grant));
@@ -310,9 +310,11 @@ impl Scheduler {
             span.record("lease.retry_count", e.failures);
             spans.push(span);
             if let Some(d) = e.lease.safety_deadline() {
-                deadline = deadline.min(attempt_deadline(now, d, e.failures));
+                let a = attempt_deadline(now, d, e.failures);
+                deadline = Some(deadline.map_or(a, |b| b.min(a)));
             }
         }
+        let deadline = deadline.unwrap_or_else(|| after(now, Duration::MAX));
         let provider = Arc::clone(&self.provider);
         self.in_flight.spawn(async move {
             let sent = Instant::now();
@@ -443,4 +445,39 @@ fn spawn_release(lease: Arc<LeaseShared>) {
             );
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn an_attempt_gets_three_quarters_of_the_time_left_then_half_for_retries() {
+        let now = Instant::now();
+        let deadline = now + ms(1000);
+        assert_eq!(attempt_deadline(now, deadline, 0), now + ms(750));
+        assert_eq!(attempt_deadline(now, deadline, 1), now + ms(500));
+        assert_eq!(attempt_deadline(now, deadline, 7), now + ms(500));
+        // Never less than 1 ms (a call needs some time) and never past the deadline.
+        assert_eq!(attempt_deadline(now, now + ms(1), 0), now + ms(1));
+        assert_eq!(
+            attempt_deadline(now, now + Duration::from_micros(500), 0),
+            now + Duration::from_micros(500)
+        );
+        assert_eq!(attempt_deadline(now, now, 0), now);
+        // A deadline already passed leaves nothing.
+        assert_eq!(attempt_deadline(deadline, now, 0), deadline);
+    }
+
+    #[test]
+    fn leases_go_early_by_a_twentieth_of_their_duration_at_most_one_second() {
+        assert_eq!(early_slack(ms(10_000)), ms(500));
+        assert_eq!(early_slack(ms(20_000)), MAX_EARLY);
+        assert_eq!(early_slack(ms(60_000)), MAX_EARLY);
+        assert_eq!(MAX_EARLY, ms(1000));
+    }
 }

@@ -438,3 +438,60 @@ async fn log_events_use_the_stated_levels() {
     assert_eq!(level_of("lease lost"), Some(tracing::Level::ERROR));
     drop(b);
 }
+
+/// Ended leases count as released or lost by how they ended (two released, one lost:
+/// a swapped label would show 1 and 2), and `lease.duration` carries the same result.
+#[tokio::test(start_paused = true)]
+async fn ended_leases_are_counted_by_how_they_ended() {
+    let t = telemetry();
+    let store = InMemoryLeaseProvider::new();
+    let manager = LeaseManager::builder(Arc::new(store.clone()))
+        .options(LeaseOptions::default().with_default_lease_duration(secs(30.0)))
+        .meter(t.meter_provider.meter("distributed_leasing"))
+        .build()
+        .unwrap();
+    let a = manager.acquire("a").await.unwrap();
+    let b = manager.acquire("b").await.unwrap();
+    let c = manager.acquire("c").await.unwrap();
+    store.break_lease("c").await.unwrap();
+    assert_eq!(c.renew().await.unwrap_err().kind(), ErrorKind::Lost);
+    a.release().await.unwrap();
+    b.release().await.unwrap();
+    let m = t.collect();
+    let p = |n: &str| &m[n].1;
+    assert_eq!(total(p("leasing.releases.total"), None), 2.0);
+    assert_eq!(total(p("leasing.leases_lost.total"), None), 1.0);
+    assert_eq!(total(p("leasing.lease.duration"), Some("released")), 2.0);
+    assert_eq!(total(p("leasing.lease.duration"), Some("lost")), 1.0);
+    drop(c);
+}
+
+/// A `try_acquire` span records a failure reason only when it did not get the lease.
+#[tokio::test(start_paused = true)]
+async fn try_acquire_spans_record_a_failure_reason_only_on_failure() {
+    let t = telemetry();
+    let manager = LeaseManager::new(
+        Arc::new(InMemoryLeaseProvider::new()),
+        LeaseOptions::default(),
+    )
+    .unwrap();
+    let lease = manager.try_acquire("job").await.unwrap().unwrap();
+    assert!(manager.try_acquire("job").await.unwrap().is_none());
+    settle().await;
+    let spans = t.spans.get_finished_spans().unwrap();
+    let acquires: Vec<_> = spans.iter().filter(|s| s.name == "Lease.Acquire").collect();
+    assert_eq!(acquires.len(), 2);
+    let reason = |s: &SpanData| attr(s, "lease.failure_reason").map(Value::to_string);
+    let result = |s: &SpanData| attr(s, "lease.result").map(Value::to_string);
+    let ok = acquires
+        .iter()
+        .find(|s| result(s).as_deref() == Some("success"))
+        .expect("a successful try_acquire span");
+    assert_eq!(reason(ok), None);
+    let held = acquires
+        .iter()
+        .find(|s| result(s).as_deref() == Some("conflict"))
+        .expect("a try_acquire span that found the name held");
+    assert_eq!(reason(held).as_deref(), Some("conflict"));
+    drop(lease);
+}
