@@ -3,7 +3,7 @@
 //! `scripts/*-up.sh` scripts start.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,53 @@ fn wait_listening(addr: SocketAddr, up: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// How long a server may take to start listening: generous, because a machine kept busy
+/// by other builds can take far longer than an idle one (a fixed 10 s failed a CI run).
+const START_BOUND: Duration = Duration::from_secs(180);
+
+/// Waits until the server just spawned as `child` listens on `addr`. Fails at once if it
+/// exits, or after [`START_BOUND`]; either way with the end of its log.
+fn wait_started(addr: SocketAddr, child: &mut Option<Child>, log: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        if TcpStream::connect(addr).is_ok() {
+            return Ok(());
+        }
+        let why = match exited(child) {
+            Some(status) => Some(format!("exited ({status}) before listening")),
+            None if started.elapsed() > START_BOUND => {
+                Some(format!("did not listen within {} s", START_BOUND.as_secs()))
+            }
+            None => None,
+        };
+        if let Some(why) = why {
+            return Err(format!("server on {addr} {why}{}", log_tail(log)));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last lines of a server's log, to say why it did not come up.
+fn log_tail(log: &Path) -> String {
+    match std::fs::read_to_string(log) {
+        Ok(text) => {
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(20)..].join("\n  ");
+            format!("; the end of {}:\n  {tail}", log.display())
+        }
+        Err(e) => format!("; no log at {}: {e}", log.display()),
+    }
+}
+
+/// Opens (appending) the log file a server writes its output to.
+fn log_file(path: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_or_else(|_| Stdio::null(), Stdio::from)
+}
+
 /// A private redis-server with an append-only file fsynced on every write, so a kill loses
 /// nothing unless the restart wipes it.
 #[derive(Debug)]
@@ -62,6 +109,11 @@ pub(crate) struct RedisServer {
 }
 
 impl RedisServer {
+    /// Where the server writes its output (kept across restarts with data).
+    fn log(&self) -> PathBuf {
+        self.dir.join("redis.log")
+    }
+
     pub(crate) fn start_new(dir: PathBuf) -> Result<Self, String> {
         Self::start_with(dir, Vec::new())
     }
@@ -182,14 +234,15 @@ impl Server for RedisServer {
             .args(&self.extra)
             .arg("--dir")
             .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file(&self.log()))
+            .stderr(log_file(&self.log()))
             .spawn()
             .map_err(|e| {
                 format!("cannot run redis-server (scripts/redis-up.sh installs it): {e}")
             })?;
         self.child = Some(child);
-        wait_listening(self.addr(), true)
+        let log = self.log();
+        wait_started(self.addr(), &mut self.child, &log)
     }
 }
 
@@ -295,12 +348,13 @@ impl Server for AzuriteServer {
             .arg(&data)
             .args(["--disableTelemetry", "--silent"])
             .current_dir(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_file(&self.dir.join("azurite.log")))
+            .stderr(log_file(&self.dir.join("azurite.log")))
             .spawn()
             .map_err(|e| format!("cannot run {}: {e}", self.bin.display()))?;
         self.child = Some(child);
-        wait_listening(self.addr(), true)
+        let log = self.dir.join("azurite.log");
+        wait_started(self.addr(), &mut self.child, &log)
     }
 }
 
@@ -396,11 +450,7 @@ impl Server for CosmosServer {
     /// In memory only: every start is without the data (`wipe` or not).
     fn start(&mut self, _wipe: bool) -> Result<(), String> {
         self.kill();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("emulator.log"))
-            .map_or_else(|_| Stdio::null(), Stdio::from);
+        let log = log_file(&self.dir.join("emulator.log"));
         let child = Command::new("node")
             .arg(&self.launcher)
             .arg(&self.modules)
@@ -411,7 +461,8 @@ impl Server for CosmosServer {
             .spawn()
             .map_err(|e| format!("cannot run node (scripts/cosmos-up.sh needs it): {e}"))?;
         self.child = Some(child);
-        wait_listening(self.addr(), true)
+        let log = self.dir.join("emulator.log");
+        wait_started(self.addr(), &mut self.child, &log)
     }
 }
 

@@ -123,11 +123,19 @@ impl Emulator {
             .spawn()
             .expect("spawn node");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a machine kept busy by other builds can take far longer than an idle
+        // one; an emulator that exits fails at once.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             assert!(
-                Instant::now() < deadline,
-                "the private emulator did not start"
+                exited.is_none() && Instant::now() < deadline,
+                "the private emulator on port {} did not start ({exited:?}); its log: {}",
+                self.port,
+                log_path(self.port).display()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -161,12 +169,15 @@ impl Drop for Emulator {
 }
 
 /// The private emulator's log (its stderr), under the system temp dir.
+fn log_path(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("leasing-cosmos-emulator-{port}.log"))
+}
+
 fn log_file(port: u16) -> Stdio {
-    let path = std::env::temp_dir().join(format!("leasing-cosmos-emulator-{port}.log"));
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(path)
+        .open(log_path(port))
         .map_or_else(|_| Stdio::null(), Stdio::from)
 }
 

@@ -106,17 +106,31 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .args(&self.extra)
+            .arg("--logfile")
+            .arg(self.dir.join("redis.log"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn redis-server");
         self.child = Some(child);
+        // Generous: a machine kept busy by other builds can take far longer than an idle
+        // one; a server that exits fails at once, with its log.
         let started = Instant::now();
         while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "fixture redis-server did not start"
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || started.elapsed() > Duration::from_secs(180) {
+                let log = std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                panic!(
+                    "fixture redis-server on {} did not start ({}); the end of its log:\n{}",
+                    self.addr(),
+                    exited.map_or("not listening after 180 s".to_owned(), |s| s.to_string()),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
