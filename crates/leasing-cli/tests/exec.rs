@@ -1,0 +1,456 @@
+#![allow(clippy::unwrap_used)]
+//! `leasing exec` as a built binary against real servers: the lease in the command's
+//! environment, exit codes, no overlap between two `exec`s, and the command stopped
+//! before anyone else can hold the lease when the lease is broken, cut off from the
+//! backend, or when `leasing` itself is killed or stopped.
+
+mod common;
+
+use common::*;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// One test per backend for each scenario, so that nextest runs them in parallel.
+macro_rules! per_backend {
+    ($scenario:ident: $($label:ident),+) => {
+        mod $scenario {
+            $(
+                #[test]
+                fn $label() {
+                    if let Some(b) = super::common::backend(stringify!($label)) {
+                        super::$scenario(&b);
+                    }
+                }
+            )+
+        }
+    };
+}
+
+per_backend!(runs_the_command_with_the_lease_and_passes_its_exit_code: redis, redlock, blob, cosmos);
+per_backend!(two_execs_never_overlap: redis, redlock, blob, cosmos);
+per_backend!(a_broken_lease_stops_the_command: redis, redlock, blob, cosmos);
+per_backend!(killing_leasing_kills_the_command_before_the_next_holder_starts: redis, redlock, blob, cosmos);
+
+fn runs_the_command_with_the_lease_and_passes_its_exit_code(b: &Backend) {
+    let n = name(b.label);
+    let out = temp("env");
+    let mut c = leasing(b);
+    c.args(["exec", "--duration", b.duration, "--metadata", "team=ops", &n, "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!(
+                "echo \"$LEASING_NAME $LEASING_LEASE_ID $LEASING_FENCING_TOKEN $LEASING_DEADLINE\" > {o}; \
+                 \"$LEASING_BIN\" status --json \"$LEASING_NAME\" > {o}.status; \
+                 \"$LEASING_BIN\" list --json --prefix \"$LEASING_NAME\" > {o}.list; exit 7",
+                o = out.display()
+            ),
+        ]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(7), "{}", text(&o));
+    let env = std::fs::read_to_string(&out).unwrap();
+    let parts: Vec<&str> = env.split_whitespace().collect();
+    assert_eq!(parts.len(), 4, "{env}");
+    assert_eq!(parts[0], n);
+    let token: u64 = parts[2].parse().unwrap();
+    assert!(token > 0);
+    assert!(parts[3].ends_with('Z') && parts[3].contains('T'), "{env}");
+    let status: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{}.status", out.display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(status["name"], n.as_str());
+    assert_eq!(status["fencing_token"], token);
+    assert_eq!(status["metadata"]["team"], "ops");
+    assert_eq!(status["metadata"]["command"], "sh");
+    assert!(
+        status["owner"].as_str().unwrap().starts_with("leasing["),
+        "{status}"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}.list", out.display())).unwrap())
+            .unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list[0]["fencing_token"], token);
+    // Released when the command exits: free now.
+    let mut c = leasing(b);
+    c.args(["status", &n]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("free"));
+}
+
+fn two_execs_never_overlap(b: &Backend) {
+    let n = name(b.label);
+    let log = temp("overlap");
+    let mut children = Vec::new();
+    for i in 0..3 {
+        let mut c = leasing(b);
+        c.args(["exec", "--wait", "5m", "--duration", b.duration, &n, "--"])
+            .args([
+                "sh",
+                "-c",
+                &format!(
+                    "echo \"in {i} $(date +%s%N) $LEASING_FENCING_TOKEN\" >> {l}; sleep 0.3; echo \"out {i} $(date +%s%N) $LEASING_FENCING_TOKEN\" >> {l}",
+                    l = log.display()
+                ),
+            ])
+            .stdin(Stdio::null());
+        children.push(c.spawn().unwrap());
+    }
+    for mut ch in children {
+        assert!(wait(&mut ch).success());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 6, "{text}");
+    let mut last_token = 0u64;
+    for pair in rows.chunks(2) {
+        // Each holder's "in" is followed by its own "out" before anyone else's "in".
+        assert_eq!((pair[0][0], pair[1][0]), ("in", "out"), "{text}");
+        assert_eq!(pair[0][1], pair[1][1], "{text}");
+        let token: u64 = pair[0][3].parse().unwrap();
+        assert!(token > last_token, "tokens must increase: {text}");
+        last_token = token;
+    }
+}
+
+fn a_broken_lease_stops_the_command(b: &Backend) {
+    let n = name(b.label);
+    let log = temp("broken");
+    let mut c = leasing(b);
+    c.args(["exec", "--duration", b.duration, "--on-lost"])
+        .arg(format!(
+            "echo \"onlost $LEASING_NAME $(date +%s%N)\" >> {}",
+            log.display()
+        ))
+        .args([&n, "--"])
+        .args(stubborn_writer(&log, "holder"))
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut holder = c.spawn().unwrap();
+    wait_for_line(&log, "alive", &mut holder);
+    let mut c = leasing(b);
+    c.args(["break", "--yes", &n]);
+    let broken_at = now_ns();
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("broken"));
+    let status = wait(&mut holder);
+    let mut err = String::new();
+    std::io::Read::read_to_string(holder.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(76), "{err}");
+    assert!(err.contains("the command was stopped"), "{err}");
+    let l = lines(&log);
+    let last_alive = l
+        .iter()
+        .filter(|x| x.0 == "alive")
+        .map(|x| x.2)
+        .max()
+        .unwrap();
+    let on_lost = l.iter().find(|x| x.0 == "onlost").expect("--on-lost ran");
+    assert_eq!(on_lost.1, n);
+    assert!(
+        on_lost.2 > last_alive,
+        "--on-lost runs after the command is dead"
+    );
+    assert!(
+        !running(&log.display().to_string()),
+        "the command must be dead"
+    );
+    println!(
+        "{}: break to death {:.0} ms",
+        b.label,
+        (last_alive.saturating_sub(broken_at)) as f64 / 1e6
+    );
+}
+
+fn killing_leasing_kills_the_command_before_the_next_holder_starts(b: &Backend) {
+    let n = name(b.label);
+    let log = temp("killed");
+    let mut c = leasing(b);
+    c.args(["exec", "--duration", b.duration, &n, "--"])
+        .args(stubborn_writer(&log, "holder"))
+        .stdin(Stdio::null());
+    let mut holder = c.spawn().unwrap();
+    wait_for_line(&log, "alive", &mut holder);
+    let killed_at = now_ns();
+    holder.kill().unwrap();
+    let _ = holder.wait();
+    // The next holder, waiting for the lease to expire on the backend.
+    let mut c = leasing(b);
+    c.args(["exec", "--wait", "5m", "--duration", b.duration, &n, "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
+        ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    let l = lines(&log);
+    let last_alive = l
+        .iter()
+        .filter(|x| x.0 == "alive")
+        .map(|x| x.2)
+        .max()
+        .unwrap();
+    let next = l.iter().find(|x| x.0 == "next").unwrap().2;
+    assert!(
+        last_alive < next,
+        "the killed holder's command wrote after the next holder started"
+    );
+    assert!(
+        !running(&log.display().to_string()),
+        "the command must be dead"
+    );
+    println!(
+        "{}: SIGKILL of leasing to the command's death {:.0} ms; next holder started {:.0} ms after",
+        b.label,
+        (last_alive.saturating_sub(killed_at)) as f64 / 1e6,
+        (next - last_alive) as f64 / 1e6
+    );
+}
+
+/// A stopped `leasing` (SIGSTOP) cannot renew; its supervisor stops the command at the
+/// safety deadline all the same, before the backend can grant the name again.
+#[test]
+fn a_stopped_leasing_still_has_its_command_stopped_in_time() {
+    let Some(b) = backend("redis") else { return };
+    let n = name("stopped");
+    let log = temp("stopped");
+    let mut c = leasing(&b);
+    c.args(["exec", "--duration", "3s", &n, "--"])
+        .args(stubborn_writer(&log, "holder"))
+        .stdin(Stdio::null());
+    let mut holder = c.spawn().unwrap();
+    wait_for_line(&log, "alive", &mut holder);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(holder.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let mut c = leasing(&b);
+    c.args(["exec", "--wait", "5m", "--duration", "3s", &n, "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
+        ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(wait(&mut holder).code(), Some(76));
+    let l = lines(&log);
+    let last_alive = l
+        .iter()
+        .filter(|x| x.0 == "alive")
+        .map(|x| x.2)
+        .max()
+        .unwrap();
+    let next = l.iter().find(|x| x.0 == "next").unwrap().2;
+    assert!(
+        last_alive < next,
+        "the stopped holder's command outlived its lease"
+    );
+}
+
+/// A network cut between `leasing` and the backend: the command is stopped at the safety
+/// deadline (SIGTERM ignored, so SIGKILL), before a contender that reaches the backend
+/// directly can start. Over several trials, prints loss-to-death next to the validity
+/// left.
+fn network_cut(
+    b: &Backend,
+    via_proxy: impl Fn(std::net::SocketAddr) -> String,
+    target: std::net::SocketAddr,
+    trials: usize,
+) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let proxy = rt
+        .block_on(leasing_testkit::proxy::FaultProxy::start(target))
+        .unwrap();
+    let cut_backend = Backend {
+        spec: via_proxy(proxy.addr()),
+        ..b.clone()
+    };
+    let mut deaths = Vec::new();
+    for trial in 0..trials {
+        proxy.restore();
+        let n = name(&format!("cut{trial}"));
+        let log = temp("cut");
+        let mut c = leasing(&cut_backend);
+        c.args(["exec", "--duration", b.duration, &n, "--"])
+            .args(stubborn_writer(&log, "holder"))
+            .stdin(Stdio::null());
+        let mut holder = c.spawn().unwrap();
+        wait_for_line(&log, "alive", &mut holder);
+        let cut_at = now_ns();
+        proxy.partition();
+        let mut c = leasing(b);
+        c.args(["exec", "--wait", "5m", "--duration", b.duration, &n, "--"])
+            .args([
+                "sh",
+                "-c",
+                &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
+            ]);
+        let o = run(c);
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(wait(&mut holder).code(), Some(76));
+        let l = lines(&log);
+        let last_alive = l
+            .iter()
+            .filter(|x| x.0 == "alive")
+            .map(|x| x.2)
+            .max()
+            .unwrap();
+        let next = l.iter().find(|x| x.0 == "next").unwrap().2;
+        assert!(
+            last_alive < next,
+            "trial {trial}: the cut-off holder's command outlived its lease"
+        );
+        deaths.push((
+            (last_alive - cut_at) as f64 / 1e6,
+            (next - last_alive) as f64 / 1e6,
+        ));
+    }
+    let mut to_death: Vec<f64> = deaths.iter().map(|d| d.0).collect();
+    let mut margin: Vec<f64> = deaths.iter().map(|d| d.1).collect();
+    to_death.sort_by(f64::total_cmp);
+    margin.sort_by(f64::total_cmp);
+    println!(
+        "{}: network cut over {trials} trials: cut to death p50 {:.0} ms max {:.0} ms; death to the next holder's start min {:.0} ms p50 {:.0} ms",
+        b.label,
+        to_death[to_death.len() / 2],
+        to_death[to_death.len() - 1],
+        margin[0],
+        margin[margin.len() / 2]
+    );
+}
+
+fn trials() -> usize {
+    std::env::var("LEASING_CLI_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(2)
+}
+
+#[test]
+fn a_network_cut_stops_the_command_before_the_next_holder_starts_redis() {
+    let Some(b) = backend("redis") else { return };
+    let target: std::net::SocketAddr = b
+        .spec
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    network_cut(&b, |a| format!("redis://{a}"), target, trials());
+}
+
+#[test]
+fn a_network_cut_stops_the_command_before_the_next_holder_starts_blob() {
+    let Some(b) = backend("blob") else { return };
+    // Azurite's well-known development account (public).
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    network_cut(
+        &b,
+        |a| {
+            format!("blob:AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint=http://{a}/devstoreaccount1")
+        },
+        "127.0.0.1:10000".parse().unwrap(),
+        1,
+    );
+}
+
+/// Signals reach the command; SIGTERM kills it (128 + 15); a second SIGINT kills its group.
+#[test]
+fn signals_are_forwarded_and_a_second_interrupt_kills() {
+    let Some(b) = backend("redis") else { return };
+    let log = temp("signals");
+    let script = format!(
+        "trap 'echo usr1 >> {l}' USR1; trap 'echo int >> {l}' INT; echo ready >> {l}; while true; do sleep 0.02; done",
+        l = log.display()
+    );
+    let mut c = leasing(&b);
+    c.args(["exec", &name("sig"), "--", "sh", "-c", &script])
+        .stdin(Stdio::null());
+    let mut h = c.spawn().unwrap();
+    wait_for_line(&log, "ready", &mut h);
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(h.id()).unwrap());
+    use nix::sys::signal::{kill, Signal};
+    kill(pid, Signal::SIGUSR1).unwrap();
+    wait_for_line(&log, "usr1", &mut h);
+    kill(pid, Signal::SIGINT).unwrap();
+    wait_for_line(&log, "int", &mut h);
+    kill(pid, Signal::SIGINT).unwrap();
+    assert_eq!(
+        wait(&mut h).code(),
+        Some(137),
+        "the second SIGINT is SIGKILL to the group"
+    );
+
+    // SIGTERM: the command's default action, passed through as 128 + 15.
+    let log = temp("term");
+    let mut c = leasing(&b);
+    c.args(["exec", &name("term"), "--", "sh", "-c"])
+        .arg(format!(
+            "echo ready >> {}; while true; do sleep 0.02; done",
+            log.display()
+        ))
+        .stdin(Stdio::null());
+    let mut h = c.spawn().unwrap();
+    wait_for_line(&log, "ready", &mut h);
+    kill(
+        nix::unistd::Pid::from_raw(i32::try_from(h.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    assert_eq!(wait(&mut h).code(), Some(143));
+}
+
+/// Exit codes of `exec`: held (75), interrupted while waiting (130), command not found
+/// (127), not executable (126).
+#[test]
+fn exit_codes() {
+    let Some(b) = backend("redis") else { return };
+    let n = name("codes");
+    let log = temp("codes");
+    let mut c = leasing(&b);
+    c.args(["exec", &n, "--", "sh", "-c"])
+        .arg(format!("echo ready >> {}; sleep 60", log.display()))
+        .stdin(Stdio::null());
+    let mut holder = c.spawn().unwrap();
+    wait_for_line(&log, "ready", &mut holder);
+    let mut c = leasing(&b);
+    c.args(["exec", &n, "--", "true"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(75), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("was not acquired"),
+        "{}",
+        text(&o)
+    );
+    // Waiting, then SIGINT: stops at once with 130.
+    let mut c = leasing(&b);
+    c.args(["exec", "--wait", "infinite", &n, "--", "true"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut waiter = c.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(waiter.id()).unwrap()),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(wait(&mut waiter).code(), Some(130));
+    holder.kill().unwrap();
+    let _ = holder.wait();
+
+    let mut c = leasing(&b);
+    c.args(["exec", &name("nf"), "--", "/nonexistent/command"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(127), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot run /nonexistent/command"));
+    let mut c = leasing(&b);
+    c.args(["exec", &name("nx"), "--", "/etc/hostname"]);
+    assert_eq!(run(c).status.code(), Some(126));
+}

@@ -1,0 +1,263 @@
+#![allow(clippy::unwrap_used)]
+//! `leasing status`, `list`, `break`, `health`, `completions`, and what the command says
+//! to bad input: exit codes, one-line messages, no secret anywhere.
+
+mod common;
+
+use common::*;
+use std::process::Stdio;
+
+fn hold(b: &Backend, n: &str) -> (std::process::Child, std::path::PathBuf) {
+    let log = temp("hold");
+    let mut c = leasing(b);
+    c.args(["exec", "--metadata", "owner=tester", n, "--", "sh", "-c"])
+        .arg(format!("echo ready >> {}; sleep 120", log.display()))
+        .stdin(Stdio::null());
+    let mut h = c.spawn().unwrap();
+    wait_for_line(&log, "ready", &mut h);
+    (h, log)
+}
+
+macro_rules! per_backend {
+    ($scenario:ident: $($label:ident),+) => {
+        mod $scenario {
+            $(
+                #[test]
+                fn $label() {
+                    if let Some(b) = super::common::backend(stringify!($label)) {
+                        super::$scenario(&b);
+                    }
+                }
+            )+
+        }
+    };
+}
+
+per_backend!(status_list_break_and_health: redis, redlock, blob, cosmos);
+
+fn status_list_break_and_health(b: &Backend) {
+    let n = name(b.label);
+    let (mut h, _) = hold(b, &n);
+    // status, text and JSON.
+    let mut c = leasing(b);
+    c.args(["status", &n]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.starts_with(&format!("{n}: held")), "{s}");
+    for row in [
+        "holder        tester",
+        "fencing token ",
+        "acquired at ",
+        "time left ",
+    ] {
+        assert!(s.contains(row), "{row:?} in {s}");
+    }
+    let mut c = leasing(b);
+    c.args(["status", "--json", &n]);
+    let v: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(v["owner"], "tester");
+    let expected_expiry = if b.label == "blob" { "unknown" } else { "at" };
+    assert_eq!(v["expiry"], expected_expiry, "{v}");
+    // list: a table with a header, and JSON.
+    let mut c = leasing(b);
+    c.args(["list", "--prefix", &n]);
+    let o = run(c);
+    let t = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<&str> = t.lines().collect();
+    assert!(
+        rows[0].starts_with("NAME") && rows[0].contains("TIME LEFT"),
+        "{t}"
+    );
+    assert_eq!(rows.len(), 2, "{t}");
+    assert!(rows[1].starts_with(&n) && rows[1].contains("tester"), "{t}");
+    // break without a terminal and without --yes: refused, nothing broken.
+    let mut c = leasing(b);
+    c.args(["break", &n]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--yes"));
+    let mut c = leasing(b);
+    c.args(["break", "--yes", &n]);
+    assert!(run(c).status.success());
+    // Broken: the holder's command is stopped (76).
+    assert_eq!(wait(&mut h).code(), Some(76));
+    let mut c = leasing(b);
+    c.args(["break", "--yes", &n]);
+    let o = run(c);
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("not held"),
+        "{}",
+        text(&o)
+    );
+    let mut c = leasing(b);
+    c.args(["list", "--json", "--prefix", &n]);
+    let v: serde_json::Value = serde_json::from_slice(&run(c).stdout).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(0), "{v}");
+    let mut c = leasing(b);
+    c.args(["list", "--prefix", &n]);
+    assert!(String::from_utf8_lossy(&run(c).stdout).starts_with("no leases held"));
+    let mut c = leasing(b);
+    c.args(["status", "--json", &n]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["held"], false);
+    // health.
+    let mut c = leasing(b);
+    c.args(["health", "--json"]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["status"], "Healthy");
+    let mut c = leasing(b);
+    c.args(["health"]);
+    assert!(String::from_utf8_lossy(&run(c).stdout).starts_with("Healthy: "));
+}
+
+#[test]
+fn a_missing_or_malformed_backend_is_one_line_and_exit_code_two() {
+    for (args, needle) in [
+        (
+            vec!["status", "x"],
+            "no backend: set --backend or LEASING_BACKEND",
+        ),
+        (
+            vec!["--backend", "ftp://user:hunter2@host", "list"],
+            "scheme \"ftp\"",
+        ),
+        (vec!["--backend", "redlock://a,b", "list"], "at least 3"),
+        (
+            vec![
+                "--backend",
+                "memory",
+                "exec",
+                "--grace",
+                "17s",
+                "x",
+                "--",
+                "true",
+            ],
+            "27s − 10s = 17s",
+        ),
+        (
+            vec![
+                "--backend",
+                "memory",
+                "exec",
+                "--wait",
+                "soon",
+                "x",
+                "--",
+                "true",
+            ],
+            "infinite",
+        ),
+        (vec!["--backend", "memory", "exec", "x"], "required"),
+    ] {
+        let mut c = bare();
+        c.args(&args);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_backend_is_exit_code_69_without_secrets() {
+    // Nothing listens on port 1; the password must not be printed.
+    let mut c = bare();
+    c.args([
+        "--verbose",
+        "--backend",
+        "redis://user:hunter2@127.0.0.1:1",
+        "health",
+    ]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(69), "{}", text(&o));
+    let all = text(&o);
+    assert!(!all.contains("hunter2"), "{all}");
+    assert!(all.contains("127.0.0.1:1"), "says what it tried: {all}");
+}
+
+#[test]
+fn no_secret_in_any_output_with_verbose() {
+    let Some(b) = backend("cosmos") else { return };
+    let key = b
+        .spec
+        .split(';')
+        .find_map(|p| p.strip_prefix("AccountKey="))
+        .unwrap()
+        .to_owned();
+    let n = name("secret");
+    let mut c = leasing(&b);
+    c.args(["--verbose", "exec", &n, "--", "true"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains(&key));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Cosmos DB (connection string)"));
+    // A wrong key is a configuration error (2) whose message carries no key.
+    let bad = b.spec.replace(&key, "AAAAsecretAAAA");
+    let mut c = bare();
+    c.args(["--verbose", "--backend", &bad, "status", &n]);
+    let o = run(c);
+    assert!(!text(&o).contains("AAAAsecretAAAA"), "{}", text(&o));
+    // --help never shows LEASING_BACKEND's value.
+    let mut c = leasing(&b);
+    c.arg("--help");
+    let o = run(c);
+    assert!(!text(&o).contains(&key));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Exit codes:"));
+}
+
+#[test]
+fn the_memory_backend_and_completions() {
+    let mut c = bare();
+    c.args([
+        "--backend",
+        "memory",
+        "exec",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]);
+    assert_eq!(run(c).status.code(), Some(3));
+    let mut c = bare();
+    c.args(["--backend", "memory", "status", "x"]);
+    assert_eq!(run(c).status.code(), Some(1));
+    let mut c = bare();
+    c.args(["completions", "bash"]);
+    let o = run(c);
+    assert!(o.status.success());
+    assert!(String::from_utf8_lossy(&o.stdout).contains("leasing"));
+    for sub in ["exec", "status", "list", "break", "health"] {
+        let mut c = bare();
+        c.args([sub, "--help"]);
+        let o = run(c);
+        assert!(o.status.success(), "{sub}");
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Example"),
+            "{sub}: every subcommand shows examples"
+        );
+    }
+}
+
+/// The backend from the providers' own variables when no --backend is given.
+#[test]
+fn provider_variables_name_the_backend() {
+    let Some(b) = backend("redis") else { return };
+    let mut c = bare();
+    c.env("LEASING_REDIS_URL", &b.spec)
+        .args(["--verbose", "health"]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Redis at redis://"));
+}
