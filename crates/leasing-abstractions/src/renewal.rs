@@ -286,12 +286,13 @@ impl Scheduler {
             due.push(key);
         }
         // Retries go in batches of their own: a batch call is bounded by its earliest safety
-        // deadline, and a retrying lease's is near; healthy leases must not share it.
+        // deadline, and a retrying lease's is near; healthy leases must not share it. They
+        // go first: their deadlines are the nearest.
         let (retrying, fresh): (Vec<u64>, Vec<u64>) = due
             .into_iter()
             .partition(|k| self.entries.get(k).is_some_and(|e| e.failures > 0));
         let batch = self.provider.capabilities().max_renew_batch.max(1);
-        for chunk in fresh.chunks(batch).chain(retrying.chunks(batch)) {
+        for chunk in retrying.chunks(batch).chain(fresh.chunks(batch)) {
             self.spawn_batch(chunk.to_vec());
         }
     }

@@ -109,6 +109,27 @@ async fn only_leases_eligible_by_now_share_a_batch() {
     drop((a, b, c));
 }
 
+/// A retrying lease goes in a batch of its own, sent before the healthy leases due with it
+/// (its deadline is the nearest).
+#[tokio::test(start_paused = true)]
+async fn a_retry_goes_out_before_the_healthy_leases_due_with_it() {
+    let rig = rig(LeaseOptions::default()
+        .with_default_lease_duration(secs(10.0))
+        .with_auto_renew_interval(Some(secs(6.0)))
+        .with_auto_renew_retry_interval(secs(0.2)));
+    let a = rig.manager.acquire("a").await.unwrap();
+    tokio::time::sleep(secs(0.6)).await;
+    let b = rig.manager.acquire("b").await.unwrap();
+    let c = rig.manager.acquire("c").await.unwrap();
+    // a's renewal at 6 s fails (before reaching the store); its retry, 0.1–0.2 s later,
+    // finds b and c eligible (due at 6.6 s, eligible from 6.1 s).
+    rig.faults.script(Operation::Renew, [Fault::Unavailable]);
+    tokio::time::sleep(secs(6.0)).await;
+    assert_eq!(*rig.counting.sizes.lock().unwrap(), vec![1, 2]);
+    assert_eq!(a.state(), LeaseState::Held);
+    drop((a, b, c));
+}
+
 /// A manual renewal of an infinite lease (no safety deadline) waits 30 s for the backend.
 #[tokio::test(start_paused = true)]
 async fn a_manual_renewal_of_an_infinite_lease_waits_thirty_seconds() {
