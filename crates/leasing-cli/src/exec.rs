@@ -447,22 +447,10 @@ impl Drop for PrivateDir {
 
 fn private_dir() -> std::io::Result<PrivateDir> {
     use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for i in 0..100u32 {
-        let path = base.join(format!(
-            "leasing-{}-{}-{i}",
-            std::process::id(),
-            mono_ns() % 1_000_000_007
-        ));
-        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
-            Ok(()) => return Ok(PrivateDir { path }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other(
-        "no private directory could be created",
-    ))
+    // Unique: this process's id and the monotonic clock's nanoseconds.
+    let path = std::env::temp_dir().join(format!("leasing-{}-{}", std::process::id(), mono_ns()));
+    std::fs::DirBuilder::new().mode(0o700).create(&path)?;
+    Ok(PrivateDir { path })
 }
 
 #[cfg(test)]

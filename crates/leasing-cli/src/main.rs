@@ -12,6 +12,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use distributed_leasing::{LeaseManager, LeaseOptions};
 use exit::CliError;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { exit::USAGE } else { 0 });
         }
     };
-    let command = match cli.command {
+    let op = match cli.command {
         Command::Supervise(a) => return supervise::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(
@@ -78,7 +79,11 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
-        c => c,
+        Command::Exec(a) => Op::Exec(a),
+        Command::Status(a) => Op::Status(a),
+        Command::List(a) => Op::List(a),
+        Command::Break(a) => Op::Break(a),
+        Command::Health(a) => Op::Health(a),
     };
     // Parsed before any thread starts: an Azure account URL is handed to the provider
     // through its environment variables.
@@ -109,19 +114,16 @@ fn main() -> ExitCode {
             eprintln!("leasing: backend {}", backend.describe());
         }
         let provider = backend.build().await?;
-        match command {
-            Command::Exec(a) => exec::run(a, provider, cli.verbose).await,
-            other => {
-                let manager = LeaseManager::new(provider, LeaseOptions::default())
-                    .map_err(|e| CliError::backend("options", &e))?;
-                match other {
-                    Command::Status(a) => inspect::status(&manager, a).await,
-                    Command::List(a) => inspect::list(&manager, a).await,
-                    Command::Break(a) => inspect::break_lease(&manager, a).await,
-                    Command::Health(a) => inspect::health(&manager, a).await,
-                    _ => Ok(0),
-                }
-            }
+        let manager = || {
+            LeaseManager::new(Arc::clone(&provider), LeaseOptions::default())
+                .map_err(|e| CliError::backend("options", &e))
+        };
+        match op {
+            Op::Exec(a) => exec::run(a, Arc::clone(&provider), cli.verbose).await,
+            Op::Status(a) => inspect::status(&manager()?, a).await,
+            Op::List(a) => inspect::list(&manager()?, a).await,
+            Op::Break(a) => inspect::break_lease(&manager()?, a).await,
+            Op::Health(a) => inspect::health(&manager()?, a).await,
         }
     });
     // Leave background work (release notifications, renewals of nothing) behind at once.
@@ -130,6 +132,15 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => fail(&e),
     }
+}
+
+/// What to do with the backend, once it is built.
+enum Op {
+    Exec(exec::ExecArgs),
+    Status(inspect::StatusArgs),
+    List(inspect::ListArgs),
+    Break(inspect::BreakArgs),
+    Health(inspect::HealthArgs),
 }
 
 fn fail(e: &CliError) -> ExitCode {

@@ -261,3 +261,132 @@ fn provider_variables_name_the_backend() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Redis at redis://"));
 }
+
+/// Runs `leasing ARGS` on a pseudo-terminal (util-linux `script`), feeding `input`.
+fn on_a_terminal(b: &Backend, args: &str, input: &str) -> std::process::Output {
+    let mut c = leasing(b);
+    // `script` needs a shell command line; the arguments here are the test's own words.
+    c.env_remove("LEASING_BIN");
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &format!("{BIN} {args}"), "/dev/null"])
+        .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))))
+        .env("LEASING_BACKEND", &b.spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        // Keep stdin open until the command had time to ask.
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// On a terminal: a waiting `exec` shows a progress line naming the holder; `break` asks
+/// first, and does nothing unless the answer is yes.
+#[test]
+fn terminal_progress_and_confirmation() {
+    let Some(b) = backend("redis") else { return };
+    let n = name("tty");
+    let (mut h, _) = hold(&b, &n);
+    let o = on_a_terminal(&b, &format!("exec --wait 2500ms {n} -- true"), "");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("waiting for {n} (held by tester")),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("was not acquired within 2s"), "{}", text(&o));
+    let o = on_a_terminal(&b, &format!("break {n}"), "n\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("held by tester"), "{}", text(&o));
+    assert!(out.contains("not broken"), "{}", text(&o));
+    let mut c = leasing(&b);
+    c.args(["status", &n]);
+    assert_eq!(run(c).status.code(), Some(0), "still held");
+    let o = on_a_terminal(&b, &format!("break {n}"), "y\n");
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("broken."),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(wait(&mut h).code(), Some(76));
+}
+
+/// Every way of naming a backend builds: Redis Cluster seeds, the Blob and Cosmos
+/// providers' own variables; an account URL without an identity is unhealthy, not a
+/// crash; a dead Blob endpoint is unhealthy (exit 1).
+#[test]
+fn other_backend_forms_build() {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(urls) = var("LEASING_REDIS_CLUSTER_URLS") {
+        let hosts: Vec<&str> = urls
+            .split(',')
+            .map(|u| u.trim_start_matches("redis://"))
+            .collect();
+        let mut c = bare();
+        c.args([
+            "--backend",
+            &format!("redis+cluster://{}?prefix=cli:", hosts.join(",")),
+            "health",
+        ]);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let mut c = bare();
+        c.env("LEASING_REDIS_CLUSTER_URLS", &urls).args(["list"]);
+        assert!(run(c).status.success());
+    }
+    if let Some(cs) = var("LEASING_AZURITE_CONNECTION_STRING") {
+        let mut c = bare();
+        c.env("AZURE_STORAGE_CONNECTION_STRING", &cs)
+            .args(["-v", "health"]);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("AZURE_STORAGE_* variables"));
+        const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+        let mut c = bare();
+        c.args([
+            "--backend",
+            &format!("blob:AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint=http://127.0.0.1:1/devstoreaccount1"),
+            "health",
+            "--timeout",
+            "2s",
+        ]);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+        assert!(
+            String::from_utf8_lossy(&o.stdout).starts_with("Unhealthy"),
+            "{}",
+            text(&o)
+        );
+        assert!(!text(&o).contains(KEY));
+    }
+    if let Some(cs) = var("LEASING_COSMOS_CONNECTION_STRING") {
+        let mut c = bare();
+        c.env("LEASING_COSMOS_CONNECTION_STRING", &cs)
+            .args(["-v", "list"]);
+        let o = run(c);
+        assert!(o.status.success(), "{}", text(&o));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("LEASING_COSMOS_* variables"));
+    }
+    // An account URL: the Azure identity chosen from the environment (none here).
+    let mut c = bare();
+    c.env_remove("AZURE_CLIENT_SECRET")
+        .env_remove("AZURE_FEDERATED_TOKEN_FILE")
+        .env_remove("IDENTITY_ENDPOINT")
+        .env_remove("MSI_ENDPOINT")
+        .args([
+            "--backend",
+            "https://nosuchaccount.blob.core.windows.net/leases",
+            "health",
+            "--timeout",
+            "2s",
+        ]);
+    let o = run(c);
+    assert!(matches!(o.status.code(), Some(1 | 2 | 69)), "{}", text(&o));
+    assert!(!text(&o).contains("panicked"), "{}", text(&o));
+}
