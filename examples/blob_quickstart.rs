@@ -3,18 +3,18 @@
 //!
 //! ```text
 //! scripts/azurite-up.sh
-//! cargo run -p leasing-blob --example blob_quickstart
+//! cargo run -p distributed-leasing --features blob --example blob_quickstart
 //! ```
 //! Reads the environment like [`BlobLeaseProvider::from_env`] (a connection string in
 //! `AZURE_STORAGE_CONNECTION_STRING`, or an account with a key, a SAS or a token
 //! credential) and defaults to Azurite on this machine (`UseDevelopmentStorage=true`).
 
-use leasing_abstractions::{LeaseManager, LeaseOptions};
-use leasing_blob::BlobLeaseProvider;
+use distributed_leasing::blob::BlobLeaseProvider;
+use distributed_leasing::{LeaseManager, LeaseOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn provider() -> leasing_abstractions::Result<BlobLeaseProvider> {
+fn provider() -> distributed_leasing::Result<BlobLeaseProvider> {
     let configured = [
         "AZURE_STORAGE_CONNECTION_STRING",
         "AZURE_STORAGE_ACCOUNT",
@@ -37,7 +37,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Blob leases are whole seconds from 15 to 60, or infinite.
         .with_default_lease_duration(Duration::from_secs(15))
         .with_acquire_timeout(Some(Duration::from_secs(20)))
-        .with_metadata(leasing_abstractions::environment_metadata(Some(env!(
+        .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));
     let manager = LeaseManager::new(Arc::new(provider()?), options)?;

@@ -3,13 +3,13 @@
 //!
 //! ```text
 //! scripts/cosmos-up.sh && source target/services/cosmos.env
-//! cargo run -p leasing-cosmos --example cosmos_quickstart
+//! cargo run -p distributed-leasing --features cosmos --example cosmos_quickstart
 //! ```
 //! Reads `LEASING_COSMOS_CONNECTION_STRING`, or `LEASING_COSMOS_ENDPOINT` with
 //! `LEASING_COSMOS_KEY` or an Azure identity (see `CosmosLeaseProviderBuilder::from_env`).
 
-use leasing_abstractions::{LeaseManager, LeaseOptions};
-use leasing_cosmos::CosmosLeaseProvider;
+use distributed_leasing::cosmos::CosmosLeaseProvider;
+use distributed_leasing::{LeaseManager, LeaseOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = LeaseOptions::default()
         .with_default_lease_duration(Duration::from_secs(15))
         .with_acquire_timeout(Some(Duration::from_secs(10)))
-        .with_metadata(leasing_abstractions::environment_metadata(Some(env!(
+        .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));
     let manager = LeaseManager::new(Arc::new(provider), options)?;

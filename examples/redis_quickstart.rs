@@ -2,22 +2,32 @@
 //!
 //! ```text
 //! scripts/redis-up.sh && source target/services/redis.env
-//! cargo run -p leasing-redis --example redis_quickstart
+//! cargo run -p distributed-leasing --features redis --example redis_quickstart
 //! ```
-//! Reads `LEASING_REDIS_URL` (default `redis://127.0.0.1:6379`).
+//! Reads `LEASING_REDIS_URL`.
+//!
+//! The restart fence is set to the lease duration: a Redis that restarts without
+//! persistence, or fails over to a replica that missed the last write, then grants nothing
+//! until every lease granted before could have expired. Keep it unless every server
+//! persists each write and has no replicas (docs/providers/redis.md).
 
-use leasing_abstractions::{LeaseManager, LeaseOptions};
-use leasing_redis::RedisLeaseProvider;
+use distributed_leasing::redis::RedisLeaseProviderBuilder;
+use distributed_leasing::{LeaseManager, LeaseOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
+const LEASE: Duration = Duration::from_secs(15);
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let provider = RedisLeaseProvider::from_env().await?;
+    let provider = RedisLeaseProviderBuilder::from_env()
+        .restart_fence(LEASE) // at least the longest lease duration in use
+        .build()
+        .await?;
     let options = LeaseOptions::default()
-        .with_default_lease_duration(Duration::from_secs(15))
+        .with_default_lease_duration(LEASE)
         .with_acquire_timeout(Some(Duration::from_secs(10)))
-        .with_metadata(leasing_abstractions::environment_metadata(Some(env!(
+        .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));
     let manager = LeaseManager::new(Arc::new(provider), options)?;

@@ -10,6 +10,10 @@ pub const URL_ENV: &str = "LEASING_REDIS_URL";
 /// Environment variable [`RedisLeaseProviderBuilder::cluster_from_env`] reads the
 /// comma-separated cluster node URLs from.
 pub const CLUSTER_URLS_ENV: &str = "LEASING_REDIS_CLUSTER_URLS";
+
+/// The restart fence (see [`RedisConfig::restart_fence`]) every `from_env()` reads: a
+/// duration such as `30s`, `1500ms` or `2m`; `0` turns the fence off.
+pub const RESTART_FENCE_ENV: &str = "LEASING_REDIS_RESTART_FENCE";
 /// URL used when [`URL_ENV`] is not set.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Default key prefix.
@@ -290,8 +294,69 @@ pub(crate) fn validate_url(url: &str) -> Result<()> {
     ))
 }
 
+/// A duration as the environment gives it: `1500ms`, `30s`, `2m`, `1h`, or `0`.
+pub(crate) fn parse_env_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "" if n == 0.0 => 0.0,
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return None,
+    };
+    Duration::try_from_secs_f64(secs).ok()
+}
+
+/// The restart fence from [`RESTART_FENCE_ENV`], if set.
+pub(crate) fn env_restart_fence(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Duration>> {
+    match var(RESTART_FENCE_ENV) {
+        None => Ok(None),
+        Some(v) => parse_env_duration(&v).map(Some).ok_or_else(|| {
+            LeaseError::configuration(
+                RESTART_FENCE_ENV,
+                format!("{v:?} is not a duration (30s, 1500ms, 2m; 0 turns the fence off)"),
+            )
+        }),
+    }
+}
+
+/// Reads a variable as `from_env()` does: unset and blank are the same.
+pub(crate) fn env_var(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Says once per provider built without a restart fence what that risks.
+pub(crate) fn warn_if_unfenced(config: &RedisConfig) {
+    if config.restart_fence.is_zero() {
+        tracing::warn!(
+            "the Redis restart fence is off: after a restart without persistence or a failover \
+             to a replica that missed a write, Redis can grant a name whose holder still \
+             believes it holds it. Set restart_fence (or {RESTART_FENCE_ENV}) to the longest \
+             lease duration in use unless every server persists each write (appendfsync always) \
+             and has no replicas; see docs/providers/redis.md"
+        );
+    }
+}
+
 macro_rules! common_setters {
     () => {
+        /// Applies [`RESTART_FENCE_ENV`](crate::config::RESTART_FENCE_ENV) when set; a
+        /// malformed value is kept as the error `build` returns.
+        pub(crate) fn with_env_fence(mut self, var: &dyn Fn(&str) -> Option<String>) -> Self {
+            match $crate::config::env_restart_fence(var) {
+                Ok(Some(f)) => self.config.restart_fence = f,
+                Ok(None) => {}
+                Err(e) => self.env_error = Some(e),
+            }
+            self
+        }
+
         /// Prefix of every key (default `lease:`); must not contain `{` or `}`.
         pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
             self.config.key_prefix = prefix.into();
@@ -403,8 +468,11 @@ pub(crate) use common_setters;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct RedisLeaseProviderBuilder {
     pub(crate) config: RedisConfig,
+    /// What `from_env()` found wrong, returned by `build`.
+    pub(crate) env_error: Option<LeaseError>,
 }
 
 impl RedisLeaseProviderBuilder {
@@ -413,20 +481,35 @@ impl RedisLeaseProviderBuilder {
         Self::default()
     }
 
-    /// A builder whose URL comes from `LEASING_REDIS_URL` (default `redis://127.0.0.1:6379`).
+    /// A builder from the environment: the URL from `LEASING_REDIS_URL` (unset is a
+    /// `Configuration` error at build naming it: no silent default server) and the restart
+    /// fence from `LEASING_REDIS_RESTART_FENCE` (e.g. `30s`; see
+    /// [`restart_fence`](Self::restart_fence)).
     pub fn from_env() -> Self {
-        Self::new().url(std::env::var(URL_ENV).unwrap_or_else(|_| DEFAULT_URL.to_owned()))
+        Self::from_vars(&env_var)
+    }
+
+    pub(crate) fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Self {
+        let mut b = Self::new();
+        match var(URL_ENV) {
+            Some(url) => b = b.url(url),
+            None => {
+                b.env_error = Some(LeaseError::configuration(
+                    URL_ENV,
+                    format!("{URL_ENV} is not set: set it to the server's URL, e.g. redis://127.0.0.1:6379"),
+                ));
+            }
+        }
+        b.with_env_fence(var)
     }
 
     /// A builder in cluster mode whose node URLs come from the comma-separated
     /// `LEASING_REDIS_CLUSTER_URLS` (no cluster URLs, and so a configuration error at
-    /// build, when it is unset).
+    /// build, when it is unset), and the restart fence from `LEASING_REDIS_RESTART_FENCE`.
     pub fn cluster_from_env() -> Self {
-        Self::new().cluster_urls(
-            std::env::var(CLUSTER_URLS_ENV)
-                .unwrap_or_default()
-                .split(','),
-        )
+        Self::new()
+            .cluster_urls(env_var(CLUSTER_URLS_ENV).unwrap_or_default().split(','))
+            .with_env_fence(&env_var)
     }
 
     /// The server URL, `redis://[user:password@]host[:port][/db]` or `rediss://…`.
@@ -457,6 +540,9 @@ impl RedisLeaseProviderBuilder {
     /// `Configuration` naming the field; `ProviderUnavailable` if the server cannot be
     /// reached; `Unauthorized` if it rejects the credentials.
     pub async fn build(self) -> Result<crate::RedisLeaseProvider> {
+        if let Some(e) = self.env_error {
+            return Err(e);
+        }
         crate::RedisLeaseProvider::from_config(self.config).await
     }
 }
@@ -593,6 +679,105 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.field(), Some("ca_file"));
         let _ = RedisLeaseProviderBuilder::from_env();
+    }
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn from_env_reads_the_url_and_the_restart_fence_and_has_no_default_server() {
+        let b = RedisLeaseProviderBuilder::from_vars(&vars(&[
+            (URL_ENV, "redis://h:1"),
+            (RESTART_FENCE_ENV, "30s"),
+        ]));
+        assert!(b.env_error.is_none());
+        assert_eq!(b.config.url, "redis://h:1");
+        assert_eq!(b.config.restart_fence, Duration::from_secs(30));
+        let b = RedisLeaseProviderBuilder::from_vars(&vars(&[(RESTART_FENCE_ENV, "1500ms")]));
+        assert_eq!(b.config.restart_fence, Duration::from_millis(1500));
+        let e = b.env_error.expect("no URL is an error, not 127.0.0.1:6379");
+        assert_eq!(e.field(), Some(URL_ENV));
+        let b = RedisLeaseProviderBuilder::from_vars(&vars(&[
+            (URL_ENV, "redis://h"),
+            (RESTART_FENCE_ENV, "soon"),
+        ]));
+        let e = b.env_error.expect("a malformed fence is an error");
+        assert_eq!(e.field(), Some(RESTART_FENCE_ENV));
+        assert!(e.message().contains("\"soon\""), "{e}");
+        for (s, d) in [
+            ("0", Some(Duration::ZERO)),
+            ("2m", Some(Duration::from_secs(120))),
+            ("1h", Some(Duration::from_secs(3600))),
+            ("0.5s", Some(Duration::from_millis(500))),
+            ("5", None),
+            ("s", None),
+            ("-1s", None),
+        ] {
+            assert_eq!(parse_env_duration(s), d, "{s}");
+        }
+    }
+
+    /// One warning when the fence is off, none when it is set.
+    #[test]
+    fn an_unfenced_provider_warns() {
+        use std::sync::{Arc, Mutex};
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Warnings(Arc<Mutex<Vec<String>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
+            fn on_event(
+                &self,
+                event: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                struct Msg(String);
+                impl tracing::field::Visit for Msg {
+                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                        if f.name() == "message" {
+                            self.0 = format!("{v:?}");
+                        }
+                    }
+                }
+                if *event.metadata().level() == tracing::Level::WARN {
+                    let mut m = Msg(String::new());
+                    event.record(&mut m);
+                    self.0.lock().unwrap_or_else(|p| p.into_inner()).push(m.0);
+                }
+            }
+        }
+        let w = Warnings::default();
+        let _g = tracing::subscriber::set_default(tracing_subscriber::registry().with(w.clone()));
+        warn_if_unfenced(&RedisConfig::default());
+        let fenced = RedisConfig {
+            restart_fence: Duration::from_secs(30),
+            ..RedisConfig::default()
+        };
+        warn_if_unfenced(&fenced);
+        let seen = w.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(seen[0].contains("restart fence is off"), "{seen:?}");
+        assert!(seen[0].contains(RESTART_FENCE_ENV), "{seen:?}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_environment_fails_the_build_naming_the_variable() {
+        let mut b = RedisLeaseProviderBuilder::new();
+        b.env_error = Some(LeaseError::configuration(URL_ENV, "not set"));
+        let e = b.build().await.unwrap_err();
+        assert_eq!(e.field(), Some(URL_ENV));
+        let e = crate::RedlockLeaseProviderBuilder::new()
+            .with_env_fence(&vars(&[(RESTART_FENCE_ENV, "x")]))
+            .urls(["redis://a", "redis://b", "redis://c"])
+            .build()
+            .await
+            .unwrap_err();
+        assert_eq!(e.field(), Some(RESTART_FENCE_ENV));
     }
 
     #[test]

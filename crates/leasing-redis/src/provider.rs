@@ -101,7 +101,8 @@ impl RedisLeaseProvider {
         RedisLeaseProviderBuilder::new()
     }
 
-    /// Builds a provider for `LEASING_REDIS_URL` (default `redis://127.0.0.1:6379`).
+    /// Builds a provider from `LEASING_REDIS_URL` and `LEASING_REDIS_RESTART_FENCE` (see
+    /// [`RedisLeaseProviderBuilder::from_env`]).
     ///
     /// # Errors
     /// As [`RedisLeaseProviderBuilder::build`].
@@ -112,6 +113,7 @@ impl RedisLeaseProvider {
     pub(crate) async fn from_config(config: RedisConfig) -> Result<Self> {
         let config = config.saturated();
         config.validate()?;
+        crate::config::warn_if_unfenced(&config);
         let releases = Arc::new(Releases::new());
         let node = if config.cluster_urls.is_empty() {
             Node::connect(&config, &config.url, releases.clone(), false).await?

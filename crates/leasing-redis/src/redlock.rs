@@ -27,9 +27,12 @@ pub const URLS_ENV: &str = "LEASING_REDLOCK_URLS";
 
 /// Builds a [`RedlockLeaseProvider`].
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct RedlockLeaseProviderBuilder {
     urls: Vec<String>,
     config: RedisConfig,
+    /// What `from_env()` found wrong, returned by `build`.
+    env_error: Option<LeaseError>,
 }
 
 impl RedlockLeaseProviderBuilder {
@@ -38,9 +41,16 @@ impl RedlockLeaseProviderBuilder {
         Self::default()
     }
 
-    /// A builder over the comma-separated URLs of `LEASING_REDLOCK_URLS`.
+    /// A builder over the comma-separated URLs of `LEASING_REDLOCK_URLS`, with the
+    /// restart fence from `LEASING_REDIS_RESTART_FENCE`.
     pub fn from_env() -> Self {
-        Self::new().urls(std::env::var(URLS_ENV).unwrap_or_default().split(','))
+        Self::new()
+            .urls(
+                crate::config::env_var(URLS_ENV)
+                    .unwrap_or_default()
+                    .split(','),
+            )
+            .with_env_fence(&crate::config::env_var)
     }
 
     /// The servers (independent instances, not replicas). Every client must use the same
@@ -65,6 +75,9 @@ impl RedlockLeaseProviderBuilder {
     /// `Configuration` for no servers, a duplicate or malformed URL, a bad field, or a
     /// server that refuses the settings (a database index it does not have).
     pub async fn build(mut self) -> Result<RedlockLeaseProvider> {
+        if let Some(e) = self.env_error.take() {
+            return Err(e);
+        }
         if self.urls.is_empty() {
             return Err(LeaseError::configuration(
                 "urls",
@@ -81,6 +94,7 @@ impl RedlockLeaseProviderBuilder {
         self.config.url = self.urls[0].clone();
         self.config = self.config.saturated();
         self.config.validate()?;
+        crate::config::warn_if_unfenced(&self.config);
         let releases = Arc::new(Releases::new());
         let mut nodes = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
