@@ -98,14 +98,33 @@ pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
 /// URL in a message).
 pub(crate) fn map_err(err: RedisError, op: Op, name: Option<&str>) -> LeaseError {
     let kind = classify(&err, op);
-    let mut e = LeaseError::new(
-        kind,
-        format!("redis {} failed: {}", op.as_str(), kind_text(&err)),
-    );
+    // The code (or client-side kind), then the server's or the OS's reason.
+    let text = err.to_string();
+    let code = kind_text(&err);
+    let reason = text
+        .strip_prefix(code.as_str())
+        .map(|r| r.trim_start_matches([':', '-', ' ']))
+        .unwrap_or(&text)
+        .trim();
+    let message = if reason.is_empty() || reason == code {
+        format!("redis {} failed: {code}", op.as_str())
+    } else {
+        format!("redis {} failed: {code}: {reason}", op.as_str())
+    };
+    let mut e = LeaseError::new(kind, message);
     if let Some(name) = name {
         e = e.with_lease_name(name);
     }
     e.with_source(RedactedRedisError(err.to_string()))
+}
+
+/// `e` with the server it concerns (redacted URL) named in its message.
+pub(crate) fn at_server(e: LeaseError, server: &str) -> LeaseError {
+    let mut out = LeaseError::new(e.kind(), format!("{} (server {server})", e.message()));
+    if let Some(name) = e.lease_name() {
+        out = out.with_lease_name(name);
+    }
+    out.with_source(e)
 }
 
 /// A failed cluster start-up; seeds that are plain servers are a configuration error
@@ -310,13 +329,25 @@ mod tests {
             assert_eq!(mapped.lease_name(), None);
             assert!(mapped.to_string().contains(op.as_str()), "{mapped}");
         }
-        // The message names the server's code, or the client-side kind.
-        assert!(map_err(wire("READONLY x"), Op::Renew, None)
-            .to_string()
-            .ends_with("READONLY"));
-        assert!(map_err(io(std::io::ErrorKind::TimedOut), Op::Renew, None)
-            .to_string()
-            .ends_with("Io"));
+        // The message names the server's code, or the client-side kind, then the reason.
+        let m = map_err(wire("READONLY x"), Op::Renew, None).to_string();
+        assert!(m.contains("failed: READONLY"), "{m}");
+        let m = map_err(io(std::io::ErrorKind::TimedOut), Op::Renew, None).to_string();
+        assert!(m.contains("failed: Io"), "{m}");
+        let refused: RedisError =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused").into();
+        let m = map_err(refused, Op::Connect, None).message().to_owned();
+        assert!(
+            m.contains("Connection refused"),
+            "the reason is in the message: {m}"
+        );
+        let m = map_err(server("ERR"), Op::Connect, None)
+            .message()
+            .to_owned();
+        assert!(
+            m.contains("detail"),
+            "the server's reason is in the message: {m}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::config::{redact_url, RedisConfig};
 use crate::connection::{client, connection_info, Conn};
 use crate::credential::CredentialStream;
-use crate::error::{cluster_connect_error, map_err, timeout, Op};
+use crate::error::{at_server, cluster_connect_error, map_err, timeout, Op};
 use crate::identity::{Identity, Seen, ServerInfo};
 use crate::record::{id_match, parse, ttl_ms, RawInfo};
 use crate::releases::Releases;
@@ -149,12 +149,11 @@ impl Node {
             )
             .await
             {
-                Ok(r) => r.map_err(|e| map_err(e, Op::Connect, None))?,
+                Ok(r) => r.map_err(|e| at_server(map_err(e, Op::Connect, None), &redacted_url))?,
                 Err(_) => {
-                    return Err(timeout(
-                        Op::Connect,
-                        None,
-                        config.connect_timeout.saturating_mul(2),
+                    return Err(at_server(
+                        timeout(Op::Connect, None, config.connect_timeout.saturating_mul(2)),
+                        &redacted_url,
                     ))
                 }
             }
@@ -173,7 +172,9 @@ impl Node {
         };
         if !lazy {
             // Who the server is, and whether it is inside its restart fence.
-            node.check(Op::Connect, "", config.call_timeout).await?;
+            node.check(Op::Connect, "", config.call_timeout)
+                .await
+                .map_err(|e| at_server(e, &node.redacted_url))?;
         }
         Ok(node)
     }
