@@ -4,12 +4,15 @@ pub use leasing_abstractions::*;
 
 /// The Redis and Redlock providers (feature `redis`).
 #[cfg(feature = "redis")]
+#[doc(inline)]
 pub use leasing_redis as redis;
 
 /// The Azure Blob Storage provider (feature `blob`).
 #[cfg(feature = "blob")]
+#[doc(inline)]
 pub use leasing_blob as blob;
 
 /// The Azure Cosmos DB provider (feature `cosmos`).
 #[cfg(feature = "cosmos")]
+#[doc(inline)]
 pub use leasing_cosmos as cosmos;

@@ -35,6 +35,8 @@ pub use validate::validate_request;
 /// Re-exported so users name the same version.
 pub use tokio_util::sync::CancellationToken;
 
-/// For [`provider_layer!`]: the channel type of release notifications.
+/// For [`provider_layer!`]: the channel type of release notifications. Not public API.
 #[doc(hidden)]
-pub use tokio::sync::broadcast as __broadcast;
+pub mod __private {
+    pub use tokio::sync::broadcast;
+}

@@ -91,7 +91,7 @@ pub struct LeaseGrant {
     pub name: String,
     /// Unique per grant; renew and release present it.
     pub lease_id: String,
-    /// Strictly increasing per name across grants (SPEC §2.2).
+    /// Strictly increasing per name across grants (docs/guarantees.md, guarantee 2).
     pub fencing_token: u64,
     /// Wall-clock acquisition time (the backend's clock where it has one).
     pub acquired_at: SystemTime,
@@ -393,7 +393,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// as the impls for `Arc<P>` and `Box<P>` and [`FaultInjectingProvider`](crate::fault::FaultInjectingProvider)
 /// do, so that a method added to the trait later cannot be dropped silently.
 ///
-/// Implementations must meet the guarantees of SPEC §2, which
+/// Implementations must meet the guarantees of docs/guarantees.md, which
 /// `leasing_testkit::conformance` checks: mutual exclusion, strictly increasing fencing
 /// tokens, release idempotent and harmless to a new holder, expiry on the backend's clock,
 /// bad input rejected before any write, no secret in `Debug`.
@@ -675,7 +675,7 @@ macro_rules! provider_layer {
             fn release_notifications(
                 &self,
                 name: &str,
-            ) -> Option<$crate::__broadcast::Receiver<String>> {
+            ) -> Option<$crate::__private::broadcast::Receiver<String>> {
                 $crate::provider::ProviderLayer::release_notifications(self, name)
             }
             fn list<'a>(

@@ -1,4 +1,4 @@
-//! The provider conformance suite (SPEC §2).
+//! The provider conformance suite (the guarantees of docs/guarantees.md).
 
 use futures::future::join_all;
 use leasing_abstractions::{
