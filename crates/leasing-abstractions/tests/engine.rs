@@ -717,3 +717,12 @@ async fn accessors_describe_the_lease() {
     assert!(rig.manager.options().auto_renew);
     assert_eq!(rig.manager.provider().provider_name(), "in-memory");
 }
+
+/// The manager hands back the options it was built with.
+#[tokio::test(start_paused = true)]
+async fn the_manager_reports_its_options() {
+    let o = opts(12.0).with_acquire_retry_interval(secs(0.25));
+    let rig = rig(o.clone());
+    assert_eq!(rig.manager.options(), &o);
+    assert_ne!(rig.manager.options(), &LeaseOptions::default());
+}
