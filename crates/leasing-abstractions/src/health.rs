@@ -104,13 +104,17 @@ pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> 
 }
 
 impl LeaseManager {
-    /// Probes this manager's provider; see [`probe_provider`].
+    /// Probes this manager's provider; see [`probe_provider`]. Records the status in
+    /// `leasing.health.status{check="provider"}`.
     pub async fn probe(&self, timeout: Duration) -> HealthReport {
-        probe_provider(self.provider().as_ref(), timeout).await
+        let report = probe_provider(self.provider().as_ref(), timeout).await;
+        self.metrics().health("provider", report.status);
+        report
     }
 
     /// Checks the leases this manager holds: Unhealthy if any is lost (and its handle
-    /// still alive), Degraded if any is at risk, else Healthy.
+    /// still alive), Degraded if any is at risk, else Healthy. Records the status in
+    /// `leasing.health.status{check="leases"}`.
     pub fn check_held_leases(&self) -> HealthReport {
         let leases = self.held_leases();
         let count = |s: LeaseState| leases.iter().filter(|(_, st)| *st == s).count();
@@ -139,6 +143,7 @@ impl LeaseManager {
         } else {
             HealthReport::new(HealthStatus::Healthy, format!("{held} lease(s) held"))
         };
+        self.metrics().health("leases", report.status);
         report
             .with("held", held)
             .with("at_risk", at_risk)

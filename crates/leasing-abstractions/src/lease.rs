@@ -307,13 +307,16 @@ impl LeaseShared {
             let mut last = self.last_sent.lock().unwrap_or_else(|p| p.into_inner());
             *last = (*last).max(sent);
         }
-        self.state.send_if_modified(|s| {
+        let recovered = self.state.send_if_modified(|s| {
             let changed = *s == LeaseState::AtRisk;
             if changed {
                 *s = LeaseState::Held;
             }
             changed
         });
+        if recovered {
+            self.ctx.metrics().at_risk(&self.grant.name, -1);
+        }
         tracing::debug!(lease.name = %self.grant.name, lease.id = %self.grant.lease_id, "lease renewed");
         self.emit_with(|| LeaseEvent::Renewed {
             remaining: self.remaining().unwrap_or(Duration::MAX),
@@ -346,6 +349,7 @@ impl LeaseShared {
             changed
         });
         if became_at_risk {
+            self.ctx.metrics().at_risk(&self.grant.name, 1);
             self.emit(LeaseEvent::AtRisk { remaining });
         }
     }
@@ -359,8 +363,10 @@ impl LeaseShared {
     /// `lost()` always finds it and an ended lease never gets a (second) reason.
     fn end_with(&self, to: LeaseState, reason: Option<&LostReason>) -> bool {
         // The recorded state: a lease past its deadline is still ended here exactly once.
+        let mut was_at_risk = false;
         let ended = self.state.send_if_modified(|s| {
             let active = s.is_active();
+            was_at_risk = *s == LeaseState::AtRisk;
             if active {
                 if let Some(r) = reason {
                     *self.lost_reason.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.clone());
@@ -378,6 +384,9 @@ impl LeaseShared {
             self.ctx
                 .metrics()
                 .ended(&self.grant.name, result, self.acquired.elapsed());
+            if was_at_risk {
+                self.ctx.metrics().at_risk(&self.grant.name, -1);
+            }
             self.token.cancel();
         }
         ended

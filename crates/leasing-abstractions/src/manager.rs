@@ -10,11 +10,14 @@ use crate::provider::{
     AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
 };
 use crate::renewal::Ctx;
-use crate::telemetry::{Metrics, TelemetryOptions, METER_NAME, RESULT_SUCCESS};
+use crate::telemetry::{
+    acquisition_failure_label, Metrics, TelemetryOptions, METER_NAME, RESULT_HELD, RESULT_SUCCESS,
+};
 use crate::validate::validate_request;
 use opentelemetry::metrics::Meter;
 use opentelemetry::trace::TraceContextExt;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, oneshot};
@@ -226,9 +229,14 @@ impl LeaseManager {
             span.record("lease.failure_reason", label);
         }
         if !matches!(result, Ok(Some(_))) {
+            // Metrics tell contention (`held`) from failures; the span keeps the error kind.
+            let metric_label = match &result {
+                Err(e) => acquisition_failure_label(e),
+                _ => RESULT_HELD,
+            };
             self.ctx
                 .metrics
-                .acquisition(&request.name, label, started.elapsed());
+                .acquisition(&request.name, metric_label, started.elapsed());
         }
         result
     }
@@ -322,6 +330,11 @@ impl LeaseManager {
             .collect()
     }
 
+    /// The manager's instruments (health checks record on them).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.ctx.metrics
+    }
+
     fn prepare(
         &self,
         name: &str,
@@ -364,6 +377,9 @@ impl LeaseManager {
         // Whether the last attempt found the name held (only then is a release worth
         // waiting for: after a failure, our own release of a late grant would wake us).
         let mut held;
+        // The same, for the metrics: a timeout after an answered attempt found the name held
+        // is contention (`held`), even if a later attempt was still in flight at the deadline.
+        let answered_held = AtomicBool::new(false);
         let finish = |result: Result<Lease>, attempts: u32| {
             span.record("lease.retry_count", attempts.saturating_sub(1));
             match &result {
@@ -374,11 +390,14 @@ impl LeaseManager {
                 Err(e) => {
                     span.record("lease.result", "failure");
                     span.record("lease.failure_reason", e.kind().as_str());
-                    self.ctx.metrics.acquisition(
-                        &request.name,
-                        e.kind().as_str(),
-                        started.elapsed(),
-                    );
+                    let label = if e.kind() == ErrorKind::Timeout && answered_held.load(Relaxed) {
+                        RESULT_HELD
+                    } else {
+                        acquisition_failure_label(e)
+                    };
+                    self.ctx
+                        .metrics
+                        .acquisition(&request.name, label, started.elapsed());
                     tracing::debug!(lease.name = %request.name, error = %e, "lease acquisition failed");
                 }
             }
@@ -401,6 +420,7 @@ impl LeaseManager {
                 }
                 Ok(None) => {
                     held = true;
+                    answered_held.store(true, Relaxed);
                     last = Some(held_error(&request.name));
                 }
                 Err(e) if e.kind() == ErrorKind::Timeout => {
@@ -409,6 +429,7 @@ impl LeaseManager {
                 Err(e) if e.is_retryable() => {
                     tracing::debug!(lease.name = %request.name, error = %e, "acquisition attempt failed; retrying");
                     held = false;
+                    answered_held.store(false, Relaxed);
                     last = Some(e);
                 }
                 Err(e) => return finish(Err(e), attempts),
@@ -451,9 +472,29 @@ impl LeaseManager {
         }
     }
 
+    /// One attempt ([`attempt_call`](Self::attempt_call)), its backend time recorded in
+    /// `leasing.acquisition.attempt.duration` (no waiting between attempts included).
+    async fn attempt(
+        &self,
+        request: &AcquireRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Option<LeaseGrant>> {
+        let started = Instant::now();
+        let result = self.attempt_call(request, deadline).await;
+        let label = match &result {
+            Ok(Some(_)) => RESULT_SUCCESS,
+            Ok(None) => RESULT_HELD,
+            Err(e) => e.kind().as_str(),
+        };
+        self.ctx
+            .metrics
+            .attempt(&request.name, label, started.elapsed());
+        result
+    }
+
     /// One provider call, run in its own task so that a grant arriving after the caller
     /// gave up (dropped future, timeout) is released instead of leaked.
-    async fn attempt(
+    async fn attempt_call(
         &self,
         request: &AcquireRequest,
         deadline: Option<Instant>,

@@ -1,14 +1,18 @@
-//! OpenTelemetry metrics (SPEC §7) and the `tracing` span names.
+//! OpenTelemetry metrics and the `tracing` span names.
 //!
 //! Instruments, all on the meter `distributed_leasing`, with attributes `provider` and
-//! `result` (and `lease.name` only when [`TelemetryOptions::include_lease_name`] is set):
+//! `result` (and `lease.name` only when [`TelemetryOptions::include_lease_name`] is set;
+//! the `.current` up-down counters have no `result`, and `leasing.health.status` has
+//! `provider` and `check` only):
 //!
 //! | instrument | kind | unit |
 //! |---|---|---|
-//! | `leasing.acquisitions.total` | counter | `{acquisition}` |
+//! | `leasing.acquisitions.total` | counter (succeeded + contended + failed) | `{acquisition}` |
 //! | `leasing.acquisitions.succeeded` | counter | `{acquisition}` |
-//! | `leasing.acquisitions.failed` | counter | `{acquisition}` |
-//! | `leasing.acquisition.duration` | histogram | `ms` |
+//! | `leasing.acquisitions.contended` | counter (`result="held"`: the name stayed held) | `{acquisition}` |
+//! | `leasing.acquisitions.failed` | counter (backend errors, timeouts of the backend) | `{acquisition}` |
+//! | `leasing.acquisition.duration` | histogram (whole call, waiting included) | `ms` |
+//! | `leasing.acquisition.attempt.duration` | histogram (one backend attempt, no waiting) | `ms` |
 //! | `leasing.renewals.total` | counter | `{renewal}` |
 //! | `leasing.renewals.succeeded` | counter | `{renewal}` |
 //! | `leasing.renewals.failed` | counter | `{renewal}` |
@@ -17,13 +21,22 @@
 //! | `leasing.releases.total` | counter | `{lease}` |
 //! | `leasing.lease.duration` | histogram (time held) | `s` |
 //! | `leasing.active_leases.current` | up-down counter (a gauge once exported) | `{lease}` |
+//! | `leasing.at_risk_leases.current` | up-down counter (held leases now at risk) | `{lease}` |
+//! | `leasing.health.status` | gauge (0 healthy, 1 degraded, 2 unhealthy) | `{status}` |
+//!
+//! An acquisition that did not get the lease only because someone else holds the name (a
+//! `try_acquire` answering `None`; an `acquire` whose timeout or attempt cap passed with
+//! the last answered attempt finding the name held) is *contention*: `result="held"`, counted in
+//! `leasing.acquisitions.contended` and not in `leasing.acquisitions.failed`.
 //!
 //! Spans: [`SPAN_ACQUIRE`], [`SPAN_RENEW`], [`SPAN_AUTO_RENEWAL`], [`SPAN_RELEASE`], with the
 //! fields `lease.name`, `lease.id`, `lease.provider`, `lease.duration`, `lease.result`,
 //! `lease.retry_count`, `lease.failure_reason`. Renewal spans carry an OpenTelemetry link
 //! to the acquisition's span when `tracing-opentelemetry` is installed.
 
-use opentelemetry::metrics::{Counter, Histogram, Meter, UpDownCounter};
+use crate::error::{ErrorKind, LeaseError};
+use crate::health::HealthStatus;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, UpDownCounter};
 use opentelemetry::KeyValue;
 use std::time::Duration;
 
@@ -57,6 +70,24 @@ impl TelemetryOptions {
 
 /// Result label for successful operations.
 pub(crate) const RESULT_SUCCESS: &str = "success";
+/// Result label of an acquisition (or attempt) that found the name held by someone else.
+pub(crate) const RESULT_HELD: &str = "held";
+
+/// The result label of an acquisition that did not get the lease: [`RESULT_HELD`] for
+/// contention (the name is held, or the wait for it timed out with the last attempt
+/// finding it held), else the error's kind.
+pub(crate) fn acquisition_failure_label(e: &LeaseError) -> &'static str {
+    let held_cause = || {
+        std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<LeaseError>())
+            .is_some_and(|c| c.kind() == ErrorKind::Conflict)
+    };
+    match e.kind() {
+        ErrorKind::Conflict => RESULT_HELD,
+        ErrorKind::Timeout if held_cause() => RESULT_HELD,
+        kind => kind.as_str(),
+    }
+}
 
 #[derive(Debug)]
 pub(crate) struct Metrics {
@@ -64,8 +95,10 @@ pub(crate) struct Metrics {
     include_name: bool,
     acquisitions_total: Counter<u64>,
     acquisitions_succeeded: Counter<u64>,
+    acquisitions_contended: Counter<u64>,
     acquisitions_failed: Counter<u64>,
     acquisition_duration: Histogram<f64>,
+    attempt_duration: Histogram<f64>,
     renewals_total: Counter<u64>,
     renewals_succeeded: Counter<u64>,
     renewals_failed: Counter<u64>,
@@ -74,6 +107,8 @@ pub(crate) struct Metrics {
     releases: Counter<u64>,
     lease_duration: Histogram<f64>,
     active: UpDownCounter<i64>,
+    at_risk: UpDownCounter<i64>,
+    health: Gauge<i64>,
 }
 
 impl Metrics {
@@ -105,15 +140,25 @@ impl Metrics {
                 "{acquisition}",
                 "Lease acquisitions that succeeded",
             ),
+            acquisitions_contended: counter(
+                "leasing.acquisitions.contended",
+                "{acquisition}",
+                "Lease acquisitions that did not get the lease because another owner held it",
+            ),
             acquisitions_failed: counter(
                 "leasing.acquisitions.failed",
                 "{acquisition}",
-                "Lease acquisitions that failed or timed out",
+                "Lease acquisitions that failed (errors and backend timeouts, not contention)",
             ),
             acquisition_duration: histogram(
                 "leasing.acquisition.duration",
                 "ms",
                 "Time to acquire a lease, waiting included",
+            ),
+            attempt_duration: histogram(
+                "leasing.acquisition.attempt.duration",
+                "ms",
+                "Time of one acquisition attempt's backend call, waiting excluded",
             ),
             renewals_total: counter(
                 "leasing.renewals.total",
@@ -147,6 +192,16 @@ impl Metrics {
                 .with_unit("{lease}")
                 .with_description("Leases currently held by this process")
                 .build(),
+            at_risk: meter
+                .i64_up_down_counter("leasing.at_risk_leases.current")
+                .with_unit("{lease}")
+                .with_description("Leases held by this process whose renewal is failing")
+                .build(),
+            health: meter
+                .i64_gauge("leasing.health.status")
+                .with_unit("{status}")
+                .with_description("Last health check result: 0 healthy, 1 degraded, 2 unhealthy")
+                .build(),
         }
     }
 
@@ -168,16 +223,45 @@ impl Metrics {
     pub(crate) fn acquisition(&self, name: &str, result: &'static str, elapsed: Duration) {
         self.with_attrs(name, Some(result), |a| {
             self.acquisitions_total.add(1, a);
-            if result == RESULT_SUCCESS {
-                self.acquisitions_succeeded.add(1, a);
-            } else {
-                self.acquisitions_failed.add(1, a);
+            match result {
+                RESULT_SUCCESS => self.acquisitions_succeeded.add(1, a),
+                RESULT_HELD => self.acquisitions_contended.add(1, a),
+                _ => self.acquisitions_failed.add(1, a),
             }
             self.acquisition_duration.record(ms(elapsed), a);
         });
         if result == RESULT_SUCCESS {
             self.with_attrs(name, None, |a| self.active.add(1, a));
         }
+    }
+
+    /// One acquisition attempt's backend call: `result` is `success`, `held` or the
+    /// error's kind; `elapsed` excludes any waiting between attempts.
+    pub(crate) fn attempt(&self, name: &str, result: &'static str, elapsed: Duration) {
+        self.with_attrs(name, Some(result), |a| {
+            self.attempt_duration.record(ms(elapsed), a);
+        });
+    }
+
+    /// A held lease went at risk (`+1`), or back to held or ended while at risk (`-1`).
+    pub(crate) fn at_risk(&self, name: &str, delta: i64) {
+        self.with_attrs(name, None, |a| self.at_risk.add(delta, a));
+    }
+
+    /// The result of a health check: `check` is `provider` (a probe) or `leases`.
+    pub(crate) fn health(&self, check: &'static str, status: HealthStatus) {
+        let value = match status {
+            HealthStatus::Healthy => 0,
+            HealthStatus::Degraded => 1,
+            HealthStatus::Unhealthy => 2,
+        };
+        self.health.record(
+            value,
+            &[
+                KeyValue::new("provider", self.provider),
+                KeyValue::new("check", check),
+            ],
+        );
     }
 
     pub(crate) fn renewal(&self, name: &str, result: &'static str, elapsed: Duration) {
