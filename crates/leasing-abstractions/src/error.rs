@@ -20,7 +20,7 @@ pub type Result<T, E = LeaseError> = std::result::Result<T, E>;
 pub enum ErrorKind {
     /// The lease is held by someone else. Retryable.
     Conflict,
-    /// Acquisition did not succeed within the acquire timeout (or attempt cap).
+    /// Acquisition did not succeed within the acquire timeout.
     Timeout,
     /// An unexpected failure while acquiring.
     Acquisition,

@@ -3,9 +3,7 @@
 use crate::error::Operation;
 use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{Lease, LeaseShared};
-use crate::options::{
-    after, safety_window, scale, AcquireOptions, LeaseOptions, MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT,
-};
+use crate::options::{after, safety_window, scale, AcquireOptions, LeaseOptions};
 use crate::provider::{
     AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
 };
@@ -139,7 +137,7 @@ impl LeaseManager {
     ///
     /// # Errors
     /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout (or
-    /// the attempt cap) passes, whose message gives the whole timeout and the attempts
+    /// passes, whose message gives the whole timeout and the attempts
     /// made and whose [`source`](std::error::Error::source) is what the last attempt met
     /// (`Conflict`: the name was held; or the backend's error); `Unauthorized`,
     /// `Configuration` or `Acquisition` on a failure that waiting cannot fix. Transient
@@ -445,18 +443,6 @@ impl LeaseManager {
                     // missed: look again now that we would hear of the next one.
                     continue;
                 }
-            }
-            if deadline.is_none() && attempts >= MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT {
-                let cause = last.take().unwrap_or_else(|| held_error(&request.name));
-                return finish(
-                    Err(LeaseError::new(
-                        ErrorKind::Timeout,
-                        format!("gave up after {attempts} attempts (the cap for an infinite acquire timeout); last attempt: {cause}"),
-                    )
-                    .with_lease_name(&request.name)
-                    .with_source(cause)),
-                    attempts,
-                );
             }
             let pause = scale(self.options.acquire_retry_interval, 0.5 + rng.f64());
             let next = after(Instant::now(), pause);

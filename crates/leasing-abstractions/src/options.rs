@@ -4,10 +4,6 @@ use crate::error::{LeaseError, Result};
 use crate::metadata::{validate_metadata, Metadata};
 use std::time::Duration;
 
-/// Attempts allowed when the acquire timeout is infinite (the circuit breaker of the
-/// original library).
-pub const MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT: u32 = 10_000;
-
 /// Fraction of the lease duration assumed lost to clock drift (Redlock's factor).
 pub const CLOCK_DRIFT_FACTOR: f64 = 0.01;
 
@@ -113,8 +109,8 @@ impl From<Duration> for LeaseDuration {
 pub struct LeaseOptions {
     /// Lease duration when an acquisition does not give one. Default 30 s.
     pub default_lease_duration: LeaseDuration,
-    /// How long `acquire` waits; `None` waits without limit, but at most
-    /// [`MAX_ATTEMPTS_WITH_INFINITE_TIMEOUT`] attempts. Default 30 s. (serde: a human
+    /// How long `acquire` waits; `None` waits without limit (until the name is acquired,
+    /// a failure that waiting cannot fix, or the caller drops the future). Default 30 s. (serde: a human
     /// duration, or `"infinite"` / `null` for no limit.)
     #[cfg_attr(feature = "serde", serde(with = "crate::serde_impls::limit"))]
     pub acquire_timeout: Option<Duration>,
@@ -397,7 +393,7 @@ impl AcquireOptions {
         self
     }
 
-    /// Overrides the acquire timeout; `None` waits without limit (attempt-capped).
+    /// Overrides the acquire timeout; `None` waits without limit.
     pub fn timeout(mut self, t: Option<Duration>) -> Self {
         self.timeout = Some(t);
         self

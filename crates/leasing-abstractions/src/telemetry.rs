@@ -25,7 +25,7 @@
 //! | `leasing.health.status` | gauge (0 healthy, 1 degraded, 2 unhealthy) | `{status}` |
 //!
 //! An acquisition that did not get the lease only because someone else holds the name (a
-//! `try_acquire` answering `None`; an `acquire` whose timeout or attempt cap passed with
+//! `try_acquire` answering `None`; an `acquire` whose timeout passed with
 //! the last answered attempt finding the name held) is *contention*: `result="held"`, counted in
 //! `leasing.acquisitions.contended` and not in `leasing.acquisitions.failed`.
 //!

@@ -623,7 +623,6 @@ async fn contention_is_not_a_failure() {
     }
     let err = manager.acquire("leader").await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
-    // The infinite-timeout attempt cap is not exercised here; a bounded override is.
     let err = manager
         .acquire_with("leader", AcquireOptions::new().timeout(Some(secs(2.0))))
         .await
