@@ -136,9 +136,8 @@ impl LeaseManager {
     /// notifications, or after a jittered `acquire_retry_interval`) until the timeout.
     ///
     /// # Errors
-    /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout (or
-    /// passes, whose message gives the whole timeout and the attempts
-    /// made and whose [`source`](std::error::Error::source) is what the last attempt met
+    /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout passes,
+    /// whose message gives the whole timeout and the attempts made and whose [`source`](std::error::Error::source) is what the last attempt met
     /// (`Conflict`: the name was held; or the backend's error); `Unauthorized`,
     /// `Configuration` or `Acquisition` on a failure that waiting cannot fix. Transient
     /// backend failures are retried until the timeout.

@@ -479,7 +479,10 @@ fn overlaps(name: &str, gs: &[&Grant], out: &mut Vec<Violation>) {
     for (i, a) in gs.iter().enumerate() {
         for b in &gs[i + 1..] {
             let found = match (certain(a), certain(b)) {
-                (Some(x), Some(y)) if x.0 < y.1 && y.0 < x.1 => Some((x.0.max(y.0), x.1.min(y.1))),
+                // Closed intervals: sharing one instant, both believed at that instant.
+                (Some(x), Some(y)) if x.0 <= y.1 && y.0 <= x.1 => {
+                    Some((x.0.max(y.0), x.1.min(y.1)))
+                }
                 // One was granted at an instant when the other certainly believed.
                 (Some(x), None) if x.0 <= b.acq_invoke && b.acq_complete <= x.1 => {
                     Some((b.acq_invoke, b.acq_complete))
