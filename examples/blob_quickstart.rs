@@ -36,7 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = LeaseOptions::default()
         // Blob leases are whole seconds from 15 to 60, or infinite.
         .with_default_lease_duration(Duration::from_secs(15))
-        .with_acquire_timeout(Some(Duration::from_secs(20)))
+        .with_acquire_timeout(Duration::from_secs(20))
         .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));

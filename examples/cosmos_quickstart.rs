@@ -18,7 +18,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = CosmosLeaseProvider::from_env().await?;
     let options = LeaseOptions::default()
         .with_default_lease_duration(Duration::from_secs(15))
-        .with_acquire_timeout(Some(Duration::from_secs(10)))
+        .with_acquire_timeout(Duration::from_secs(10))
         .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));

@@ -21,7 +21,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = LeaseOptions::default()
         .with_default_lease_duration(Duration::from_secs(3)) // renewed every 2 s
         .with_auto_renew_retry_interval(Duration::from_millis(100))
-        .with_acquire_timeout(Some(Duration::from_secs(25)))
+        .with_acquire_timeout(Duration::from_secs(25))
         .with_acquire_retry_interval(Duration::from_millis(250))
         .with_metadata(environment_metadata(Some(env!("CARGO_PKG_VERSION"))));
     let manager = LeaseManager::new(provider, options)?;

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let options = LeaseOptions::default()
         .with_default_lease_duration(LEASE)
-        .with_acquire_timeout(Some(Duration::from_secs(10)))
+        .with_acquire_timeout(Duration::from_secs(10))
         .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));

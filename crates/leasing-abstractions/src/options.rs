@@ -81,7 +81,7 @@ impl From<Duration> for LeaseDuration {
 /// use std::time::Duration;
 /// let options = LeaseOptions::default()
 ///     .with_default_lease_duration(Duration::from_secs(15))
-///     .with_acquire_timeout(Some(Duration::from_secs(5)));
+///     .with_acquire_timeout(Duration::from_secs(5));
 /// options.validate()?;
 /// # Ok::<(), leasing_abstractions::LeaseError>(())
 /// ```
@@ -180,18 +180,32 @@ impl LeaseOptions {
         self.default_lease_duration = d.into();
         self
     }
-    setter!(
-        /// Sets [`acquire_timeout`](Self::acquire_timeout).
-        with_acquire_timeout, acquire_timeout: Option<Duration>);
+    /// Sets [`acquire_timeout`](Self::acquire_timeout): how long `acquire` waits.
+    #[must_use]
+    pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = Some(timeout);
+        self
+    }
+
+    /// `acquire` waits without limit (see [`acquire_timeout`](Self::acquire_timeout)).
+    #[must_use]
+    pub fn with_no_acquire_timeout(mut self) -> Self {
+        self.acquire_timeout = None;
+        self
+    }
     setter!(
         /// Sets [`acquire_retry_interval`](Self::acquire_retry_interval).
         with_acquire_retry_interval, acquire_retry_interval: Duration);
     setter!(
         /// Sets [`auto_renew`](Self::auto_renew).
         with_auto_renew, auto_renew: bool);
-    setter!(
-        /// Sets [`auto_renew_interval`](Self::auto_renew_interval).
-        with_auto_renew_interval, auto_renew_interval: Option<Duration>);
+    /// Sets [`auto_renew_interval`](Self::auto_renew_interval) instead of deriving it from
+    /// the duration.
+    #[must_use]
+    pub fn with_auto_renew_interval(mut self, interval: Duration) -> Self {
+        self.auto_renew_interval = Some(interval);
+        self
+    }
     /// Sets [`auto_renew_retry_interval`](Self::auto_renew_retry_interval) instead of
     /// deriving it from the duration.
     #[must_use]
@@ -455,15 +469,15 @@ mod tests {
                 "auto_renew_safety_threshold",
             ),
             (
-                base.clone().with_auto_renew_interval(Some(d)),
+                base.clone().with_auto_renew_interval(d),
                 "auto_renew_interval",
             ),
             (
-                base.clone().with_auto_renew_interval(Some(Duration::ZERO)),
+                base.clone().with_auto_renew_interval(Duration::ZERO),
                 "auto_renew_interval",
             ),
             (
-                base.clone().with_auto_renew_interval(Some(secs(28.0))),
+                base.clone().with_auto_renew_interval(secs(28.0)),
                 "auto_renew_interval",
             ),
             (

@@ -149,7 +149,7 @@ async fn waiters_ignore_other_names_and_retry_after_missed_notifications() {
         Arc::new(store.clone()),
         opts(30.0)
             .with_acquire_retry_interval(secs(100.0))
-            .with_acquire_timeout(None),
+            .with_no_acquire_timeout(),
     )
     .unwrap();
     let held = m.acquire("job").await.unwrap();
@@ -373,7 +373,7 @@ async fn a_panicking_renewal_is_a_failed_renewal_not_an_unwatched_lease() {
 
 #[tokio::test(start_paused = true)]
 async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_out() {
-    let rig = rig(opts(30.0).with_acquire_timeout(Some(secs(120.0))));
+    let rig = rig(opts(30.0).with_acquire_timeout(secs(120.0)));
     // The answer takes 28 s: past 30 s × 0.9, the lease may have expired meanwhile.
     rig.faults
         .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);

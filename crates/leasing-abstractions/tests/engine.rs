@@ -345,7 +345,7 @@ fn drop_outside_a_runtime_and_after_shutdown_never_panics() {
 
 #[tokio::test(start_paused = true)]
 async fn acquire_times_out_while_held_and_succeeds_after_release() {
-    let rig = rig(opts(30.0).with_acquire_timeout(Some(secs(5.0))));
+    let rig = rig(opts(30.0).with_acquire_timeout(secs(5.0)));
     let held = rig.manager.acquire("job").await.unwrap();
     let start = Instant::now();
     let e = rig.manager.acquire("job").await.unwrap_err();
@@ -367,7 +367,7 @@ async fn acquire_times_out_while_held_and_succeeds_after_release() {
 async fn a_waiter_is_woken_by_the_release_not_by_polling() {
     let rig = rig(opts(30.0)
         .with_acquire_retry_interval(secs(10.0))
-        .with_acquire_timeout(Some(secs(60.0))));
+        .with_acquire_timeout(secs(60.0)));
     let held = rig.manager.acquire("job").await.unwrap();
     let m = rig.manager.clone();
     let waiter = tokio::spawn(async move {
@@ -479,7 +479,7 @@ async fn dropping_an_acquire_in_flight_leaves_nothing_held() {
 #[tokio::test(start_paused = true)]
 async fn an_infinite_timeout_waits_without_limit() {
     let rig = rig(opts(30.0)
-        .with_acquire_timeout(None)
+        .with_no_acquire_timeout()
         .with_acquire_retry_interval(secs(0.001)));
     let _held = rig
         .store

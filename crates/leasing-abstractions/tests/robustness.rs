@@ -27,7 +27,7 @@ fn a_paused_holder_is_not_told_it_holds() {
         .unwrap();
     let manager = LeaseManager::new(
         Arc::new(InMemoryLeaseProvider::new()),
-        defaults(0.3).with_auto_renew_interval(Some(secs(0.2))),
+        defaults(0.3).with_auto_renew_interval(secs(0.2)),
     )
     .unwrap();
     let lease = rt.block_on(manager.acquire("job")).unwrap();
@@ -130,7 +130,7 @@ async fn a_retry_cap_is_honoured() {
 #[tokio::test(start_paused = true)]
 async fn extreme_durations_do_not_panic() {
     // An acquire timeout of Duration::MAX waits (for a release).
-    let rig = rig(defaults(30.0).with_acquire_timeout(Some(Duration::MAX)));
+    let rig = rig(defaults(30.0).with_acquire_timeout(Duration::MAX));
     let holder = rig.manager.acquire("job").await.unwrap();
     let waiter = {
         let m = rig.manager.clone();
@@ -173,7 +173,7 @@ async fn extreme_durations_do_not_panic() {
 fn rig_retry_max() -> Rig {
     rig(defaults(30.0)
         .with_acquire_retry_interval(Duration::MAX)
-        .with_acquire_timeout(Some(secs(2.0))))
+        .with_acquire_timeout(secs(2.0)))
 }
 
 /// A timeout names the whole timeout and the attempts, and keeps what the last attempt met:
@@ -182,7 +182,7 @@ fn rig_retry_max() -> Rig {
 async fn timeouts_say_what_the_last_attempt_met() {
     use std::error::Error as _;
     let rig = rig(defaults(30.0)
-        .with_acquire_timeout(Some(secs(3.0)))
+        .with_acquire_timeout(secs(3.0))
         .with_acquire_retry_interval(secs(1.0)));
     let holder = rig.manager.acquire("job").await.unwrap();
     let e = rig.manager.acquire("job").await.unwrap_err();
@@ -210,7 +210,7 @@ async fn timeouts_say_what_the_last_attempt_met() {
 /// if the backend is slow; a held one is a `Timeout` at once (issue 6.6).
 #[tokio::test(start_paused = true)]
 async fn a_zero_timeout_is_one_whole_attempt() {
-    let rig = rig(defaults(30.0).with_acquire_timeout(Some(Duration::ZERO)));
+    let rig = rig(defaults(30.0).with_acquire_timeout(Duration::ZERO));
     rig.faults.set_latency(secs(0.05));
     let lease = rig.manager.acquire("job").await.unwrap();
     assert_eq!(rig.faults.calls(Operation::Acquire), 1);

@@ -165,7 +165,7 @@ async fn every_instrument_is_recorded_with_its_name_unit_and_attributes() {
         .options(
             LeaseOptions::default()
                 .with_default_lease_duration(secs(30.0))
-                .with_acquire_timeout(Some(secs(1.0))),
+                .with_acquire_timeout(secs(1.0)),
         )
         .meter(t.meter_provider.meter("distributed_leasing"))
         .build()
@@ -435,7 +435,7 @@ async fn failed_operations_record_the_failure_reason() {
     let t = telemetry();
     let rig = rig(LeaseOptions::default()
         .with_default_lease_duration(secs(30.0))
-        .with_acquire_timeout(Some(secs(1.0))));
+        .with_acquire_timeout(secs(1.0)));
     let lease = rig.manager.acquire("job").await.unwrap();
     rig.faults.script(Operation::Renew, [Fault::Unavailable]);
     advance(secs(20.0)).await;
@@ -614,7 +614,7 @@ async fn contention_is_not_a_failure() {
         &t,
         LeaseOptions::default()
             .with_default_lease_duration(secs(30.0))
-            .with_acquire_timeout(Some(secs(3.0))),
+            .with_acquire_timeout(secs(3.0)),
     );
     let leader = manager.acquire("leader").await.unwrap();
     for _ in 0..5 {
@@ -670,7 +670,7 @@ async fn backend_failures_are_still_failures() {
         &t,
         LeaseOptions::default()
             .with_default_lease_duration(secs(30.0))
-            .with_acquire_timeout(Some(secs(1.0))),
+            .with_acquire_timeout(secs(1.0)),
     );
     // A try_acquire that meets an unavailable backend.
     faults.script(Operation::Acquire, [Fault::Unavailable]);
@@ -726,7 +726,7 @@ async fn attempt_duration_excludes_waiting() {
         &t,
         LeaseOptions::default()
             .with_default_lease_duration(secs(30.0))
-            .with_acquire_timeout(Some(secs(10.0))),
+            .with_acquire_timeout(secs(10.0)),
     );
     faults.set_latency(secs(0.05));
     let leader = manager.acquire("job").await.unwrap();

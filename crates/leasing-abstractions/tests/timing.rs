@@ -35,7 +35,7 @@ async fn a_hung_attempt_is_cut_off_at_three_quarters_then_half_of_the_time_left(
     // 10 s lease: safety window 9 s; renewal at 6 s leaves 3 s.
     let rig = rig(LeaseOptions::default()
         .with_default_lease_duration(secs(10.0))
-        .with_auto_renew_interval(Some(secs(6.0)))
+        .with_auto_renew_interval(secs(6.0))
         .with_auto_renew_retry_interval(secs(1.0)));
     let start = Instant::now();
     let lease = rig.manager.acquire("job").await.unwrap();
@@ -66,7 +66,7 @@ async fn a_year_long_lease_waits_for_its_renewal_as_long_as_its_deadline_allows(
     const DAY: f64 = 86_400.0;
     let rig = rig(LeaseOptions::default()
         .with_default_lease_duration(secs(365.0 * DAY))
-        .with_auto_renew_interval(Some(secs(240.0 * DAY))));
+        .with_auto_renew_interval(secs(240.0 * DAY)));
     let start = Instant::now();
     let lease = rig.manager.acquire("job").await.unwrap();
     let log = record(&lease);
@@ -86,7 +86,7 @@ async fn a_year_long_lease_waits_for_its_renewal_as_long_as_its_deadline_allows(
 async fn only_leases_eligible_by_now_share_a_batch() {
     let rig = rig(LeaseOptions::default()
         .with_default_lease_duration(secs(10.0))
-        .with_auto_renew_interval(Some(secs(6.0))));
+        .with_auto_renew_interval(secs(6.0)));
     let start = Instant::now();
     let a = rig.manager.acquire("a").await.unwrap();
     let a_log = record(&a);
@@ -115,7 +115,7 @@ async fn only_leases_eligible_by_now_share_a_batch() {
 async fn a_retry_goes_out_before_the_healthy_leases_due_with_it() {
     let rig = rig(LeaseOptions::default()
         .with_default_lease_duration(secs(10.0))
-        .with_auto_renew_interval(Some(secs(6.0)))
+        .with_auto_renew_interval(secs(6.0))
         .with_auto_renew_retry_interval(secs(0.2)));
     let a = rig.manager.acquire("a").await.unwrap();
     tokio::time::sleep(secs(0.6)).await;
@@ -189,7 +189,7 @@ async fn expires_at_is_now_plus_the_time_left() {
 #[tokio::test(start_paused = true)]
 async fn an_attempt_hanging_past_the_timeout_is_a_timeout_that_says_so() {
     use std::error::Error as _;
-    let rig = rig(LeaseOptions::default().with_acquire_timeout(Some(secs(1.0))));
+    let rig = rig(LeaseOptions::default().with_acquire_timeout(secs(1.0)));
     for via_try in [false, true] {
         rig.faults.script(Operation::Acquire, [Fault::Hang]);
         let started = Instant::now();
@@ -231,7 +231,7 @@ async fn polling_pauses_are_jittered_around_the_retry_interval() {
     let manager = LeaseManager::new(
         std::sync::Arc::new(quiet),
         LeaseOptions::default()
-            .with_acquire_timeout(Some(secs(30.0)))
+            .with_acquire_timeout(secs(30.0))
             .with_acquire_retry_interval(secs(1.0)),
     )
     .unwrap();

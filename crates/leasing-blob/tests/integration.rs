@@ -354,7 +354,7 @@ async fn an_azurite_restart_loses_the_lease_and_tokens_keep_rising() {
         Arc::new(key_provider(&url, &c)),
         LeaseOptions::default()
             .with_default_lease_duration(D)
-            .with_auto_renew_interval(Some(Duration::from_secs(2)))
+            .with_auto_renew_interval(Duration::from_secs(2))
             .with_auto_renew_retry_interval(Duration::from_millis(200)),
     )
     .expect("manager");
@@ -454,7 +454,7 @@ async fn a_partitioned_holder_knows_it_lost_before_anyone_else_acquires() {
         Arc::new(via(proxy.addr(), &c, Duration::from_secs(1))),
         LeaseOptions::default()
             .with_default_lease_duration(D)
-            .with_auto_renew_interval(Some(Duration::from_secs(5)))
+            .with_auto_renew_interval(Duration::from_secs(5))
             .with_auto_renew_retry_interval(Duration::from_millis(200)),
     )
     .expect("manager");

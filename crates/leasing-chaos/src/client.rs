@@ -51,7 +51,7 @@ pub(crate) fn manager(
     meta.insert(CLIENT_KEY.to_owned(), cfg.id.clone());
     let options = LeaseOptions::default()
         .with_default_lease_duration(cfg.lease)
-        .with_acquire_timeout(Some(cfg.lease * 5))
+        .with_acquire_timeout(cfg.lease * 5)
         .with_acquire_retry_interval(Duration::from_millis(50))
         .with_auto_renew_retry_interval(Duration::from_millis(100))
         .with_metadata(meta);

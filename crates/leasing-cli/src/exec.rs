@@ -157,10 +157,13 @@ pub(crate) async fn run(
     }
     let options = LeaseOptions::default()
         .with_default_lease_duration(args.duration)
-        .with_auto_renew_interval(Some(t.interval))
+        .with_auto_renew_interval(t.interval)
         .with_auto_renew_safety_threshold(THRESHOLD)
-        .with_acquire_timeout(args.wait.0)
         .with_metadata(metadata);
+    let options = match args.wait.0 {
+        Some(w) => options.with_acquire_timeout(w),
+        None => options.with_no_acquire_timeout(),
+    };
     let manager = LeaseManager::new(provider, options)
         .map_err(|e| CliError::backend("invalid options", &e))?;
 

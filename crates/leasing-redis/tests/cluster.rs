@@ -350,7 +350,7 @@ async fn a_waiting_acquirer_on_the_cluster_wakes_on_release_not_on_polling() {
     let build = || RedisLeaseProvider::builder().cluster_urls(&urls).build();
     let slow_polling = LeaseOptions::default()
         .with_acquire_retry_interval(Duration::from_secs(20))
-        .with_acquire_timeout(Some(Duration::from_secs(30)));
+        .with_acquire_timeout(Duration::from_secs(30));
     let a =
         LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
     let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");

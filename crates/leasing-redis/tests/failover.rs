@@ -20,10 +20,10 @@ use tokio::time::Instant;
 fn renewing_options(d: Duration) -> LeaseOptions {
     LeaseOptions::default()
         .with_default_lease_duration(d)
-        .with_auto_renew_interval(Some(d / 3))
+        .with_auto_renew_interval(d / 3)
         .with_auto_renew_retry_interval(Duration::from_millis(100))
         .with_auto_renew_max_retries(3u32)
-        .with_acquire_timeout(Some(Duration::from_secs(10)))
+        .with_acquire_timeout(Duration::from_secs(10))
 }
 
 async fn provider(url: &str, fence: Duration) -> RedisLeaseProvider {

@@ -23,10 +23,10 @@ fn req(name: &str, d: Duration) -> AcquireRequest {
 fn renewing_options(d: Duration) -> LeaseOptions {
     LeaseOptions::default()
         .with_default_lease_duration(d)
-        .with_auto_renew_interval(Some(d / 3))
+        .with_auto_renew_interval(d / 3)
         .with_auto_renew_retry_interval(Duration::from_millis(100))
         .with_auto_renew_max_retries(3u32)
-        .with_acquire_timeout(Some(Duration::from_secs(10)))
+        .with_acquire_timeout(Duration::from_secs(10))
 }
 
 async fn wait_state(
@@ -96,7 +96,7 @@ async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
     // connection may fail once more ("broken pipe") while the client reconnects.
     let d = Duration::from_secs(6);
     let options = renewing_options(d)
-        .with_auto_renew_interval(Some(Duration::from_secs(1)))
+        .with_auto_renew_interval(Duration::from_secs(1))
         .with_auto_renew_retry_interval(Duration::from_millis(200))
         .with_auto_renew_max_retries(4u32);
     let manager = LeaseManager::new(Arc::new(p), options).expect("manager");
@@ -427,7 +427,7 @@ async fn a_waiting_acquirer_wakes_on_release_not_on_polling() {
     let build = || RedisLeaseProvider::builder().url(&url).build();
     let slow_polling = LeaseOptions::default()
         .with_acquire_retry_interval(Duration::from_secs(20))
-        .with_acquire_timeout(Some(Duration::from_secs(30)));
+        .with_acquire_timeout(Duration::from_secs(30));
     let a =
         LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
     let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");

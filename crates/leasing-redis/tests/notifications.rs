@@ -91,7 +91,7 @@ async fn subscribes_only_while_someone_waits_and_publishes_only_when_contended()
         .expect("free");
     let slow_polling = LeaseOptions::default()
         .with_acquire_retry_interval(Duration::from_secs(20))
-        .with_acquire_timeout(Some(Duration::from_secs(30)))
+        .with_acquire_timeout(Duration::from_secs(30))
         .with_auto_renew(false);
     let manager = Arc::new(LeaseManager::new(waiting.clone(), slow_polling).expect("manager"));
     let waiter = {

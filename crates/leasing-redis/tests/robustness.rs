@@ -91,7 +91,7 @@ async fn redlock_with_a_wrong_password_is_unauthorized() {
     // The manager does not retry it until a timeout.
     let m = LeaseManager::new(
         Arc::new(p),
-        LeaseOptions::default().with_acquire_timeout(Some(Duration::from_secs(3))),
+        LeaseOptions::default().with_acquire_timeout(Duration::from_secs(3)),
     )
     .expect("manager");
     let e = m
