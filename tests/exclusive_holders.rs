@@ -41,7 +41,7 @@ async fn competing_instances_never_overlap() {
                 .with_default_lease_duration(Duration::from_secs(10))
                 .with_auto_renew_retry_interval(Duration::from_millis(200))
                 .with_auto_renew_max_retries(2u32)
-                .with_acquire_timeout(Some(Duration::from_secs(120))),
+                .with_acquire_timeout(Duration::from_secs(120)),
         )
         .unwrap();
         let tenures = tenures.clone();

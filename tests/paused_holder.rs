@@ -40,7 +40,7 @@ async fn manager(url: &str) -> LeaseManager {
         Arc::new(provider),
         LeaseOptions::default()
             .with_default_lease_duration(LEASE)
-            .with_acquire_timeout(Some(Duration::from_secs(10))),
+            .with_acquire_timeout(Duration::from_secs(10)),
     )
     .expect("options")
 }

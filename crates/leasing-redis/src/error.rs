@@ -341,6 +341,20 @@ mod tests {
             m.contains("Connection refused"),
             "the reason is in the message: {m}"
         );
+        // A code alone: nothing after it.
+        let bare = redis::make_extension_error("BUSY".to_owned(), None);
+        let m = map_err(bare, Op::Acquire, None).message().to_owned();
+        assert!(m.contains("failed: BUSY"), "{m}");
+        // The server named, the lease kept.
+        let e = at_server(
+            LeaseError::unavailable("down").with_lease_name("job"),
+            "redis://h:1",
+        );
+        assert_eq!(e.message(), "down (server redis://h:1)");
+        assert_eq!(e.lease_name(), Some("job"));
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
+        let e = at_server(LeaseError::unavailable("down"), "redis://h:1");
+        assert_eq!(e.lease_name(), None);
         let m = map_err(server("ERR"), Op::Connect, None)
             .message()
             .to_owned();
