@@ -317,6 +317,7 @@ async fn supervise(
         signals.push((signal(kind).map_err(io)?, sig));
     }
     let mut pgid: Option<Pid> = None;
+    let mut pending: Vec<Signal> = Vec::new();
     let mut stopping: Option<String> = None;
     let mut interrupts = 0u32;
     // The point of no return: stop the command unless a renewal moves it.
@@ -327,6 +328,12 @@ async fn supervise(
             line = lines.next_line() => match line {
                 Ok(Some(l)) if l.starts_with("P ") => {
                     pgid = l[2..].trim().parse::<i32>().ok().map(Pid::from_raw);
+                    // Signals that came before the group was known are delivered now.
+                    if let Some(p) = pgid {
+                        for sig in pending.drain(..) {
+                            let _ = killpg(p, sig);
+                        }
+                    }
                 }
                 Ok(Some(l)) if l == "T" => {
                     stopping.get_or_insert_with(|| "the lease was not renewed before its safety deadline".into());
@@ -367,8 +374,9 @@ async fn supervise(
                     interrupts += 1;
                     if interrupts >= 2 { Signal::SIGKILL } else { sig }
                 } else { sig };
-                if let Some(p) = pgid {
-                    let _ = killpg(p, sig);
+                match pgid {
+                    Some(p) => { let _ = killpg(p, sig); }
+                    None => pending.push(sig),
                 }
             }
         }

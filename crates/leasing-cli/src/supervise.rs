@@ -57,11 +57,14 @@ pub(crate) fn mono_ns() -> u128 {
         .unwrap_or(0)
 }
 
+/// The farthest the supervisor ever waits: a year (no lease is renewed less often).
+const FAR: Duration = Duration::from_secs(86_400 * 365);
+
 /// The local instant of a CLOCK_MONOTONIC reading.
 fn instant_of(ns: u128) -> Instant {
     let now = mono_ns();
     let ahead = u64::try_from(ns.saturating_sub(now)).unwrap_or(u64::MAX);
-    Instant::now() + Duration::from_nanos(ahead).min(Duration::from_secs(86_400 * 365))
+    Instant::now() + Duration::from_nanos(ahead).min(FAR)
 }
 
 pub(crate) fn run(args: SuperviseArgs) -> ExitCode {
@@ -187,7 +190,9 @@ async fn stop(
     pgid: Option<Pid>,
     wr: &mut tokio::net::unix::OwnedWriteHalf,
 ) {
-    let by_grace = Instant::now() + grace;
+    // The grace comes from the user: saturate rather than overflow.
+    let now = Instant::now();
+    let by_grace = now.checked_add(grace).unwrap_or(now + FAR);
     *kill_at = Some(kill_at.map_or(by_grace, |k| k.min(by_grace)));
     if !*term_sent {
         *term_sent = true;

@@ -4,27 +4,12 @@
 //! before anyone else can hold the lease when the lease is broken, cut off from the
 //! backend, or when `leasing` itself is killed or stopped.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use std::process::Stdio;
 use std::time::Duration;
-
-/// One test per backend for each scenario, so that nextest runs them in parallel.
-macro_rules! per_backend {
-    ($scenario:ident: $($label:ident),+) => {
-        mod $scenario {
-            $(
-                #[test]
-                fn $label() {
-                    if let Some(b) = super::common::backend(stringify!($label)) {
-                        super::$scenario(&b);
-                    }
-                }
-            )+
-        }
-    };
-}
 
 per_backend!(runs_the_command_with_the_lease_and_passes_its_exit_code: redis, redlock, blob, cosmos);
 per_backend!(two_execs_never_overlap: redis, redlock, blob, cosmos);
@@ -212,15 +197,7 @@ fn killing_leasing_kills_the_command_before_the_next_holder_starts(b: &Backend) 
     holder.kill().unwrap();
     let _ = holder.wait();
     // The next holder, waiting for the lease to expire on the backend.
-    let mut c = leasing(b);
-    c.args(["exec", "--wait", "5m", "--duration", b.duration, &n, "--"])
-        .args([
-            "sh",
-            "-c",
-            &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
-        ]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", text(&o));
+    run_next_holder(b, b.duration, &n, &log);
     let l = lines(&log);
     let last_alive = l
         .iter()
@@ -260,15 +237,7 @@ fn a_stopped_leasing_still_has_its_command_stopped_in_time() {
     wait_for_line(&log, "alive", &mut holder);
     let pid = nix::unistd::Pid::from_raw(i32::try_from(holder.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
-    let mut c = leasing(&b);
-    c.args(["exec", "--wait", "5m", "--duration", "3s", &n, "--"])
-        .args([
-            "sh",
-            "-c",
-            &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
-        ]);
-    let o = run(c);
-    assert!(o.status.success(), "{}", text(&o));
+    run_next_holder(&b, "3s", &n, &log);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert_eq!(wait(&mut holder).code(), Some(76));
     let l = lines(&log);
@@ -318,15 +287,7 @@ fn network_cut(
         let left = backend_time_left(b, &n);
         let cut_at = now_ns();
         proxy.partition();
-        let mut c = leasing(b);
-        c.args(["exec", "--wait", "5m", "--duration", b.duration, &n, "--"])
-            .args([
-                "sh",
-                "-c",
-                &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
-            ]);
-        let o = run(c);
-        assert!(o.status.success(), "{}", text(&o));
+        run_next_holder(b, b.duration, &n, &log);
         assert_eq!(wait(&mut holder).code(), Some(76));
         let l = lines(&log);
         let last_alive = l
@@ -488,4 +449,18 @@ fn exit_codes() {
     let mut c = leasing(&b);
     c.args(["exec", &name("nx"), "--", "/etc/hostname"]);
     assert_eq!(run(c).status.code(), Some(126));
+}
+
+/// Runs the next holder of `n` (waiting for the lease), which logs `next next <ns>` the
+/// moment its command starts.
+fn run_next_holder(b: &Backend, duration: &str, n: &str, log: &std::path::Path) {
+    let mut c = leasing(b);
+    c.args(["exec", "--wait", "5m", "--duration", duration, n, "--"])
+        .args([
+            "sh",
+            "-c",
+            &format!("echo \"next next $(date +%s%N)\" >> {}", log.display()),
+        ]);
+    let o = run(c);
+    assert!(o.status.success(), "{}", text(&o));
 }

@@ -2,6 +2,7 @@
 //! `leasing status`, `list`, `break`, `health`, `completions`, and what the command says
 //! to bad input: exit codes, one-line messages, no secret anywhere.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -16,21 +17,6 @@ fn hold(b: &Backend, n: &str) -> (std::process::Child, std::path::PathBuf) {
     let mut h = c.spawn().unwrap();
     wait_for_line(&log, "ready", &mut h);
     (h, log)
-}
-
-macro_rules! per_backend {
-    ($scenario:ident: $($label:ident),+) => {
-        mod $scenario {
-            $(
-                #[test]
-                fn $label() {
-                    if let Some(b) = super::common::backend(stringify!($label)) {
-                        super::$scenario(&b);
-                    }
-                }
-            )+
-        }
-    };
 }
 
 per_backend!(status_list_break_and_health: redis, redlock, blob, cosmos);

@@ -5,6 +5,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// One test per backend for each scenario, so that nextest runs them in parallel.
+macro_rules! per_backend {
+    ($scenario:ident: $($label:ident),+) => {
+        mod $scenario {
+            $(
+                #[test]
+                fn $label() {
+                    if let Some(b) = super::common::backend(stringify!($label)) {
+                        super::$scenario(&b);
+                    }
+                }
+            )+
+        }
+    };
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_leasing");
 
 /// A backend the tests run on: its `--backend` value and a lease duration it accepts.
