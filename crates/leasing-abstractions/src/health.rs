@@ -43,7 +43,7 @@ pub struct HealthReport {
 }
 
 impl HealthReport {
-    fn new(status: HealthStatus, description: impl Into<String>) -> Self {
+    pub(crate) fn new(status: HealthStatus, description: impl Into<String>) -> Self {
         Self {
             status,
             description: description.into(),
@@ -51,7 +51,7 @@ impl HealthReport {
         }
     }
 
-    fn with(mut self, k: &str, v: impl ToString) -> Self {
+    pub(crate) fn with(mut self, k: &str, v: impl ToString) -> Self {
         self.data.insert(k.to_owned(), v.to_string());
         self
     }

@@ -227,6 +227,35 @@ impl LeaseShared {
         false
     }
 
+    /// Resolves when the lease ends: `Some(reason)` when lost (at the safety deadline
+    /// itself at the latest), `None` when released. Cancel-safe.
+    pub(crate) async fn wait_end(self: &Arc<Self>) -> Option<LostReason> {
+        let mut rx = self.state.subscribe();
+        loop {
+            // The deadline is watched here too, not only by the renewal engine: a waiter
+            // learns of the loss at the deadline itself.
+            self.check_deadline();
+            match *rx.borrow_and_update() {
+                LeaseState::Lost => break,
+                LeaseState::Released => return None,
+                LeaseState::Held | LeaseState::AtRisk => {}
+            }
+            let deadline = self.safety_deadline();
+            tokio::select! {
+                // The sender lives in `self`, so `changed` cannot fail while we wait.
+                _ = rx.changed() => {}
+                () = sleep_until_opt(deadline) => {}
+            }
+        }
+        Some(
+            self.lost_reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or(LostReason::SafetyDeadline),
+        )
+    }
+
     pub(crate) fn last_sent(&self) -> Instant {
         *self.last_sent.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -613,22 +642,16 @@ impl Lease {
     /// # Cancellation safety
     /// Cancel-safe: dropping the future changes nothing.
     pub async fn lost(&self) -> LostReason {
-        let mut rx = self.shared.state.subscribe();
-        loop {
-            // The deadline is watched here too, not only by the renewal engine: a holder
-            // waiting on `lost()` learns of the loss at the deadline itself.
-            self.shared.check_deadline();
-            if *rx.borrow_and_update() == LeaseState::Lost {
-                break;
-            }
-            let deadline = self.shared.safety_deadline();
-            tokio::select! {
-                // The sender lives in `self.shared`, so `changed` cannot fail while we wait.
-                _ = rx.changed() => {}
-                () = sleep_until_opt(deadline) => {}
-            }
+        match self.shared.wait_end().await {
+            Some(reason) => reason,
+            // Released: never lost.
+            None => std::future::pending().await,
         }
-        self.lost_reason().unwrap_or(LostReason::SafetyDeadline)
+    }
+
+    /// The state shared with the renewal engine (for the recipes built on leases).
+    pub(crate) fn shared(&self) -> &Arc<LeaseShared> {
+        &self.shared
     }
 
     /// A token cancelled when the lease ends: lost, released or dropped. Tie work to it

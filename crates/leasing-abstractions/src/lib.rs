@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod election;
 pub mod error;
 pub mod fault;
 pub mod health;
@@ -11,6 +12,7 @@ pub mod name;
 pub mod options;
 pub mod provider;
 mod renewal;
+pub mod semaphore;
 #[cfg(feature = "serde")]
 mod serde_impls;
 mod spans;

@@ -159,9 +159,20 @@ impl LeaseManager {
     /// As [`acquire`](Self::acquire).
     pub async fn acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Lease> {
         let timeout = options.timeout.unwrap_or(self.options.acquire_timeout);
+        let retry = options
+            .retry_interval
+            .unwrap_or(self.options.acquire_retry_interval);
+        if retry.is_zero() {
+            return Err(LeaseError::invalid_argument(
+                "retry_interval",
+                "must be greater than zero",
+            )
+            .with_lease_name(name)
+            .with_operation(Operation::Acquire));
+        }
         let (request, policy) = self.prepare(name, options)?;
         let span = crate::spans::acquire(&request, self.provider().provider_name());
-        self.acquire_loop(request, policy, timeout, span.clone())
+        self.acquire_loop(request, policy, (timeout, retry), span.clone())
             .instrument(span)
             .await
     }
@@ -353,7 +364,7 @@ impl LeaseManager {
         &self,
         request: AcquireRequest,
         policy: Option<crate::RenewalPolicy>,
-        timeout: Option<Duration>,
+        (timeout, retry): (Option<Duration>, Duration),
         span: Span,
     ) -> Result<Lease> {
         let started = Instant::now();
@@ -443,7 +454,7 @@ impl LeaseManager {
                     continue;
                 }
             }
-            let pause = scale(self.options.acquire_retry_interval, 0.5 + rng.f64());
+            let pause = scale(retry, 0.5 + rng.f64());
             let next = after(Instant::now(), pause);
             let wake = deadline.map_or(next, |d| d.min(next));
             if held {

@@ -393,6 +393,9 @@ pub struct AcquireOptions {
     pub timeout: Option<Option<Duration>>,
     /// Metadata for this lease, replacing the manager's.
     pub metadata: Option<Metadata>,
+    /// Pause between attempts for this call, replacing the manager's
+    /// [`acquire_retry_interval`](LeaseOptions::acquire_retry_interval).
+    pub retry_interval: Option<Duration>,
 }
 
 impl AcquireOptions {
@@ -416,6 +419,12 @@ impl AcquireOptions {
     /// Replaces the metadata.
     pub fn metadata(mut self, m: Metadata) -> Self {
         self.metadata = Some(m);
+        self
+    }
+
+    /// Overrides the pause between attempts (jittered; must be greater than zero).
+    pub fn retry_interval(mut self, pause: Duration) -> Self {
+        self.retry_interval = Some(pause);
         self
     }
 }

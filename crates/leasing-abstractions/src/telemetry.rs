@@ -23,6 +23,10 @@
 //! | `leasing.active_leases.current` | up-down counter (a gauge once exported) | `{lease}` |
 //! | `leasing.at_risk_leases.current` | up-down counter (held leases now at risk) | `{lease}` |
 //! | `leasing.health.status` | gauge (0 healthy, 1 degraded, 2 unhealthy) | `{status}` |
+//! | `leasing.election.transitions` | counter (`result` = `elected`, `resigned`, `lost`) | `{transition}` |
+//! | `leasing.election.leading.current` | up-down counter (elections this process leads) | `{election}` |
+//! | `leasing.semaphore.permits.current` | up-down counter (permits this process holds) | `{permit}` |
+//! | `leasing.semaphore.waiters.current` | up-down counter (callers waiting for a permit) | `{waiter}` |
 //!
 //! An acquisition that did not get the lease only because someone else holds the name (a
 //! `try_acquire` answering `None`; an `acquire` whose timeout passed with
@@ -109,6 +113,10 @@ pub(crate) struct Metrics {
     active: UpDownCounter<i64>,
     at_risk: UpDownCounter<i64>,
     health: Gauge<i64>,
+    election_transitions: Counter<u64>,
+    leading: UpDownCounter<i64>,
+    permits: UpDownCounter<i64>,
+    permit_waiters: UpDownCounter<i64>,
 }
 
 impl Metrics {
@@ -202,6 +210,26 @@ impl Metrics {
                 .with_unit("{status}")
                 .with_description("Last health check result: 0 healthy, 1 degraded, 2 unhealthy")
                 .build(),
+            election_transitions: counter(
+                "leasing.election.transitions",
+                "{transition}",
+                "Leadership gained (elected) or ended (resigned, lost) by this process",
+            ),
+            leading: meter
+                .i64_up_down_counter("leasing.election.leading.current")
+                .with_unit("{election}")
+                .with_description("Elections this process currently leads")
+                .build(),
+            permits: meter
+                .i64_up_down_counter("leasing.semaphore.permits.current")
+                .with_unit("{permit}")
+                .with_description("Semaphore permits this process currently holds")
+                .build(),
+            permit_waiters: meter
+                .i64_up_down_counter("leasing.semaphore.waiters.current")
+                .with_unit("{waiter}")
+                .with_description("Callers of this process waiting for a semaphore permit")
+                .build(),
         }
     }
 
@@ -287,6 +315,25 @@ impl Metrics {
             self.lease_duration.record(held.as_secs_f64(), a);
         });
         self.with_attrs(name, None, |a| self.active.add(-1, a));
+    }
+}
+
+impl Metrics {
+    /// A leadership transition of election `name`: `elected`, `resigned` or `lost`.
+    pub(crate) fn election(&self, name: &str, result: &'static str) {
+        self.with_attrs(name, Some(result), |a| self.election_transitions.add(1, a));
+        let delta = if result == "elected" { 1 } else { -1 };
+        self.with_attrs(name, None, |a| self.leading.add(delta, a));
+    }
+
+    /// Permits of semaphore `name` held by this process, `+1` or `-1`.
+    pub(crate) fn permits(&self, name: &str, delta: i64) {
+        self.with_attrs(name, None, |a| self.permits.add(delta, a));
+    }
+
+    /// Callers waiting for a permit of semaphore `name`, `+1` or `-1`.
+    pub(crate) fn permit_waiters(&self, name: &str, delta: i64) {
+        self.with_attrs(name, None, |a| self.permit_waiters.add(delta, a));
     }
 }
 
