@@ -28,10 +28,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Fairness: waiters are not queued (no backend offers a fenced queue on the lease
-//! contract). Each round a waiter tries the slots from a random one onwards and then
-//! waits for a release or a jittered retry period, so every waiter has the same chance at
-//! each freed permit; `docs/recipes.md` gives the measured spread.
+//! Fairness: a caller that finds every permit taken queues behind a turnstile, the lease
+//! `name.queue`: only its holder tries the permits, waking on each release, and hands the
+//! turnstile on when it has one. A caller that just released a permit (or any newcomer)
+//! cannot take the next free permit ahead of those already waiting: it queues for the
+//! turnstile like them, and the turnstile passes on among its waiters at random (each
+//! tries at once when woken by its release). `try_acquire` and the first look of
+//! `acquire` take a free permit only when nobody queues. `docs/recipes.md` gives the
+//! measured spread.
 
 use crate::error::{ErrorKind, LeaseError, Operation, Result};
 use crate::lease::{Lease, LostReason};
@@ -61,6 +65,8 @@ struct Inner {
     manager: LeaseManager,
     name: String,
     slots: Vec<String>,
+    /// The turnstile lease held by the waiter first in line.
+    queue: String,
     duration: LeaseDuration,
     retry_period: Duration,
     metadata: Metadata,
@@ -159,6 +165,7 @@ impl SemaphoreBuilder {
         Ok(Semaphore {
             inner: Arc::new(Inner {
                 manager: self.manager,
+                queue: format!("{}.queue", self.name),
                 name: self.name,
                 slots,
                 duration,
@@ -235,13 +242,43 @@ impl Semaphore {
         let started = Instant::now();
         let deadline = timeout.map(|t| after(started, t));
         let _waiting = Waiting::new(inner);
-        let mut releases: Option<Vec<broadcast::Receiver<String>>> = None;
         let mut rng = fastrand::Rng::new();
-        let mut rounds: u32 = 0;
+        // Fast path: a free permit is taken at once when nobody queues.
+        if !self.queued().await? {
+            if let (Some(p), _) = self.round(&mut rng).await? {
+                return Ok(p);
+            }
+        }
+        // Queue: hold the turnstile while waiting for a permit, so that a caller that just
+        // released one (or any newcomer) cannot take the next free permit ahead of those
+        // already waiting; the turnstile passes on among waiters at random.
+        let mut ticket_options = AcquireOptions::new()
+            .duration(inner.duration)
+            .metadata(inner.metadata.clone())
+            .retry_interval(inner.retry_period)
+            .timeout(deadline.map(|d| d.saturating_duration_since(Instant::now())));
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            ticket_options = ticket_options.timeout(Some(Duration::ZERO));
+        }
+        let ticket = match inner
+            .manager
+            .acquire_with(&inner.queue, ticket_options)
+            .await
+        {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::Timeout => {
+                return Err(self.timed_out(timeout.unwrap_or_default(), 1, Some(e)))
+            }
+            Err(e) => return Err(e),
+        };
+        let mut releases: Option<Vec<broadcast::Receiver<String>>> = None;
+        let mut rounds: u32 = 1;
         loop {
             rounds += 1;
             let (permit, last) = self.round(&mut rng).await?;
             if let Some(p) = permit {
+                // Hand the turnstile on at once (a release wakes the next waiter).
+                let _ = ticket.release().await;
                 return Ok(p);
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -267,6 +304,16 @@ impl Semaphore {
             )
             .await;
         }
+    }
+
+    /// Whether callers are queued for a permit (the turnstile is held).
+    async fn queued(&self) -> Result<bool> {
+        Ok(self
+            .inner
+            .manager
+            .inspect(&self.inner.queue)
+            .await?
+            .is_some())
     }
 
     /// One round: tries each slot once, from a random one onwards. The permit, or the
@@ -309,8 +356,8 @@ impl Semaphore {
         }
     }
 
-    /// One round over the permits without waiting: a permit if one is free, `None` if all
-    /// are held.
+    /// One round over the permits without waiting: a permit if one is free and nobody is
+    /// queued for one, else `None`.
     ///
     /// # Errors
     /// The backend's error when no permit could be had and some attempt failed.
@@ -318,6 +365,9 @@ impl Semaphore {
     /// # Cancellation safety
     /// As [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<Permit>> {
+        if self.queued().await? {
+            return Ok(None);
+        }
         let (permit, last) = self.round(&mut fastrand::Rng::new()).await?;
         match (permit, last) {
             (Some(p), _) => Ok(Some(p)),
