@@ -19,3 +19,4 @@ pub mod conformance;
 pub mod fenced;
 pub mod history;
 pub mod proxy;
+pub mod recipes;
