@@ -3,6 +3,7 @@
 pub mod election;
 pub mod error;
 pub mod fault;
+pub mod fence;
 pub mod health;
 mod lease;
 mod manager;

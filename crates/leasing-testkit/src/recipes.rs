@@ -12,6 +12,7 @@
 use crate::conformance::Subject;
 use leasing_abstractions::election::{Election, Leadership};
 use leasing_abstractions::fault::{Fault, FaultInjectingProvider, Operation};
+use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
 use leasing_abstractions::semaphore::{Permit, Semaphore};
 use leasing_abstractions::{LeaseManager, LeaseOptions, LeaseProvider};
 use std::collections::HashMap;
@@ -304,4 +305,108 @@ pub async fn semaphore_never_exceeds_its_permits(subject: &Subject) {
         "recipe {}: semaphore of 2, 5 workers for 6 s: acquisitions per worker {counts:?}",
         subject.provider.provider_name()
     );
+}
+
+/// A fenced resource's contract, checked on `resource` with leases of `subject`'s
+/// provider: a paused holder's write after a newer holder's is refused and leaves the
+/// newer value; equal tokens pass (the same holder again); tokens of different lease
+/// names do not interfere; concurrent writers end with the largest token's value.
+pub async fn fenced_resource(subject: &Subject, resource: &dyn FencedResource) {
+    let d = term(subject);
+    let m = manager(Arc::clone(&subject.provider), d);
+    let name = subject.name("fence");
+    let key = subject.name("item");
+    assert_eq!(resource.read(&key).await.expect("read"), None, "fresh key");
+    assert_eq!(resource.highest(&key, &name).await.expect("highest"), None);
+    // The paused holder: it holds, writes, then stops (an operator breaks its lease).
+    let old = m.acquire(&name).await.expect("acquire");
+    let stale = Fence::of(&old);
+    assert_eq!(
+        resource.write(&stale, &key, b"old-1").await.expect("write"),
+        FencedWrite::Written
+    );
+    assert_eq!(
+        resource.write(&stale, &key, b"old-2").await.expect("write"),
+        FencedWrite::Written,
+        "the same holder writes again"
+    );
+    assert!(m.break_lease(&name).await.expect("break"));
+    let new = m.acquire(&name).await.expect("acquire after the break");
+    assert!(new.fencing_token() > old.fencing_token());
+    assert_eq!(
+        resource
+            .write(&Fence::of(&new), &key, b"new")
+            .await
+            .expect("write"),
+        FencedWrite::Written
+    );
+    // The old holder resumes and writes: refused, the new value stays.
+    assert_eq!(
+        resource.write(&stale, &key, b"stale").await.expect("write"),
+        FencedWrite::Stale {
+            highest: new.fencing_token()
+        }
+    );
+    assert_eq!(
+        resource.read(&key).await.expect("read").as_deref(),
+        Some(&b"new"[..])
+    );
+    assert_eq!(
+        resource.highest(&key, &name).await.expect("highest"),
+        Some(new.fencing_token())
+    );
+    // Another lease's tokens are compared only with that lease's.
+    let other = subject.name("fence-other");
+    assert_eq!(
+        resource
+            .write(&Fence::new(&other, 1), &key, b"other")
+            .await
+            .expect("write"),
+        FencedWrite::Written
+    );
+    assert_eq!(
+        resource.highest(&key, &other).await.expect("highest"),
+        Some(1)
+    );
+    assert_eq!(
+        resource.highest(&key, &name).await.expect("highest"),
+        Some(new.fencing_token())
+    );
+    // Concurrent writers with tokens 1..=8 on a fresh key: every write is one atomic
+    // check-and-set, so the key ends with the largest token and its value, and a write
+    // refused names a token at least its own.
+    let key2 = subject.name("race");
+    let fence_name = subject.name("race-lease");
+    let results = futures::future::join_all((1..=8u64).map(|t| {
+        let f = Fence::new(&fence_name, t);
+        let key2 = &key2;
+        async move {
+            let value = format!("v{t}");
+            (
+                t,
+                resource
+                    .write(&f, key2, value.as_bytes())
+                    .await
+                    .expect("write"),
+            )
+        }
+    }))
+    .await;
+    for (t, r) in &results {
+        if let FencedWrite::Stale { highest } = r {
+            assert!(
+                highest > t,
+                "token {t} refused by a lower highest {highest}"
+            );
+        }
+    }
+    assert_eq!(
+        resource.highest(&key2, &fence_name).await.expect("highest"),
+        Some(8)
+    );
+    assert_eq!(
+        resource.read(&key2).await.expect("read").as_deref(),
+        Some(&b"v8"[..])
+    );
+    new.release().await.expect("release");
 }
