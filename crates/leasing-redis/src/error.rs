@@ -13,6 +13,10 @@ pub(crate) enum Op {
     Inspect,
     Break,
     List,
+    /// A write to a fenced resource.
+    FencedWrite,
+    /// A read of a fenced resource.
+    FencedRead,
 }
 
 impl Op {
@@ -25,6 +29,8 @@ impl Op {
             Op::Inspect => "inspect",
             Op::Break => "break",
             Op::List => "list",
+            Op::FencedWrite => "fenced write",
+            Op::FencedRead => "fenced read",
         }
     }
 }

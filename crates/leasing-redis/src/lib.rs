@@ -4,6 +4,7 @@ pub mod config;
 mod connection;
 mod credential;
 mod error;
+mod fenced;
 mod ghost;
 mod identity;
 mod listing;
@@ -16,5 +17,6 @@ mod scripts;
 mod subscriber;
 
 pub use config::{AccessToken, RedisConfig, RedisLeaseProviderBuilder, TokenCredential};
+pub use fenced::RedisFencedResource;
 pub use provider::{RedisLeaseProvider, MAX_DURATION, MIN_DURATION};
 pub use redlock::{RedlockLeaseProvider, RedlockLeaseProviderBuilder, URLS_ENV};

@@ -376,6 +376,31 @@ impl Node {
         Ok(())
     }
 
+    /// Runs `lua` on `key` (loading it after `NOSCRIPT`) within `limit` and the node's call
+    /// timeout: for the scripts of [`RedisFencedResource`](crate::RedisFencedResource).
+    pub(crate) async fn script<T: FromRedisValue>(
+        &self,
+        op: Op,
+        lua: &Lua,
+        key: &str,
+        cmd: Cmd,
+        limit: Duration,
+    ) -> Result<T> {
+        self.call(op, key, limit, self.eval(lua, key, cmd)).await
+    }
+
+    /// Runs one command on `key`'s server within `limit` and the node's call timeout.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        op: Op,
+        key: &str,
+        cmd: &Cmd,
+        limit: Duration,
+    ) -> Result<T> {
+        let mut conn = self.conn.clone();
+        self.call(op, key, limit, conn.query(cmd)).await
+    }
+
     /// The node's epoch (0 in cluster mode).
     pub(crate) fn epoch(&self) -> u64 {
         self.identity.as_ref().map_or(0, Identity::epoch)

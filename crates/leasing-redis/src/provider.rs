@@ -132,6 +132,11 @@ impl RedisLeaseProvider {
     pub fn config(&self) -> &RedisConfig {
         &self.config
     }
+
+    /// The connection to the server (or cluster), shared with fenced resources.
+    pub(crate) fn node(&self) -> &Arc<Node> {
+        &self.node[0]
+    }
 }
 
 pub(crate) fn owner_id() -> String {

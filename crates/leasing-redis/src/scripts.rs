@@ -46,6 +46,8 @@ pub(crate) struct Scripts {
     pub(crate) inspect: Lua,
     pub(crate) fence: Lua,
     pub(crate) promoted: Lua,
+    /// The fenced resource's compare-then-write.
+    pub(crate) fenced_write: Lua,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -58,6 +60,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: Lua::new(include_str!("scripts/release.lua")),
     breaks: Lua::new(include_str!("scripts/break.lua")),
     inspect: Lua::new(include_str!("scripts/inspect.lua")),
+    fenced_write: Lua::new(include_str!("scripts/fenced_write.lua")),
     fence: Lua::new(include_str!("scripts/fence.lua")),
     promoted: Lua::new(include_str!("scripts/promoted.lua")),
 });

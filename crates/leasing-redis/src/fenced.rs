@@ -1,0 +1,149 @@
+//! [`RedisFencedResource`]: keys that refuse a stale holder's write, checked and written
+//! in one script.
+
+use crate::error::Op;
+use crate::node::Node;
+use crate::scripts::SCRIPTS;
+use crate::RedisLeaseProvider;
+use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
+use leasing_abstractions::provider::BoxFuture;
+use leasing_abstractions::{ErrorKind, LeaseError, Result};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one call may take (the provider's own call timeout may be shorter).
+const CALL_LIMIT: Duration = Duration::from_secs(5);
+
+/// A fenced resource on the provider's Redis (server or cluster): each item is a hash at
+/// `<key prefix>item:{<key>}` holding the value (field `v`) and, per lease name, the
+/// largest token accepted (field `t:<lease name>`). A write is one script call
+/// (`EVALSHA`, one round trip) that compares the token and writes, so no stale write can
+/// slip in between; see `leasing_abstractions::fence` for the contract.
+///
+/// Use it for data you keep in Redis under a lease; read it with [`read`](FencedResource::read)
+/// (or `HGET <item key> v`).
+///
+/// ```no_run
+/// # async fn f() -> leasing_abstractions::Result<()> {
+/// use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
+/// use leasing_abstractions::{LeaseManager, LeaseOptions};
+/// use leasing_redis::{RedisFencedResource, RedisLeaseProvider};
+/// use std::sync::Arc;
+/// let provider = Arc::new(RedisLeaseProvider::builder().url("redis://127.0.0.1:6379").restart_fence(std::time::Duration::from_secs(30)).build().await?);
+/// let reports = RedisFencedResource::new(&provider);
+/// let manager = LeaseManager::new(provider, LeaseOptions::default())?;
+/// let lease = manager.acquire("daily-report").await?;
+/// match reports.write(&Fence::of(&lease), "2026-12-03", b"totals").await? {
+///     FencedWrite::Written => {}
+///     FencedWrite::Stale { highest } => eprintln!("lost the lease: token {highest} wrote since"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisFencedResource {
+    node: Arc<Node>,
+}
+
+impl std::fmt::Debug for RedisFencedResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFencedResource")
+            .field("key_prefix", &self.node.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisFencedResource {
+    /// A fenced resource on `provider`'s connection and key prefix.
+    pub fn new(provider: &RedisLeaseProvider) -> Self {
+        Self {
+            node: Arc::clone(provider.node()),
+        }
+    }
+
+    /// The Redis key of item `key` (hash-tagged, so a cluster keeps it on one slot).
+    pub fn item_key(&self, key: &str) -> String {
+        format!("{}item:{{{key}}}", self.node.prefix)
+    }
+}
+
+fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(LeaseError::invalid_argument("key", "must not be empty"));
+    }
+    if key.contains(['{', '}']) {
+        return Err(LeaseError::invalid_argument(
+            "key",
+            format!("{key:?} contains '{{' or '}}' (the item key's hash tag would change)"),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_reply(what: &str, reply: &str) -> LeaseError {
+    LeaseError::new(
+        ErrorKind::ProviderUnavailable,
+        format!("redis fenced {what}: unexpected reply {reply:?}"),
+    )
+}
+
+impl FencedResource for RedisFencedResource {
+    fn write<'a>(
+        &'a self,
+        fence: &'a Fence,
+        key: &'a str,
+        value: &'a [u8],
+    ) -> BoxFuture<'a, Result<FencedWrite>> {
+        Box::pin(async move {
+            check_key(key)?;
+            leasing_abstractions::validate_name(fence.name())?;
+            let item = self.item_key(key);
+            let mut cmd = SCRIPTS.fenced_write.evalsha(std::slice::from_ref(&item));
+            cmd.arg(format!("t:{}", fence.name()))
+                .arg(fence.token().to_string())
+                .arg(value);
+            let (written, token): (u8, String) = self
+                .node
+                .script(
+                    Op::FencedWrite,
+                    &SCRIPTS.fenced_write,
+                    &item,
+                    cmd,
+                    CALL_LIMIT,
+                )
+                .await?;
+            let token: u64 = token.parse().map_err(|_| bad_reply("write", &token))?;
+            Ok(match written {
+                1 => FencedWrite::Written,
+                _ => FencedWrite::Stale { highest: token },
+            })
+        })
+    }
+
+    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let item = self.item_key(key);
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(&item).arg("v");
+            self.node
+                .query(Op::FencedRead, &item, &cmd, CALL_LIMIT)
+                .await
+        })
+    }
+
+    fn highest<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
+        Box::pin(async move {
+            check_key(key)?;
+            let item = self.item_key(key);
+            let mut cmd = redis::cmd("HGET");
+            cmd.arg(&item).arg(format!("t:{name}"));
+            let found: Option<String> = self
+                .node
+                .query(Op::FencedRead, &item, &cmd, CALL_LIMIT)
+                .await?;
+            found
+                .map(|t| t.parse().map_err(|_| bad_reply("read", &t)))
+                .transpose()
+        })
+    }
+}
