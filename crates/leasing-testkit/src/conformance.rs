@@ -451,7 +451,10 @@ pub async fn rejects_bad_input(s: &Subject) {
         cases.push((
             "duration between two granules",
             good.clone(),
-            opts().duration(caps.min_duration + caps.duration_granularity / 2),
+            opts().duration(between_granules(
+                caps.min_duration,
+                caps.duration_granularity,
+            )),
             "lease_duration",
         ));
     }
@@ -488,6 +491,14 @@ pub async fn rejects_bad_input(s: &Subject) {
         s.provider.inspect(&good).await.expect("inspect").is_none(),
         "bad input wrote something for {good:?}"
     );
+}
+
+/// Half a granule past the first whole granule at or above `min`: a duration no multiple
+/// of `granule` (`min + granule / 2` is one when `min` is an odd number of half granules).
+fn between_granules(min: Duration, granule: Duration) -> Duration {
+    let g = granule.as_nanos();
+    let whole = min.as_nanos().div_ceil(g) * g + g / 2;
+    Duration::from_nanos(u64::try_from(whole).unwrap_or(u64::MAX))
 }
 
 /// Listing (for providers that declare [`listing`](leasing_abstractions::ProviderCapabilities::listing)):

@@ -17,9 +17,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+/// How long the accept loops of [`FencedServer`] and
+/// [`FaultProxy`](crate::proxy::FaultProxy) wait after a failed accept before the next.
+pub(crate) const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Highest accepted token per name; rejects writes with a lower one.
 #[derive(Debug, Clone, Default)]
@@ -39,7 +44,7 @@ impl FencedResource {
     /// # Errors
     /// The highest accepted token, when `token` is lower (the writer is stale).
     pub fn write(&self, name: &str, token: u64) -> Result<(), u64> {
-        let mut map = self.highest.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.highest.lock().unwrap_or_else(PoisonError::into_inner);
         let highest = map.entry(name.to_owned()).or_insert(0);
         if token < *highest {
             return Err(*highest);
@@ -52,14 +57,15 @@ impl FencedResource {
     pub fn highest(&self, name: &str) -> u64 {
         self.highest
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .get(name)
             .copied()
             .unwrap_or(0)
     }
 }
 
-/// A [`FencedResource`] served over TCP on `127.0.0.1:0`; dropped, it stops serving.
+/// A [`FencedResource`] served over TCP on `127.0.0.1:0`; dropped, it stops serving (and
+/// closes the connections it has).
 #[derive(Debug)]
 pub struct FencedServer {
     addr: SocketAddr,
@@ -84,8 +90,19 @@ impl FencedServer {
         let resource = FencedResource::new();
         let r = resource.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(serve(stream, r.clone()));
+            // The connections die with this task, so with the server.
+            let mut connections = JoinSet::new();
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        connections.spawn(serve(stream, r.clone()));
+                        // Reap finished connections so the set does not grow.
+                        while connections.try_join_next().is_some() {}
+                    }
+                    // A failed accept (out of file descriptors, say) concerns that moment,
+                    // not the server: wait a little and accept again.
+                    Err(_) => tokio::time::sleep(ACCEPT_RETRY).await,
+                }
             }
         });
         Ok(Self {
@@ -158,15 +175,16 @@ impl FencedClient {
     }
 
     async fn try_write(&mut self, name: &str, token: u64) -> std::io::Result<bool> {
-        if self.conn.is_none() {
-            let s = TcpStream::connect(self.addr).await?;
-            let _ = s.set_nodelay(true);
-            let (r, w) = s.into_split();
-            self.conn = Some((BufReader::new(r), w));
-        }
-        let Some((r, w)) = self.conn.as_mut() else {
-            return Err(std::io::Error::other("not connected"));
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => {
+                let s = TcpStream::connect(self.addr).await?;
+                let _ = s.set_nodelay(true);
+                let (r, w) = s.into_split();
+                (BufReader::new(r), w)
+            }
         };
+        let (r, w) = self.conn.insert(conn);
         w.write_all(format!("W {name} {token}\n").as_bytes())
             .await?;
         let mut line = String::new();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 /// Nanoseconds on the system-wide monotonic clock (`CLOCK_MONOTONIC`): comparable across
 /// the processes of one machine, not across machines, unaffected by wall-clock changes.
@@ -40,6 +40,11 @@ pub fn mono_ns() -> u64 {
             return u64::try_from(ns).unwrap_or(0);
         }
     }
+    process_ns()
+}
+
+/// Nanoseconds since this process first asked: the fallback of [`mono_ns`].
+fn process_ns() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
     let start = START.get_or_init(std::time::Instant::now);
     u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
@@ -186,7 +191,7 @@ impl Recorder {
 
     /// Records one operation. A failed file write is reported on stderr, never a panic.
     pub fn record(&self, record: Record) {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
         match &mut *sink {
             Sink::Memory(v) => v.push(record),
             Sink::File(f, v) => {
@@ -206,7 +211,7 @@ impl Recorder {
 
     /// Every record so far, in the order recorded.
     pub fn records(&self) -> Vec<Record> {
-        match &*self.sink.lock().unwrap_or_else(|p| p.into_inner()) {
+        match &*self.sink.lock().unwrap_or_else(PoisonError::into_inner) {
             Sink::Memory(v) | Sink::File(_, v) => v.clone(),
         }
     }
@@ -260,4 +265,18 @@ pub fn write_history(path: impl AsRef<Path>, records: &[Record]) -> std::io::Res
         f.write_all(b"\n")?;
     }
     f.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fallback_clock_starts_at_the_first_call_and_moves_on() {
+        let first = process_ns();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = process_ns();
+        assert!(first < 1_000_000_000, "{first} ns since the first call");
+        assert!(second >= first + 5_000_000, "{first} then {second}");
+    }
 }

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -41,10 +41,16 @@ impl State {
         Duration::from_micros(self.latency_us.load(Ordering::SeqCst))
     }
 
+    /// The open connections. A poisoned lock is taken over: the set itself stays sound
+    /// (no method of it that the proxy calls can leave it half-changed).
+    fn connections(&self) -> MutexGuard<'_, JoinSet<()>> {
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn abort_connections(&self) {
-        if let Ok(mut set) = self.connections.lock() {
-            set.abort_all();
-        }
+        self.connections().abort_all();
     }
 }
 
@@ -76,17 +82,24 @@ impl FaultProxy {
         let state = Arc::new(State::default());
         let st = state.clone();
         let listener = tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
+            loop {
+                let inbound = match listener.accept().await {
+                    Ok((inbound, _)) => inbound,
+                    // A failed accept (out of file descriptors, say) concerns that moment,
+                    // not the proxy: wait a little and accept again.
+                    Err(_) => {
+                        tokio::time::sleep(crate::fenced::ACCEPT_RETRY).await;
+                        continue;
+                    }
+                };
                 st.accepted.fetch_add(1, Ordering::SeqCst);
                 match st.mode() {
                     CUT => drop(inbound),
                     mode => {
-                        let st2 = st.clone();
-                        if let Ok(mut set) = st.connections.lock() {
-                            set.spawn(serve(inbound, target, st2, mode == PARTITION));
-                            // Reap finished connections so the set does not grow.
-                            while set.try_join_next().is_some() {}
-                        }
+                        let mut set = st.connections();
+                        set.spawn(serve(inbound, target, st.clone(), mode == PARTITION));
+                        // Reap finished connections so the set does not grow.
+                        while set.try_join_next().is_some() {}
                     }
                 }
             }
@@ -187,85 +200,99 @@ async fn pump(
 
 #[cfg(test)]
 mod tests {
+    //! `pump` on its own; the proxy end to end is tested in tests/proxy.rs.
     use super::*;
-    use std::time::Instant;
 
-    async fn echo_server() -> SocketAddr {
+    /// Two ends of one loopback connection.
+    async fn pair() -> (TcpStream, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = l.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((mut s, _)) = l.accept().await {
-                tokio::spawn(async move {
-                    let mut buf = [0u8; 1024];
-                    while let Ok(n) = s.read(&mut buf).await {
-                        if n == 0 || s.write_all(&buf[..n]).await.is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        addr
+        let (a, b) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
+        (a.unwrap(), b.unwrap().0)
     }
 
-    async fn roundtrip(addr: SocketAddr) -> std::io::Result<Vec<u8>> {
-        let mut s = TcpStream::connect(addr).await?;
-        s.write_all(b"ping").await?;
-        let mut buf = [0u8; 4];
-        s.read_exact(&mut buf).await?;
-        Ok(buf.to_vec())
+    fn state(mode: u8) -> Arc<State> {
+        let s = State::default();
+        s.mode.store(mode, Ordering::SeqCst);
+        Arc::new(s)
     }
 
     #[tokio::test]
-    async fn forwards_cuts_and_restores() {
-        let target = echo_server().await;
-        let p = FaultProxy::start(target).await.unwrap();
-        assert_eq!(p.target(), target);
-        assert_eq!(roundtrip(p.addr()).await.unwrap(), b"ping");
-        // A connection open during the cut is closed.
-        let mut open = TcpStream::connect(p.addr()).await.unwrap();
-        open.write_all(b"x").await.unwrap();
-        let mut one = [0u8; 1];
-        open.read_exact(&mut one).await.unwrap();
-        p.cut();
-        let mut buf = [0u8; 8];
-        let n = tokio::time::timeout(Duration::from_secs(5), open.read(&mut buf))
+    async fn a_pump_forwards_every_chunk_late_until_its_source_closes() {
+        let (mut client, from) = pair().await;
+        let (to, mut server) = pair().await;
+        let (from, _from_w) = from.into_split();
+        let (to_r, to) = to.into_split();
+        let st = state(FORWARD);
+        st.latency_us.store(30_000, Ordering::SeqCst);
+        let pumping = tokio::spawn(pump(from, to, st));
+        let sent = tokio::time::Instant::now();
+        client.write_all(b"one").await.unwrap();
+        let mut got = [0u8; 3];
+        server.read_exact(&mut got).await.unwrap();
+        assert!(sent.elapsed() >= Duration::from_millis(30), "no latency");
+        assert_eq!(&got, b"one");
+        client.write_all(b"two").await.unwrap();
+        drop(client);
+        tokio::time::timeout(Duration::from_secs(5), pumping)
             .await
+            .expect("the pump outlived its source")
             .unwrap();
-        assert!(matches!(n, Ok(0) | Err(_)), "cut connection still open");
-        assert!(
-            roundtrip(p.addr()).await.is_err(),
-            "new connection not refused during cut"
-        );
-        p.restore();
-        assert_eq!(roundtrip(p.addr()).await.unwrap(), b"ping");
-        assert!(p.accepted() >= 3);
+        drop(to_r);
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"two");
     }
 
     #[tokio::test]
-    async fn adds_latency_and_partitions() {
-        let target = echo_server().await;
-        let p = FaultProxy::start(target).await.unwrap();
-        p.set_latency(Duration::from_millis(100));
-        let t = Instant::now();
-        roundtrip(p.addr()).await.unwrap();
-        assert!(
-            t.elapsed() >= Duration::from_millis(200),
-            "latency not applied both ways"
-        );
-        p.set_latency(Duration::ZERO);
-        let mut s = TcpStream::connect(p.addr()).await.unwrap();
-        s.write_all(b"a").await.unwrap();
+    async fn a_partitioned_pump_swallows_chunks_until_restored() {
+        let (mut client, from) = pair().await;
+        let (to, mut server) = pair().await;
+        let (from, _from_w) = from.into_split();
+        let (_to_r, to) = to.into_split();
+        let st = state(PARTITION);
+        let pumping = tokio::spawn(pump(from, to, st.clone()));
+        client.write_all(b"lost").await.unwrap();
+        // The pump swallows it (it reads all the client sent, forwards nothing).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        st.mode.store(FORWARD, Ordering::SeqCst);
+        client.write_all(b"kept").await.unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"kept");
+        assert!(!pumping.is_finished());
+    }
+
+    #[tokio::test]
+    async fn after_a_cut_a_pump_drops_the_next_chunk_and_stops() {
+        let (mut client, from) = pair().await;
+        let (to, mut server) = pair().await;
+        client.write_all(b"late").await.unwrap();
+        let (from, _from_w) = from.into_split();
+        let (to_r, to) = to.into_split();
+        tokio::time::timeout(Duration::from_secs(5), pump(from, to, state(CUT)))
+            .await
+            .expect("the pump kept running after the cut");
+        drop(to_r);
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"", "a chunk crossed the cut");
+    }
+
+    #[tokio::test]
+    async fn a_pump_stops_when_its_destination_is_gone() {
+        let (mut client, from) = pair().await;
+        let (to, server) = pair().await;
+        // The destination resets the connection; the read takes the reset in.
+        server.set_zero_linger().unwrap();
+        drop(server);
+        let (mut to_r, to) = to.into_split();
         let mut one = [0u8; 1];
-        s.read_exact(&mut one).await.unwrap();
-        p.partition();
-        s.write_all(b"b").await.unwrap();
-        let r = tokio::time::timeout(Duration::from_millis(300), s.read_exact(&mut one)).await;
-        assert!(r.is_err(), "data crossed a partition");
-        let r = tokio::time::timeout(Duration::from_millis(300), roundtrip(p.addr())).await;
-        assert!(r.is_err(), "a new connection got through a partition");
-        p.restore();
-        assert_eq!(roundtrip(p.addr()).await.unwrap(), b"ping");
-        drop(p);
+        let r = to_r.read(&mut one).await;
+        assert!(matches!(r, Ok(0) | Err(_)), "{r:?}");
+        client.write_all(b"data").await.unwrap();
+        let (from, _from_w) = from.into_split();
+        tokio::time::timeout(Duration::from_secs(5), pump(from, to, state(FORWARD)))
+            .await
+            .expect("the pump kept running after its destination was gone");
     }
 }

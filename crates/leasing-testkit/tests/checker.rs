@@ -1159,3 +1159,73 @@ fn records_of_an_unknown_grant_make_no_grant() {
     let s = &report.stats;
     assert_eq!((s.operations, s.acquisitions, s.takeovers), (5, 1, 0));
 }
+
+/// A writer with room for `room` bytes; it refuses whatever does not fit.
+struct Cramped {
+    room: usize,
+    out: String,
+}
+
+impl std::fmt::Write for Cramped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if s.len() > self.room {
+            return Err(std::fmt::Error);
+        }
+        self.room -= s.len();
+        self.out.push_str(s);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_report_that_does_not_fit_its_writer_is_an_error() {
+    // Seven holders told at once: 21 overlapping pairs (each with a second grant) and six
+    // losses never told, more than a report prints.
+    let mut h = Vec::new();
+    for i in 0..7u64 {
+        let (c, id) = (format!("c{i}"), format!("l{i}"));
+        h.push(acq(&c, &id, i + 1, 0, 10));
+        h.push(held(&c, &id, i + 1, 100, true));
+    }
+    let report = check(&h);
+    assert_eq!(report.violations.len(), 27, "{report}");
+    let full = report.to_string();
+    assert!(full.ends_with("  … and 7 more\n"), "{full}");
+    for room in 0..full.len() {
+        let mut w = Cramped {
+            room,
+            out: String::new(),
+        };
+        let r = std::fmt::write(&mut w, format_args!("{report}"));
+        assert!(r.is_err(), "{room} bytes of {} were enough", full.len());
+        assert!(full.starts_with(&w.out), "{room}: {:?}", w.out);
+    }
+    let mut w = Cramped {
+        room: full.len(),
+        out: String::new(),
+    };
+    std::fmt::write(&mut w, format_args!("{report}")).unwrap();
+    assert_eq!(w.out, full);
+}
+
+#[test]
+fn a_write_after_an_answer_not_held_or_a_release_counts_from_the_earlier() {
+    // Told "not held" (answer at 30 ms) and released (at 50 ms), in either order; wrote at
+    // 40 ms, between the two.
+    let h = |answer_at: u64, release_at: u64| {
+        let mut h = holder();
+        h.push(held("a", "l1", 1, answer_at - 1, false));
+        h.push(release("a", "l1", 1, release_at));
+        h.push(write("a", "l1", 1, 40 * MS, true));
+        check(&h)
+    };
+    for (answer_at, release_at) in [(30 * MS, 50 * MS), (50 * MS, 30 * MS)] {
+        let report = h(answer_at, release_at);
+        let v = only(&report, ViolationKind::ActedAfterLoss);
+        assert_eq!(v.at_ns, 40 * MS);
+        assert_eq!(
+            v.detail,
+            "wrote 10.000 ms after it was told of the loss or released"
+        );
+    }
+}
