@@ -2,12 +2,16 @@
 //! work a little, write to the fenced resource with the token), release or lose it,
 //! again, until the run ends. Everything it does is recorded.
 
-use crate::opts::ClientOpts;
+use crate::opts::{ClientOpts, Recipe};
+use leasing_abstractions::election::{Election, Leadership};
+use leasing_abstractions::semaphore::{Permit, Semaphore};
 use leasing_abstractions::{
-    AcquireOptions, Lease, LeaseManager, LeaseOptions, LeaseProvider, LeaseState, Metadata,
+    AcquireOptions, Lease, LeaseError, LeaseManager, LeaseOptions, LeaseProvider, LeaseState,
+    Metadata,
 };
 use leasing_testkit::fenced::{FencedClient, FencedResource};
 use leasing_testkit::history::{mono_ns, Op, Record, Recorder};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -39,6 +43,84 @@ pub(crate) struct ClientCfg {
     pub(crate) lease: Duration,
     pub(crate) until_ns: u64,
     pub(crate) seed: u64,
+    pub(crate) recipe: Recipe,
+}
+
+/// What a client holds: a lease, a leadership or a permit (each judged as its lease).
+enum Held {
+    Lease(Lease),
+    Leader(Leadership),
+    Permit(Permit),
+}
+
+impl Held {
+    fn lease(&self) -> &Lease {
+        match self {
+            Held::Lease(l) => l,
+            Held::Leader(l) => l.lease(),
+            Held::Permit(p) => p.lease(),
+        }
+    }
+
+    async fn release(self) -> Result<(), LeaseError> {
+        match self {
+            Held::Lease(l) => l.release().await,
+            Held::Leader(l) => l.resign().await,
+            Held::Permit(p) => p.release().await,
+        }
+    }
+}
+
+/// Acquires `name` the recipe's way: the lease itself, the election's leadership, or a
+/// permit of the semaphore (elections and semaphores built once per name).
+struct Acquirer<'a> {
+    manager: &'a LeaseManager,
+    recipe: Recipe,
+    id: &'a str,
+    elections: HashMap<String, Election>,
+    semaphores: HashMap<String, Semaphore>,
+}
+
+impl Acquirer<'_> {
+    async fn acquire(&mut self, name: &str, timeout: Duration) -> Result<Held, LeaseError> {
+        match self.recipe {
+            Recipe::Lease => self
+                .manager
+                .acquire_with(name, AcquireOptions::new().timeout(Some(timeout)))
+                .await
+                .map(Held::Lease),
+            Recipe::Election => {
+                let e = match self.elections.get(name) {
+                    Some(e) => e.clone(),
+                    None => {
+                        let e = Election::builder(self.manager, name)
+                            .identity(self.id)
+                            .build()?;
+                        self.elections.insert(name.to_owned(), e.clone());
+                        e
+                    }
+                };
+                match tokio::time::timeout(timeout, e.campaign()).await {
+                    Ok(r) => r.map(Held::Leader),
+                    Err(_) => Err(LeaseError::new(
+                        leasing_abstractions::ErrorKind::Timeout,
+                        format!("not elected within {timeout:?}"),
+                    )),
+                }
+            }
+            Recipe::Semaphore(n) => {
+                let s = match self.semaphores.get(name) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = Semaphore::builder(self.manager, name, n).build()?;
+                        self.semaphores.insert(name.to_owned(), s.clone());
+                        s
+                    }
+                };
+                s.acquire_timeout(Some(timeout)).await.map(Held::Permit)
+            }
+        }
+    }
 }
 
 /// The manager every client uses: the core's defaults derived from the lease duration,
@@ -80,24 +162,28 @@ pub(crate) async fn client_loop(
 
 async fn work(cfg: &ClientCfg, manager: &LeaseManager, rec: &Recorder, fence: &mut Fence) {
     let mut rng = fastrand::Rng::with_seed(cfg.seed);
+    let mut acquirer = Acquirer {
+        manager,
+        recipe: cfg.recipe,
+        id: &cfg.id,
+        elections: HashMap::new(),
+        semaphores: HashMap::new(),
+    };
     while mono_ns() < cfg.until_ns {
         let name = &cfg.names[rng.usize(..cfg.names.len())];
         let invoke = mono_ns();
         // Wait at most five lease durations, and not much past the end of the run.
         let left = Duration::from_nanos(cfg.until_ns.saturating_sub(invoke));
         let timeout = (cfg.lease * 5).min(left + cfg.lease);
-        match manager
-            .acquire_with(name, AcquireOptions::new().timeout(Some(timeout)))
-            .await
-        {
-            Ok(lease) => {
+        match acquirer.acquire(name, timeout).await {
+            Ok(held) => {
                 rec.record(grant_record(
                     cfg,
-                    &lease,
+                    held.lease(),
                     invoke,
                     Op::Acquire { granted: true },
                 ));
-                hold(cfg, lease, rec, fence, &mut rng).await;
+                hold(cfg, held, rec, fence, &mut rng).await;
             }
             Err(e) => {
                 rec.record(
@@ -119,11 +205,12 @@ async fn work(cfg: &ClientCfg, manager: &LeaseManager, rec: &Recorder, fence: &m
 
 async fn hold(
     cfg: &ClientCfg,
-    lease: Lease,
+    holding: Held,
     rec: &Recorder,
     fence: &mut Fence,
     rng: &mut fastrand::Rng,
 ) {
+    let lease = holding.lease();
     // Record the moment the holder is told its lease is lost.
     let mut states = lease.state_changes();
     let lost_record = Record::new(&cfg.id, lease.name(), 0, 0, Op::Lost)
@@ -149,7 +236,7 @@ async fn hold(
     loop {
         let invoke = mono_ns();
         let h = lease.is_held();
-        rec.record(grant_record(cfg, &lease, invoke, Op::Check { held: h }));
+        rec.record(grant_record(cfg, lease, invoke, Op::Check { held: h }));
         if !h {
             held = false;
             break;
@@ -168,13 +255,13 @@ async fn hold(
         }
         let invoke = mono_ns();
         let accepted = fence.write(&name, token).await;
-        rec.record(grant_record(cfg, &lease, invoke, Op::Write { accepted }));
+        rec.record(grant_record(cfg, lease, invoke, Op::Write { accepted }));
         tokio::time::sleep(Duration::from_millis(20 + rng.u64(..60))).await;
     }
     if held {
         let invoke = mono_ns();
         let id = lease.lease_id().to_owned();
-        let result = lease.release().await;
+        let result = holding.release().await;
         let mut r = Record::new(
             &cfg.id,
             &name,
@@ -188,7 +275,7 @@ async fn hold(
         }
         rec.record(r);
     } else {
-        drop(lease);
+        drop(holding);
     }
     // Give a loss that raced with the release a moment to be recorded, then stop watching.
     tokio::task::yield_now().await;
@@ -212,6 +299,7 @@ pub(crate) fn process_main(o: ClientOpts) -> Result<u8, String> {
             lease: o.lease,
             until_ns: o.until_ns,
             seed: o.seed,
+            recipe: o.recipe,
         };
         let manager = manager(provider, &cfg)?;
         client_loop(

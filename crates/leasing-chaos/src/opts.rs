@@ -9,7 +9,7 @@ usage:
   leasing-chaos run [--backend memory,redis,redlock,blob,cosmos,redis-cluster|all] [--duration 60s] [--clients 8]
                     [--names 3] [--lease 2s] [--fault-every 3s] [--seed N]
                     [--out target/chaos] [--no-skew] [--no-wipe] [--no-restart-fence]
-                    [--faults KIND,...] [--warn-only]
+                    [--faults KIND,...] [--warn-only] [--recipe lease|election|semaphore] [--permits 2]
   leasing-chaos check HISTORY.jsonl...
   leasing-chaos client ...   (internal: one client process, started by `run`)
 
@@ -32,6 +32,10 @@ usage:
                  server_restart_persistent, server_restart_wiped, server_down,
                  majority_restart_wiped (Redlock, only when asked for)
   --warn-only    print violations but exit 0
+  --recipe       what clients hold: leases (default), the leadership of an election per
+                 name (one leader at a time), or permits of a semaphore per name (each
+                 permit slot judged as a lease: at most --permits holders per name)
+  --permits      permits per semaphore (--recipe semaphore)
 ";
 
 /// Every backend `all` runs.
@@ -88,8 +92,58 @@ fn dur(m: &HashMap<String, String>, key: &str, default: Duration) -> Result<Dura
 }
 
 /// Options of `run`.
+/// What the clients hold: plain leases, the leadership of an election per name, or
+/// permits of a semaphore per name (of this many permits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recipe {
+    Lease,
+    Election,
+    Semaphore(usize),
+}
+
+impl Recipe {
+    /// `lease`, `election` or `semaphore` (with `permits`), or the client form
+    /// `semaphore:N`.
+    pub(crate) fn parse(s: &str, permits: usize) -> Result<Self, String> {
+        match s.split_once(':') {
+            _ if s == "lease" => Ok(Recipe::Lease),
+            _ if s == "election" => Ok(Recipe::Election),
+            _ if s == "semaphore" => Ok(Recipe::Semaphore(permits)),
+            Some(("semaphore", n)) => n
+                .parse()
+                .map(Recipe::Semaphore)
+                .map_err(|_| format!("--recipe: bad permit count in {s:?}")),
+            _ => Err(format!(
+                "unknown recipe {s:?}; known: lease, election, semaphore"
+            )),
+        }
+    }
+
+    /// The client argument.
+    pub(crate) fn arg(self) -> String {
+        match self {
+            Recipe::Lease => "lease".into(),
+            Recipe::Election => "election".into(),
+            Recipe::Semaphore(n) => format!("semaphore:{n}"),
+        }
+    }
+
+    /// The lease names the clients hold for the run's `names`: the names themselves, or
+    /// each semaphore's permit slots.
+    pub(crate) fn lease_names(self, names: &[String]) -> Vec<String> {
+        match self {
+            Recipe::Lease | Recipe::Election => names.to_vec(),
+            Recipe::Semaphore(n) => names
+                .iter()
+                .flat_map(|name| (0..n).map(move |i| format!("{name}.permit-{i}")))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct RunOpts {
+    pub(crate) recipe: Recipe,
     pub(crate) backends: Vec<String>,
     pub(crate) duration: Duration,
     pub(crate) clients: usize,
@@ -123,7 +177,12 @@ impl RunOpts {
                 ));
             }
         }
+        let permits: usize = num(&m, "permits", 2)?;
+        if permits == 0 {
+            return Err("--permits must be at least 1".into());
+        }
         let o = Self {
+            recipe: Recipe::parse(m.get("recipe").map_or("lease", String::as_str), permits)?,
             backends,
             duration: dur(&m, "duration", Duration::from_secs(60))?,
             clients: num(&m, "clients", 8)?,
@@ -166,6 +225,7 @@ pub(crate) struct ClientOpts {
     pub(crate) seed: u64,
     /// Redis restart fence; zero is off.
     pub(crate) restart_fence: Duration,
+    pub(crate) recipe: Recipe,
 }
 
 impl ClientOpts {
@@ -189,6 +249,7 @@ impl ClientOpts {
                 .map_err(|e| format!("client: --fence: {e}"))?,
             seed: num(&m, "seed", 0)?,
             restart_fence: dur(&m, "restart-fence", Duration::ZERO)?,
+            recipe: Recipe::parse(m.get("recipe").map_or("lease", String::as_str), 0)?,
         })
     }
 
@@ -215,6 +276,8 @@ impl ClientOpts {
             self.seed.to_string(),
             "--restart-fence".into(),
             format!("{}ms", self.restart_fence.as_millis()),
+            "--recipe".into(),
+            self.recipe.arg(),
         ]
     }
 }
@@ -269,6 +332,7 @@ mod tests {
             fence: "127.0.0.1:9".parse().unwrap(),
             seed: 3,
             restart_fence: Duration::from_secs(2),
+            recipe: Recipe::Semaphore(3),
         };
         let back = ClientOpts::parse(&c.to_args()[1..]).unwrap();
         assert_eq!(back.names, c.names);
@@ -276,5 +340,30 @@ mod tests {
         assert_eq!(back.until_ns, 42);
         assert_eq!(back.fence, c.fence);
         assert_eq!(back.restart_fence, c.restart_fence);
+        assert_eq!(back.recipe, Recipe::Semaphore(3));
+    }
+
+    #[test]
+    fn recipes_parse() {
+        let a = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let o = RunOpts::parse(&a("--recipe semaphore --permits 4")).unwrap();
+        assert_eq!(o.recipe, Recipe::Semaphore(4));
+        assert_eq!(RunOpts::parse(&a("")).unwrap().recipe, Recipe::Lease);
+        assert_eq!(
+            RunOpts::parse(&a("--recipe election")).unwrap().recipe,
+            Recipe::Election
+        );
+        assert!(RunOpts::parse(&a("--recipe nope")).is_err());
+        assert!(RunOpts::parse(&a("--recipe semaphore --permits 0")).is_err());
+        assert!(Recipe::parse("semaphore:x", 0).is_err());
+        for r in [Recipe::Lease, Recipe::Election, Recipe::Semaphore(2)] {
+            assert_eq!(Recipe::parse(&r.arg(), 0).unwrap(), r);
+        }
+        let names = vec!["n".to_owned()];
+        assert_eq!(
+            Recipe::Semaphore(2).lease_names(&names),
+            vec!["n.permit-0", "n.permit-1"]
+        );
+        assert_eq!(Recipe::Election.lease_names(&names), names);
     }
 }

@@ -202,6 +202,7 @@ impl Run {
             lease: self.o.lease,
             until_ns: self.until_ns,
             seed: self.rng.u64(..),
+            recipe: self.o.recipe,
         }
     }
 
@@ -298,6 +299,7 @@ impl Run {
                     } else {
                         Duration::ZERO
                     },
+                    recipe: self.o.recipe,
                 };
                 let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
                 let mut cmd = tokio::process::Command::new(exe);
@@ -339,7 +341,7 @@ impl Run {
             Fleet::Threads { shared, .. } => Arc::new(shared.clone()),
             Fleet::Processes { target, .. } => Arc::clone(&target.inspector),
         };
-        let mut names = self.names.clone();
+        let mut names = self.o.recipe.lease_names(&self.names);
         self.rng.shuffle(&mut names);
         for name in names {
             let Ok(Ok(Some(info))) =
@@ -660,7 +662,8 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let dir = std::fs::canonicalize(&dir).map_err(|e| e.to_string())?;
     println!(
-        "==> chaos {backend}: {} clients, {} names, lease {} ms, {} s, faults every {} ms, seed {}",
+        "==> chaos {backend} ({}): {} clients, {} names, lease {} ms, {} s, faults every {} ms, seed {}",
+        o.recipe.arg(),
         o.clients,
         o.names,
         o.lease.as_millis(),

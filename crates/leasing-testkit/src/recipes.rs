@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// The terms seen so far: who, and the handle while it lives.
+type Terms = Vec<(String, Weak<Leadership>)>;
+
 /// Runs every recipe check.
 pub async fn run_all(subject: &Subject) {
     one_leader_at_a_time(subject).await;
@@ -66,7 +69,7 @@ pub async fn one_leader_at_a_time(subject: &Subject) {
         manager(Arc::clone(&subject.fresh), d),
         manager(Arc::clone(&subject.provider), d),
     ];
-    let live: Arc<Mutex<Vec<(String, Weak<Leadership>)>>> = Arc::default();
+    let live: Arc<Mutex<Terms>> = Arc::default();
     let tokens: Arc<Mutex<Vec<u64>>> = Arc::default();
     let mut tasks = Vec::new();
     for (i, m) in managers.iter().enumerate() {
