@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::election::{Election, ElectionEvent, IDENTITY_KEY};
+use leasing_abstractions::election::{self, Election, ElectionEvent, IDENTITY_KEY};
 use leasing_abstractions::fault::{Fault, Operation};
 use leasing_abstractions::*;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -404,4 +404,165 @@ async fn a_default_identity_names_the_process() {
 
 fn rig_with(options: LeaseOptions) -> LeaseManager {
     LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options).unwrap()
+}
+
+/// A provider without release notifications (as Blob and Cosmos): waiting candidates and
+/// observers poll every retry period.
+#[derive(Debug)]
+struct Silent(InMemoryLeaseProvider);
+
+impl leasing_abstractions::provider::ProviderLayer for Silent {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.0
+    }
+    fn release_notifications(
+        &self,
+        _name: &str,
+    ) -> Option<tokio::sync::broadcast::Receiver<String>> {
+        None
+    }
+}
+leasing_abstractions::provider_layer!(Silent);
+
+#[tokio::test(start_paused = true)]
+async fn without_notifications_followers_and_observers_poll() {
+    let m = LeaseManager::new(Arc::new(Silent(InMemoryLeaseProvider::new())), options()).unwrap();
+    let a = candidate(&m, "a");
+    let b = candidate(&m, "b");
+    let mut watch = candidate(&m, "w").observe().await.unwrap();
+    let lead = a.campaign().await.unwrap();
+    let follower = tokio::spawn(async move { (b.campaign().await.unwrap(), Instant::now()) });
+    tokio::time::sleep(secs(2.0)).await;
+    let resigned = Instant::now();
+    lead.resign().await.unwrap();
+    let (second, at) = follower.await.unwrap();
+    // Polling every 1 s ± 50 %: within 1.5 s.
+    assert!(at - resigned <= secs(1.5), "{:?}", at - resigned);
+    let mut seen = watch.current();
+    while seen.as_ref().map(|l| l.fencing_token) != Some(second.fencing_token()) {
+        seen = watch.changed().await;
+    }
+    assert_eq!(seen.unwrap().identity.as_deref(), Some("b"));
+}
+
+/// An observer keeps the last known leader while the backend fails, and catches up when
+/// it answers again; dropping every clone of the watch stops the poller.
+#[tokio::test(start_paused = true)]
+async fn an_observer_rides_out_backend_failures() {
+    let rig = rig(options());
+    let a = candidate(&rig.manager, "a");
+    let lead = a.campaign().await.unwrap();
+    let mut watch = a.observe().await.unwrap();
+    let copy = watch.clone();
+    assert_eq!(watch.current().unwrap().fencing_token, lead.fencing_token());
+    rig.faults
+        .script(Operation::Inspect, vec![Fault::Unavailable; 5]);
+    tokio::time::sleep(secs(3.0)).await;
+    assert_eq!(copy.current().unwrap().fencing_token, lead.fencing_token());
+    drop(lead);
+    assert!(watch.changed().await.is_none(), "the resignation is seen");
+    // The first look fails: observe() says so.
+    rig.faults
+        .script(Operation::Inspect, vec![Fault::Unavailable]);
+    let err = a.observe().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ProviderUnavailable);
+    drop((watch, copy));
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn terms_and_handles_describe_themselves() {
+    let rig = rig(options());
+    let a = Election::builder(&rig.manager, "leader")
+        .identity("a")
+        .metadata([("zone".to_owned(), "west".to_owned())].into())
+        .build()
+        .unwrap();
+    assert_eq!(a.retry_period(), Duration::from_millis(500));
+    let dbg = format!("{a:?}");
+    assert!(
+        dbg.contains("leader") && dbg.contains("recampaign"),
+        "{dbg}"
+    );
+    let builder = format!("{:?}", Election::builder(&rig.manager, "x"));
+    assert!(builder.contains("ElectionBuilder"), "{builder}");
+    let lead = a.try_campaign().await.unwrap().unwrap();
+    assert!(format!("{lead:?}").contains("fencing_token"));
+    assert_eq!(lead.lease().name(), "leader");
+    let leader = a.leader().await.unwrap().unwrap();
+    assert_eq!(
+        leader.metadata.get("zone").map(String::as_str),
+        Some("west")
+    );
+    let mut other = leader.clone();
+    assert!(leader.same_term(&other));
+    other.fencing_token += 1;
+    assert!(!leader.same_term(&other));
+    let mut other = leader.clone();
+    other.lease_id = None;
+    assert!(!leader.same_term(&other));
+    let mut other = leader.clone();
+    other.identity = Some("b".into());
+    assert!(!leader.same_term(&other));
+    // A leader without an identity (a lease taken outside an election).
+    let plain: election::Leader = LeaseInfo::new(
+        "n",
+        None,
+        3,
+        std::time::SystemTime::now(),
+        LeaseExpiry::Unknown,
+        Metadata::new(),
+    )
+    .into();
+    assert_eq!(plain.identity, None);
+    // `run` hands the term to the work.
+    lead.resign().await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s2 = seen.clone();
+    a.run(|term| {
+        let s2 = s2.clone();
+        async move {
+            assert!(!term.cancellation_token().is_cancelled());
+            *s2.lock().unwrap() = Some((term.fencing_token(), term.lease_id().to_owned()));
+        }
+    })
+    .await
+    .unwrap();
+    let (token, id) = seen.lock().unwrap().clone().unwrap();
+    assert!(token > leader.fencing_token);
+    assert!(!id.is_empty());
+    assert_eq!(a.check_health().description, "following");
+}
+
+/// A campaign fails at once on an error that waiting cannot fix, and `run` returns it.
+#[tokio::test(start_paused = true)]
+async fn a_campaign_that_cannot_succeed_fails() {
+    #[derive(Debug)]
+    struct Refusing(InMemoryLeaseProvider);
+    impl leasing_abstractions::provider::ProviderLayer for Refusing {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
+        }
+        fn try_acquire<'a>(
+            &'a self,
+            _: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            Box::pin(async { Err(LeaseError::new(ErrorKind::Unauthorized, "no")) })
+        }
+    }
+    leasing_abstractions::provider_layer!(Refusing);
+    let m = LeaseManager::new(Arc::new(Refusing(InMemoryLeaseProvider::new())), options()).unwrap();
+    let e = candidate(&m, "a");
+    assert_eq!(
+        e.campaign().await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        e.try_campaign().await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        e.run(|_| async {}).await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
 }

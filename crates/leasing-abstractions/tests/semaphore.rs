@@ -259,3 +259,93 @@ async fn backend_failures() {
     assert!(!p.cancellation_token().is_cancelled());
     assert_eq!(p.lease().name(), p.slot_name());
 }
+
+/// Without release notifications (Blob, Cosmos) a waiter polls every retry period; a
+/// waiter that times out while another holds the turnstile says so.
+#[tokio::test(start_paused = true)]
+async fn without_notifications_waiters_poll_and_queued_waiters_time_out() {
+    #[derive(Debug)]
+    struct Silent(InMemoryLeaseProvider);
+    impl leasing_abstractions::provider::ProviderLayer for Silent {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
+        }
+        fn release_notifications(
+            &self,
+            _name: &str,
+        ) -> Option<tokio::sync::broadcast::Receiver<String>> {
+            None
+        }
+    }
+    leasing_abstractions::provider_layer!(Silent);
+    let m = LeaseManager::new(Arc::new(Silent(InMemoryLeaseProvider::new())), options()).unwrap();
+    let sem = Semaphore::builder(&m, "pool", 1)
+        .retry_period(secs(1.0))
+        .build()
+        .unwrap();
+    let held = sem.acquire().await.unwrap();
+    // The first waiter holds the turnstile; the second times out queued behind it.
+    let first = tokio::spawn({
+        let sem = sem.clone();
+        async move { (sem.acquire_timeout(None).await.unwrap(), Instant::now()) }
+    });
+    tokio::time::sleep(secs(0.5)).await;
+    let err = sem.acquire_timeout(Some(secs(2.0))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(
+        source.contains("pool.queue"),
+        "the turnstile wait: {source}"
+    );
+    // Queued callers make try_acquire say "none" even with a free permit.
+    let released = Instant::now();
+    held.release().await.unwrap();
+    let (p, at) = first.await.unwrap();
+    assert!(at - released <= secs(1.5), "{:?}", at - released);
+    assert_eq!(p.slot(), 0);
+}
+
+/// A failure that waiting cannot fix ends the wait at once; a failing queue check fails
+/// `try_acquire`, `available` and `acquire`.
+#[tokio::test(start_paused = true)]
+async fn refusals_end_the_wait() {
+    #[derive(Debug)]
+    struct Refusing(InMemoryLeaseProvider);
+    impl leasing_abstractions::provider::ProviderLayer for Refusing {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.0
+        }
+        fn try_acquire<'a>(
+            &'a self,
+            _: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            Box::pin(async { Err(LeaseError::new(ErrorKind::Unauthorized, "no")) })
+        }
+    }
+    leasing_abstractions::provider_layer!(Refusing);
+    let m = LeaseManager::new(Arc::new(Refusing(InMemoryLeaseProvider::new())), options()).unwrap();
+    let sem = Semaphore::builder(&m, "pool", 3).build().unwrap();
+    let start = Instant::now();
+    assert_eq!(
+        sem.acquire().await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(
+        sem.try_acquire().await.unwrap_err().kind(),
+        ErrorKind::Unauthorized
+    );
+    assert_eq!(Instant::now(), start, "no waiting");
+    let rig = rig(options());
+    let sem = Semaphore::builder(&rig.manager, "pool", 1).build().unwrap();
+    rig.faults
+        .script(Operation::Inspect, vec![Fault::Unavailable; 3]);
+    assert_eq!(
+        sem.try_acquire().await.unwrap_err().kind(),
+        ErrorKind::ProviderUnavailable
+    );
+    assert!(sem.available().await.is_err());
+    assert_eq!(
+        sem.acquire().await.unwrap_err().kind(),
+        ErrorKind::ProviderUnavailable
+    );
+}
