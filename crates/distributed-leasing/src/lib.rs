@@ -16,3 +16,8 @@ pub use leasing_blob as blob;
 #[cfg(feature = "cosmos")]
 #[doc(inline)]
 pub use leasing_cosmos as cosmos;
+
+/// The snippets of `docs/recipes.md`, compiled as doc tests so that they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/recipes.md")]
+pub struct RecipesDoc;
