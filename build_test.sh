@@ -86,6 +86,12 @@ cargo run --quiet -p leasing-chaos -- run --backend cosmos --duration 45s \
 # (no network faults: a cluster's redirects name the nodes' own ports, not a proxy's).
 cargo run --quiet -p leasing-chaos -- run --backend redis-cluster --duration 45s \
   --fault-every 1s --out target/chaos
+# The recipes: clients hold the leadership of an election, or permits of a semaphore of 2,
+# per name; the checker judges each election name and each permit slot as a lease.
+cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock,cosmos \
+  --recipe election --duration 20s --fault-every 1s --out target/chaos-election
+cargo run --quiet -p leasing-chaos -- run --backend memory,redis,redlock,cosmos \
+  --recipe semaphore --permits 2 --duration 20s --fault-every 1s --out target/chaos-semaphore
 
 step "doc tests"
 cargo test --workspace --all-features --doc

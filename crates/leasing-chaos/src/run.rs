@@ -772,6 +772,11 @@ async fn run_backend(backend: &str, o: &RunOpts) -> Result<Report, String> {
         dir.join("history.jsonl").display()
     );
     print!("{report}");
+    for kind in ["kill_holder", "pause_holder", "network_cut"] {
+        if let Some(s) = crate::handoff::summary(&crate::handoff::handoffs(&history, kind)) {
+            println!("next grant of the name after {kind}: {s}");
+        }
+    }
     for v in report.violations.iter().take(20) {
         let at = v.at_ns.saturating_sub(start_ns) as f64 / 1e9;
         let fault = history
