@@ -4,6 +4,7 @@ mod account;
 mod config;
 mod document;
 mod error;
+mod fenced;
 mod provider;
 
 pub use config::{
@@ -11,6 +12,7 @@ pub use config::{
     DEFAULT_DATABASE, DEFAULT_RETENTION,
 };
 pub use document::{document_id, name_of_id};
+pub use fenced::CosmosFencedResource;
 pub use provider::{CosmosLeaseProvider, CosmosLeaseProviderBuilder, MAX_DURATION, MIN_DURATION};
 
 /// The Azure SDK's fault injection, re-exported for tests (feature `fault_injection`).

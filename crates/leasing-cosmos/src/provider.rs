@@ -612,6 +612,21 @@ impl CosmosLeaseProvider {
         document_id(name)
     }
 
+    /// What a [`CosmosFencedResource`](crate::CosmosFencedResource) shares with this
+    /// provider: its SDK client (connection pool, credentials, retries off), database,
+    /// call timeout, and whether it may create containers.
+    pub(crate) fn shared(&self) -> crate::fenced::Shared<'_> {
+        let i = &self.inner;
+        crate::fenced::Shared {
+            client: &i.client,
+            endpoint: &i.endpoint,
+            database: &i.database,
+            lease_container: &i.container_name,
+            call_timeout: i.call_timeout,
+            may_create: self.may_create(),
+        }
+    }
+
     fn partition_for(&self, name: &str, id: &str) -> String {
         self.inner.partition_key.key_for(name, id)
     }
