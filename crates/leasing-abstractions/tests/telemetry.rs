@@ -868,3 +868,75 @@ async fn health_checks_record_their_status() {
     assert_eq!(status("provider"), Some(2.0));
     drop(lease);
 }
+
+/// The recipes' instruments: leadership transitions and the leading gauge, held permits
+/// and waiters, and the election health check.
+#[tokio::test(start_paused = true)]
+async fn election_and_semaphore_instruments() {
+    use leasing_abstractions::election::Election;
+    use leasing_abstractions::semaphore::Semaphore;
+    let t = telemetry();
+    let store = InMemoryLeaseProvider::new();
+    let faulty = leasing_abstractions::fault::FaultInjectingProvider::new(Arc::new(store));
+    let faults = faulty.control();
+    let manager = LeaseManager::builder(Arc::new(faulty))
+        .options(LeaseOptions::default().with_default_lease_duration(secs(10.0)))
+        .meter(t.meter_provider.meter("distributed_leasing"))
+        .build()
+        .unwrap();
+    let e = Election::builder(&manager, "leader")
+        .identity("a")
+        .build()
+        .unwrap();
+    let lead = e.campaign().await.unwrap();
+    assert_eq!(e.check_health().status, HealthStatus::Healthy);
+    let m = t.collect();
+    assert_eq!(
+        total(&m["leasing.election.transitions"].1, Some("elected")),
+        1.0
+    );
+    assert_eq!(m["leasing.election.transitions"].2, Kind::Counter);
+    assert_eq!(total(&m["leasing.election.leading.current"].1, None), 1.0);
+    assert_eq!(m["leasing.election.leading.current"].2, Kind::Gauge);
+    let health = &m["leasing.health.status"].1;
+    assert!(
+        health
+            .iter()
+            .any(|(v, a)| *v == 0.0 && a.get("check").map(String::as_str) == Some("election")),
+        "{health:?}"
+    );
+    lead.resign().await.unwrap();
+    settle().await;
+    let lead = e.campaign().await.unwrap();
+    faults.script(Operation::Renew, vec![Fault::Hang; 64]);
+    let _ = lead.lost().await;
+    settle().await;
+    let m = t.collect();
+    let transitions = &m["leasing.election.transitions"].1;
+    assert_eq!(total(transitions, Some("elected")), 2.0);
+    assert_eq!(total(transitions, Some("resigned")), 1.0);
+    assert_eq!(total(transitions, Some("lost")), 1.0);
+    assert_eq!(total(&m["leasing.election.leading.current"].1, None), 0.0);
+    faults.clear();
+    drop(lead);
+
+    let sem = Semaphore::builder(&manager, "pool", 1).build().unwrap();
+    let p = sem.acquire().await.unwrap();
+    let waiter = tokio::spawn({
+        let sem = sem.clone();
+        async move { sem.acquire_timeout(None).await.unwrap() }
+    });
+    settle().await;
+    let m = t.collect();
+    assert_eq!(total(&m["leasing.semaphore.permits.current"].1, None), 1.0);
+    assert_eq!(total(&m["leasing.semaphore.waiters.current"].1, None), 1.0);
+    p.release().await.unwrap();
+    let q = waiter.await.unwrap();
+    let m = t.collect();
+    assert_eq!(total(&m["leasing.semaphore.permits.current"].1, None), 1.0);
+    assert_eq!(total(&m["leasing.semaphore.waiters.current"].1, None), 0.0);
+    drop(q);
+    let m = t.collect();
+    assert_eq!(total(&m["leasing.semaphore.permits.current"].1, None), 0.0);
+    assert_eq!(m["leasing.semaphore.permits.current"].0, "{permit}");
+}
