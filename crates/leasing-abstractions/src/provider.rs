@@ -229,7 +229,8 @@ pub struct ListRequest {
     pub prefix: String,
     /// Where to continue: the cursor of the previous page; `None` for the first page.
     pub cursor: Option<String>,
-    /// How many leases a page should hold at most (a hint; a provider may return fewer).
+    /// The most leases a page holds (a page may hold fewer; every provider keeps to it,
+    /// which the conformance suite checks).
     pub limit: usize,
 }
 
@@ -253,7 +254,7 @@ impl ListRequest {
         self
     }
 
-    /// Sets the page size hint (0 is taken as 1).
+    /// Sets the most leases a page holds (0 is taken as 1).
     #[must_use]
     pub fn with_limit(mut self, limit: usize) -> Self {
         self.limit = limit.max(1);
@@ -487,7 +488,9 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
     /// [`Unsupported`](crate::ErrorKind::Unsupported) error.
     ///
     /// A listing is not a snapshot: leases acquired or released while it pages may or may
-    /// not appear. A page is never empty unless its cursor is `None`.
+    /// not appear. A page is never empty unless its cursor is `None`, and holds at most
+    /// `request.limit` leases. The order is the backend's (it differs between backends:
+    /// sort the leases if you need an order).
     fn list<'a>(&'a self, _request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         let name = self.provider_name();
         Box::pin(async move {

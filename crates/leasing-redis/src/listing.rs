@@ -42,15 +42,22 @@ pub(crate) fn name_of<'a>(key_prefix: &str, key: &'a str) -> Option<&'a str> {
     (!name.contains(['{', '}'])).then_some(name)
 }
 
-/// A position in a listing: which scan space, and the SCAN cursor in it.
+/// A position in a listing: which scan space, the SCAN cursor in it, and how many names
+/// of that SCAN step earlier pages already returned (a step may find more names than a
+/// page may hold: the next page repeats the step and skips them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Cursor {
     pub(crate) space: usize,
     pub(crate) scan: u64,
+    pub(crate) skip: usize,
 }
 
 impl Cursor {
-    pub(crate) const START: Cursor = Cursor { space: 0, scan: 0 };
+    pub(crate) const START: Cursor = Cursor {
+        space: 0,
+        scan: 0,
+        skip: 0,
+    };
 
     pub(crate) fn parse(cursor: Option<&str>) -> Result<Self> {
         let Some(c) = cursor else {
@@ -58,15 +65,29 @@ impl Cursor {
         };
         let bad =
             || LeaseError::invalid_argument("cursor", "not a cursor returned by this provider");
-        let (space, scan) = c.split_once(':').ok_or_else(bad)?;
+        let mut parts = c.split(':');
+        let (Some(space), Some(scan)) = (parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let skip = parts
+            .next()
+            .map_or(Ok(0), |s| s.parse().map_err(|_| bad()))?;
+        if parts.next().is_some() {
+            return Err(bad());
+        }
         Ok(Self {
             space: space.parse().map_err(|_| bad())?,
             scan: scan.parse().map_err(|_| bad())?,
+            skip,
         })
     }
 
     pub(crate) fn render(self) -> String {
-        format!("{}:{}", self.space, self.scan)
+        if self.skip == 0 {
+            format!("{}:{}", self.space, self.scan)
+        } else {
+            format!("{}:{}:{}", self.space, self.scan, self.skip)
+        }
     }
 }
 
@@ -154,7 +175,8 @@ impl Node {
 }
 
 /// Scans from `cursor` until at least one name is found or every scan space is done.
-/// `spaces` are the scan spaces in order; returns the names and the next cursor.
+/// `spaces` are the scan spaces in order; returns at most `limit` names and the next
+/// cursor (which repeats the step, skipping what was returned, when a step found more).
 pub(crate) async fn scan_until_found(
     node: &Node,
     spaces: &[Option<(String, u16)>],
@@ -164,18 +186,30 @@ pub(crate) async fn scan_until_found(
     deadline: Duration,
 ) -> Result<(Vec<String>, Option<Cursor>)> {
     let started = tokio::time::Instant::now();
+    let limit = limit.max(1);
     while cursor.space < spaces.len() {
         let space = spaces[cursor.space].as_ref();
-        let (next, names) = node.scan(space, cursor.scan, name_prefix, limit).await?;
+        let (next, mut names) = node.scan(space, cursor.scan, name_prefix, limit).await?;
+        names.drain(..cursor.skip.min(names.len()));
+        if names.len() > limit {
+            names.truncate(limit);
+            let rest = Cursor {
+                skip: cursor.skip + limit,
+                ..cursor
+            };
+            return Ok((names, Some(rest)));
+        }
         cursor = if next == 0 {
             Cursor {
                 space: cursor.space + 1,
                 scan: 0,
+                skip: 0,
             }
         } else {
             Cursor {
                 space: cursor.space,
                 scan: next,
+                skip: 0,
             }
         };
         let done = cursor.space >= spaces.len();
@@ -218,9 +252,17 @@ mod tests {
     #[test]
     fn cursors_round_trip() {
         assert_eq!(Cursor::parse(None).unwrap(), Cursor::START);
-        let c = Cursor { space: 2, scan: 77 };
+        let c = Cursor {
+            space: 2,
+            scan: 77,
+            skip: 0,
+        };
+        assert_eq!(c.render(), "2:77");
         assert_eq!(Cursor::parse(Some(&c.render())).unwrap(), c);
-        for bad in ["", "1", "x:1", "1:y"] {
+        let c = Cursor { skip: 5, ..c };
+        assert_eq!(c.render(), "2:77:5");
+        assert_eq!(Cursor::parse(Some(&c.render())).unwrap(), c);
+        for bad in ["", "1", "x:1", "1:y", "1:2:z", "1:2:3:4"] {
             assert_eq!(
                 Cursor::parse(Some(bad)).unwrap_err().kind(),
                 ErrorKind::InvalidArgument

@@ -631,10 +631,7 @@ impl RedlockLeaseProvider {
             let scanned = scan_until_found(
                 node,
                 &[None],
-                Cursor {
-                    space: 0,
-                    scan: cursor.scan,
-                },
+                Cursor { space: 0, ..cursor },
                 &request.prefix,
                 request.limit,
                 self.config.call_timeout,
@@ -661,11 +658,11 @@ impl RedlockLeaseProvider {
             let next = match next {
                 Some(c) => Some(Cursor {
                     space: cursor.space,
-                    scan: c.scan,
+                    ..c
                 }),
                 None if cursor.space + 1 < self.nodes.len() => Some(Cursor {
                     space: cursor.space + 1,
-                    scan: 0,
+                    ..Cursor::START
                 }),
                 None => None,
             };

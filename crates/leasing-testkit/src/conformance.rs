@@ -537,6 +537,11 @@ pub async fn listing(s: &Subject) {
             !page.leases.is_empty() || page.cursor.is_none(),
             "listing: an empty page with a cursor"
         );
+        assert!(
+            page.leases.len() <= 2,
+            "listing: {} leases on a page limited to 2",
+            page.leases.len()
+        );
         for info in page.leases {
             let g = grants
                 .iter()
