@@ -123,12 +123,41 @@ pub(crate) fn map_status(
     }
 }
 
-/// [`map_status`] of a [`CosmosError`], keeping it as the source.
+/// [`map_status`] of a [`CosmosError`], keeping it as the source. A failure that never
+/// reached the service (nothing listening, DNS, TLS) carries a status the SDK made up
+/// (503 with a client sub-status such as 20010): it is reported as what it is, the
+/// transport's reason, without that status.
 pub(crate) fn map(e: CosmosError, what: &str) -> Mapped {
     let (code, sub, retry_after) = parts(&e);
+    // Client-generated sub-statuses are 20000 and up.
+    let transport = code == 0 || code == 503 || sub.is_some_and(|s| s >= 20_000);
+    if !e.is_from_wire() && transport {
+        let reason = root_cause(&e);
+        return Mapped {
+            failure: Failure::Other,
+            error: LeaseError::unavailable(format!(
+                "cosmos db: {what}: the service could not be reached: {reason}"
+            ))
+            .with_source(e),
+        };
+    }
     let mut m = map_status(code, sub, retry_after, e.is_from_wire(), what);
     m.error = m.error.with_source(e);
     m
+}
+
+/// The innermost cause's text (the transport's own words: "Connection refused").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let text = cur.to_string();
+    if text.is_empty() {
+        e.to_string()
+    } else {
+        text
+    }
 }
 
 /// A call that did not answer within its deadline.
@@ -207,6 +236,18 @@ mod tests {
         let m = map(e, "release");
         assert_eq!(m.failure, Failure::PreconditionFailed);
         assert!(std::error::Error::source(&m.error).is_some());
+        // A transport failure the SDK reports as 503/20010 without a response.
+        let e = CosmosError::builder()
+            .with_status(CosmosStatus::new(azure_core::http::StatusCode::from(503)))
+            .with_message("connection refused")
+            .build();
+        let m = map(e, "connect to http://127.0.0.1:1/");
+        assert_eq!(m.error.kind(), ErrorKind::ProviderUnavailable);
+        let text = m.error.to_string();
+        assert!(
+            text.contains("could not be reached: ") && text.contains("connection refused"),
+            "{text}"
+        );
         let d = deadline("renew", Duration::from_secs(2));
         assert!(d.is_retryable());
         assert_eq!(corrupt("inspect", "x").kind(), ErrorKind::Acquisition);

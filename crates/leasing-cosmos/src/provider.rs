@@ -352,8 +352,8 @@ impl CosmosLeaseProviderBuilder {
         let connect = client.build(account, RoutingStrategy::ProximityTo(Region::from("")));
         let client = tokio::time::timeout(self.call_timeout * 2, connect)
             .await
-            .map_err(|_| error::deadline("connect", self.call_timeout * 2))?
-            .map_err(|e| unavailable("connect", e))?;
+            .map_err(|_| error::deadline(&format!("connect to {endpoint}"), self.call_timeout * 2))?
+            .map_err(|e| unavailable(&format!("connect to {endpoint}"), e))?;
         let account_info =
             crate::account::read_account(&endpoint, &auth, self.call_timeout).await?;
         if account_info.multiple_write_locations && !self.allow_multi_region_writes {

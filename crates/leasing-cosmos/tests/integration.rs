@@ -166,6 +166,14 @@ async fn no_secret_appears_in_debug_or_errors() {
     let text = format!("{e} {e:?}");
     assert!(!text.contains(&key), "{text}");
     assert!(e.is_retryable(), "{e}");
+    // What happened, not a status the SDK made up for it (it was "503/20010").
+    let msg = e.to_string();
+    assert!(msg.contains("could not be reached"), "{msg}");
+    assert!(
+        msg.contains(&format!("127.0.0.1:{port}")),
+        "the address tried: {msg}"
+    );
+    assert!(!msg.contains("503"), "{msg}");
     let b = CosmosLeaseProvider::builder().key(format!("http://127.0.0.1:{port}/"), &key);
     assert!(!format!("{b:?}").contains(&key));
     let e = CosmosLeaseProvider::builder()
