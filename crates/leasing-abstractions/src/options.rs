@@ -229,7 +229,17 @@ impl LeaseOptions {
         /// Sets [`metadata`](Self::metadata).
         with_metadata, metadata: Metadata);
 
-    /// Checks every rule; see [`LeaseOptions::renewal_policy`] for the timing rules.
+    /// Checks every rule, for the default lease duration (each acquisition checks its own
+    /// duration the same way).
+    ///
+    /// Timing rules, for a finite duration `d` with auto-renewal on (interval `i`, retry
+    /// interval `r`, threshold `t`):
+    /// `d > drift` (`1 % + 2 ms`); `t` in `[0.5, 0.95]`; `0 < i < d`; `i < w` where
+    /// `w = min(d × t, d − drift)` is the safety window; `0 < r < d − i`.
+    /// What the user leaves unset is derived from `d` (`i = min(2/3 d, 3/4 w)`,
+    /// `r = min(500 ms, (d − i) / 4)`), so every duration above the drift allowance works
+    /// with default options.
+    /// A retry cap needs no rule: retries never outlive the safety deadline.
     ///
     /// # Errors
     /// `InvalidArgument` naming the field and the rule broken.
@@ -244,20 +254,12 @@ impl LeaseOptions {
         self.renewal_policy(self.default_lease_duration).map(drop)
     }
 
-    /// The renewal timing for a lease of `duration` under these options.
-    ///
-    /// Rules, for a finite duration `d` with auto-renewal on (interval `i`, retry interval
-    /// `r`, threshold `t`):
-    /// `d > drift` (`1 % + 2 ms`); `t` in `[0.5, 0.95]`; `0 < i < d`; `i < w` where
-    /// `w = min(d × t, d − drift)` is the safety window; `0 < r < d − i`.
-    /// What the user leaves unset is derived from `d` (`i = min(2/3 d, 3/4 w)`,
-    /// `r = min(500 ms, (d − i) / 4)`), so every duration above the drift allowance works
-    /// with default options.
-    /// A retry cap needs no rule: retries never outlive the safety deadline.
+    /// The renewal timing for a lease of `duration` under these options (the rules of
+    /// [`validate`](Self::validate)); `None` for an infinite lease or without auto-renewal.
     ///
     /// # Errors
     /// `InvalidArgument` naming the field and the rule broken.
-    pub fn renewal_policy(&self, duration: LeaseDuration) -> Result<Option<RenewalPolicy>> {
+    pub(crate) fn renewal_policy(&self, duration: LeaseDuration) -> Result<Option<RenewalPolicy>> {
         let t = self.auto_renew_safety_threshold;
         if !(0.5..=0.95).contains(&t) {
             return Err(LeaseError::invalid_argument(
@@ -333,27 +335,27 @@ impl LeaseOptions {
     }
 }
 
-/// Resolved renewal timing for one lease; see [`LeaseOptions::renewal_policy`].
+/// Resolved renewal timing for one lease; see `LeaseOptions::renewal_policy`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RenewalPolicy {
+pub(crate) struct RenewalPolicy {
     /// Lease duration.
-    pub duration: Duration,
+    pub(crate) duration: Duration,
     /// Time from a successful renewal's send to the next renewal.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// First retry pause.
-    pub retry_interval: Duration,
+    pub(crate) retry_interval: Duration,
     /// Largest retry pause.
-    pub retry_cap: Duration,
+    pub(crate) retry_cap: Duration,
     /// Retries before the lease is declared lost; `None`: until the safety deadline.
-    pub max_retries: Option<u32>,
+    pub(crate) max_retries: Option<u32>,
     /// Safety threshold.
-    pub safety_threshold: f64,
+    pub(crate) safety_threshold: f64,
 }
 
 impl RenewalPolicy {
     /// The un-jittered pause before retry number `attempt` (1-based):
     /// `min(retry_interval × 2^(attempt−1), retry_cap)`.
-    pub fn backoff(&self, attempt: u32) -> Duration {
+    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(31);
         self.retry_interval
             .checked_mul(1u32 << exp)
@@ -362,7 +364,7 @@ impl RenewalPolicy {
 
     /// The pause before retry `attempt` with "equal jitter": `unit` (uniform in `[0, 1]`)
     /// picks a point in `[backoff/2, backoff]`.
-    pub fn jittered_backoff(&self, attempt: u32, unit: f64) -> Duration {
+    pub(crate) fn jittered_backoff(&self, attempt: u32, unit: f64) -> Duration {
         let full = self.backoff(attempt);
         full / 2 + scale(full / 2, unit.clamp(0.0, 1.0))
     }
@@ -370,7 +372,7 @@ impl RenewalPolicy {
     /// The pause before retry `attempt` when `left` remains before the safety deadline:
     /// the jittered backoff, but at most half of `left` (at least 1 ms), so that a lease
     /// near its deadline still gets several attempts.
-    pub fn retry_pause(&self, attempt: u32, unit: f64, left: Duration) -> Duration {
+    pub(crate) fn retry_pause(&self, attempt: u32, unit: f64, left: Duration) -> Duration {
         self.jittered_backoff(attempt, unit)
             .min(left / 2)
             .max(Duration::from_millis(1))
@@ -378,7 +380,7 @@ impl RenewalPolicy {
 
     /// How long after a successful renewal's send the holder declares the lease lost:
     /// `duration × threshold`, never more than `duration − drift`.
-    pub fn safety_window(&self) -> Duration {
+    pub(crate) fn safety_window(&self) -> Duration {
         safety_window(self.duration, self.safety_threshold)
     }
 }
