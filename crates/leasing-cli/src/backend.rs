@@ -246,16 +246,17 @@ fn blob(rest: &str, set: &mut dyn FnMut(&str, &str)) -> Result<Backend, CliError
         if rest.contains('?') {
             return Ok(Backend::BlobSasUrl(rest.to_owned()));
         }
-        // An account URL (optionally with the container as its path): an Azure identity
-        // from the environment, as the provider's from_env() chooses it.
+        // An account URL, optionally with the container as its last path segment (as in a
+        // container SAS URL; before it, a path-style endpoint such as Azurite's
+        // `http://127.0.0.1:10000/devstoreaccount1`): an Azure identity from the
+        // environment, as the provider's from_env() chooses it.
         let trimmed = rest.trim_end_matches('/');
-        let (endpoint, container) = match trimmed.split_once("://") {
-            Some((scheme, after)) => match after.split_once('/') {
-                Some((host, path)) if !path.is_empty() && !path.contains('/') => {
-                    (format!("{scheme}://{host}"), Some(path.to_owned()))
-                }
-                _ => (trimmed.to_owned(), None),
-            },
+        let after_scheme = trimmed.find("://").map_or(0, |i| i + 3);
+        let (endpoint, container) = match trimmed[after_scheme..].rfind('/') {
+            Some(i) => (
+                trimmed[..after_scheme + i].to_owned(),
+                Some(&trimmed[after_scheme + i + 1..]),
+            ),
             None => (trimmed.to_owned(), None),
         };
         set("AZURE_STORAGE_CONNECTION_STRING", "");
@@ -263,7 +264,7 @@ fn blob(rest: &str, set: &mut dyn FnMut(&str, &str)) -> Result<Backend, CliError
         set("AZURE_STORAGE_SAS_TOKEN", "");
         set("AZURE_STORAGE_BLOB_ENDPOINT", &endpoint);
         if let Some(c) = container {
-            set("LEASING_BLOB_CONTAINER", &c);
+            set("LEASING_BLOB_CONTAINER", c);
         }
         return Ok(Backend::BlobEnv);
     }
@@ -526,6 +527,112 @@ mod tests {
     }
 
     #[test]
+    fn the_less_common_spellings_parse() {
+        let ok = |s: &str| parse_with(Some(s), &[]).0.unwrap();
+        assert_eq!(ok("memory:"), Backend::Memory);
+        assert_eq!(ok(" memory "), Backend::Memory);
+        // Only our parameters: nothing is left on the URL, not even the `?`.
+        assert_eq!(
+            ok("redis://h:1?prefix=p:&&restart_fence=1m"),
+            Backend::Redis(
+                "redis://h:1".into(),
+                RedisExtras {
+                    prefix: Some("p:".into()),
+                    restart_fence: Some(Duration::from_secs(60)),
+                    ca_file: None,
+                }
+            )
+        );
+        // A parameter without a value stays on the URL as it was.
+        assert_eq!(
+            ok("redis://h:1?prefix=p:&insecure"),
+            Backend::Redis(
+                "redis://h:1?insecure".into(),
+                RedisExtras {
+                    prefix: Some("p:".into()),
+                    ..RedisExtras::default()
+                }
+            )
+        );
+        assert_eq!(
+            ok("redlock://a:1, redis://b:2 ,,c:3?prefix=x"),
+            Backend::Redlock(
+                vec![
+                    "redis://a:1".into(),
+                    "redis://b:2".into(),
+                    "redis://c:3".into()
+                ],
+                RedisExtras {
+                    prefix: Some("x".into()),
+                    ..RedisExtras::default()
+                }
+            )
+        );
+        // Connection strings and Azure URLs without their prefix, in any case.
+        assert_eq!(
+            ok("accountname=a;accountkey=k"),
+            Backend::BlobConnectionString("accountname=a;accountkey=k".into())
+        );
+        assert_eq!(
+            ok("BlobEndpoint=https://a.example/;SharedAccessSignature=sv=1"),
+            Backend::BlobConnectionString(
+                "BlobEndpoint=https://a.example/;SharedAccessSignature=sv=1".into()
+            )
+        );
+        let (r, set) = parse_with(Some("https://A.Documents.Azure.com:443/"), &[]);
+        assert_eq!(r.unwrap(), Backend::CosmosEnv);
+        assert_eq!(
+            set["LEASING_COSMOS_ENDPOINT"],
+            "https://A.Documents.Azure.com:443/"
+        );
+        assert_eq!(set["LEASING_COSMOS_CONNECTION_STRING"], "");
+        // Plain http (emulators): a SAS URL, a Cosmos endpoint.
+        assert_eq!(
+            ok("blob:http://127.0.0.1:10000/devstoreaccount1/leases?sv=1&sig=2"),
+            Backend::BlobSasUrl("http://127.0.0.1:10000/devstoreaccount1/leases?sv=1&sig=2".into())
+        );
+        let (r, set) = parse_with(Some("cosmos:http://127.0.0.1:8081/"), &[]);
+        assert_eq!(r.unwrap(), Backend::CosmosEnv);
+        assert_eq!(set["LEASING_COSMOS_ENDPOINT"], "http://127.0.0.1:8081/");
+    }
+
+    /// The container is the last path segment of an account URL, as in a container SAS
+    /// URL: a path-style endpoint (Azurite's, `http://HOST:PORT/ACCOUNT`) keeps its path.
+    #[test]
+    fn a_path_style_account_url_keeps_its_path_in_the_endpoint() {
+        let (r, set) = parse_with(
+            Some("blob:http://127.0.0.1:10000/devstoreaccount1/leases/"),
+            &[],
+        );
+        assert_eq!(r.unwrap(), Backend::BlobEnv);
+        assert_eq!(
+            set["AZURE_STORAGE_BLOB_ENDPOINT"],
+            "http://127.0.0.1:10000/devstoreaccount1"
+        );
+        assert_eq!(set["LEASING_BLOB_CONTAINER"], "leases");
+        assert_eq!(set["AZURE_STORAGE_KEY"], "");
+        assert_eq!(set["AZURE_STORAGE_SAS_TOKEN"], "");
+    }
+
+    #[test]
+    fn a_scheme_is_named_only_when_it_looks_like_one() {
+        assert_eq!(scheme_hint("ftp://x"), " (scheme \"ftp\")");
+        assert_eq!(scheme_hint("redis+tls://x"), " (scheme \"redis+tls\")");
+        // No colon, an empty scheme, a long one, odd characters: nothing is echoed.
+        for spec in [
+            "hunter2",
+            ":hunter2",
+            "averyveryverylongscheme:x",
+            "user hunter2:x",
+            "a_b:x",
+        ] {
+            assert_eq!(scheme_hint(spec), "", "{spec}");
+        }
+        let e = parse_with(Some("user:pw@host"), &[]).0.unwrap_err();
+        assert!(!e.message.contains("pw@host"), "{e}");
+    }
+
+    #[test]
     fn provider_variables_are_the_fallback_in_order() {
         let p = |vars: &[(&str, &str)]| parse_with(None, vars).0;
         assert_eq!(
@@ -552,6 +659,34 @@ mod tests {
             p(&[("LEASING_COSMOS_ENDPOINT", "https://x")]).unwrap(),
             Backend::CosmosEnv
         );
+        assert_eq!(
+            p(&[("LEASING_COSMOS_CONNECTION_STRING", "AccountEndpoint=x")]).unwrap(),
+            Backend::CosmosEnv
+        );
+        assert_eq!(
+            p(&[("AZURE_STORAGE_BLOB_ENDPOINT", "https://a.example")]).unwrap(),
+            Backend::BlobEnv
+        );
+        // Blob's variables come before Cosmos's.
+        assert_eq!(
+            p(&[
+                ("LEASING_COSMOS_ENDPOINT", "https://x"),
+                (
+                    "AZURE_STORAGE_CONNECTION_STRING",
+                    "UseDevelopmentStorage=true"
+                )
+            ])
+            .unwrap(),
+            Backend::BlobEnv
+        );
+        for (k, v, needle) in [
+            ("LEASING_REDLOCK_URLS", "redis://a,redis://b", "at least 3"),
+            ("LEASING_REDIS_CLUSTER_URLS", " , ", "names no server"),
+        ] {
+            let e = p(&[(k, v)]).unwrap_err();
+            assert_eq!(e.code, crate::exit::USAGE, "{k}");
+            assert!(e.message.contains(needle), "{k}: {e}");
+        }
         let e = p(&[]).unwrap_err();
         assert_eq!(e.code, crate::exit::USAGE);
         assert!(e.message.contains("LEASING_BACKEND"), "{e}");
@@ -569,6 +704,9 @@ mod tests {
             ("redlock://a:1,b:2", "at least 3"),
             ("redis+cluster://", "names no server"),
             ("redis://h?restart_fence=soon", "restart_fence"),
+            ("redis://a:1,redis://b:2", "lists 2"),
+            ("rediss+cluster://,", "names no server"),
+            ("redlock://", "lists 0"),
             ("blob:hunter2", "blob: takes"),
             ("cosmos:hunter2", "cosmos: takes"),
         ] {
@@ -577,6 +715,107 @@ mod tests {
             assert!(e.message.contains(needle), "{spec}: {e}");
             assert!(!e.message.contains("hunter2"), "{spec}: {e}");
         }
+    }
+
+    #[test]
+    fn the_redis_parameters_reach_the_builders() {
+        let ca = std::env::temp_dir().join(format!("leasing-cli-ca-{}.pem", std::process::id()));
+        std::fs::write(&ca, b"not really a certificate").unwrap();
+        let x = RedisExtras {
+            prefix: Some("cli:".into()),
+            restart_fence: Some(Duration::from_secs(42)),
+            ca_file: Some(ca.display().to_string()),
+        };
+        let b = redis_setters(RedisLeaseProviderBuilder::new().url("rediss://h:1"), &x).unwrap();
+        assert_eq!(b.config().key_prefix, "cli:");
+        assert_eq!(b.config().restart_fence, Duration::from_secs(42));
+        assert_eq!(
+            b.config().ca_cert_pem.as_deref(),
+            Some(&b"not really a certificate"[..])
+        );
+        let urls = ["redis://a", "redis://b", "redis://c"];
+        let b = redlock_setters(RedlockLeaseProviderBuilder::new().urls(urls), &x).unwrap();
+        assert_eq!(b.config().key_prefix, "cli:");
+        let _ = std::fs::remove_file(&ca);
+        // Nothing given: the builder's defaults stay.
+        let plain = RedisLeaseProviderBuilder::new().url("redis://h:1");
+        let default_prefix = plain.config().key_prefix.clone();
+        let b = redis_setters(plain, &RedisExtras::default()).unwrap();
+        assert_eq!(b.config().key_prefix, default_prefix);
+        assert!(b.config().ca_cert_pem.is_none());
+    }
+
+    fn build(b: &Backend) -> Result<Arc<dyn LeaseProvider>, CliError> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(b.build())
+    }
+
+    #[test]
+    fn configuration_errors_are_usage_errors_that_name_the_backend() {
+        // An unreadable CA file: exit code 2 before anything is dialled.
+        for b in [
+            Backend::Redis(
+                "rediss://h:1".into(),
+                RedisExtras {
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..RedisExtras::default()
+                },
+            ),
+            Backend::Redlock(
+                vec!["redis://a".into(), "redis://b".into(), "redis://c".into()],
+                RedisExtras {
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..RedisExtras::default()
+                },
+            ),
+            Backend::Cluster(
+                vec!["redis://a".into()],
+                RedisExtras {
+                    ca_file: Some("/nonexistent/ca.pem".into()),
+                    ..RedisExtras::default()
+                },
+            ),
+        ] {
+            let e = build(&b).err().unwrap();
+            assert_eq!(e.code, crate::exit::USAGE, "{b:?}: {e}");
+            assert!(e.message.starts_with("connecting to Re"), "{e}");
+            assert!(e.message.contains("ca_file"), "{e}");
+        }
+        let e = build(&Backend::BlobConnectionString("AccountKey=secret".into()))
+            .err()
+            .unwrap();
+        assert_eq!(e.code, crate::exit::USAGE, "{e}");
+        assert!(
+            e.message
+                .starts_with("connecting to Azure Blob (connection string): "),
+            "{e}"
+        );
+        assert!(!e.message.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn sas_urls_build_with_or_without_a_container() {
+        // Building a Blob provider dials nothing: both forms are accepted as they are.
+        for url in [
+            "https://acct.blob.core.windows.net/leases?sv=1&sig=secret",
+            "https://acct.blob.core.windows.net/?sv=1&sig=secret",
+            "https://acct.blob.core.windows.net?sv=1&sig=secret",
+        ] {
+            let p = build(&Backend::BlobSasUrl(url.into()));
+            assert!(p.is_ok(), "{url}: {:?}", p.err());
+        }
+        // A bad container name is refused: the last path segment is the container.
+        let e = build(&Backend::BlobSasUrl(
+            "https://acct.blob.core.windows.net/Bad_Name?sv=1&sig=secret".into(),
+        ))
+        .err()
+        .unwrap();
+        assert_eq!(e.code, crate::exit::USAGE, "{e}");
+        assert!(e.message.contains("container"), "{e}");
+        assert!(!e.message.contains("secret"), "{e}");
     }
 
     #[test]
@@ -589,7 +828,20 @@ mod tests {
         );
         assert_eq!(b.describe(), "Redlock over redis://***@a, redis://b");
         let b = Backend::BlobSasUrl("https://a/c?sig=secret".into());
-        assert!(!b.describe().contains("secret"));
+        assert_eq!(b.describe(), "Azure Blob (SAS URL https://a/c)");
+        let b = Backend::Cluster(
+            vec!["rediss://u:pw@a:1".into(), "rediss://b:2".into()],
+            RedisExtras::default(),
+        );
+        assert_eq!(
+            b.describe(),
+            "Redis Cluster via rediss://***@a:1, rediss://b:2"
+        );
+        // A password with an `@` in it: everything up to the last `@` goes.
+        assert_eq!(redact("redis://u:p@ss@h:1"), "redis://***@h:1");
+        // Not a URL: as it is.
+        assert_eq!(redact("h:1"), "h:1");
+        assert_eq!(redact("user@h"), "user@h");
         for b in [
             Backend::BlobConnectionString("AccountKey=secret".into()),
             Backend::CosmosConnectionString("AccountKey=secret".into()),

@@ -5,8 +5,8 @@ use crate::exit::{self, CliError};
 use crate::output::{human, rfc3339};
 use crate::supervise::mono_ns;
 use distributed_leasing::{
-    environment_metadata, AcquireOptions, ErrorKind, Lease, LeaseEvent, LeaseManager, LeaseOptions,
-    LeaseProvider, Metadata,
+    environment_metadata, AcquireOptions, ErrorKind, Lease, LeaseError, LeaseEvent, LeaseManager,
+    LeaseOptions, LeaseProvider, Metadata,
 };
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -125,10 +125,9 @@ pub(crate) fn timing(duration: Duration, grace: Option<Duration>) -> Result<Timi
     })
 }
 
-/// The signals forwarded to the command.
-const FORWARDED: [(SignalKind, Signal); 6] = [
-    (SignalKind::interrupt(), Signal::SIGINT),
-    (SignalKind::terminate(), Signal::SIGTERM),
+/// The signals forwarded to the command, besides SIGINT and SIGTERM (caught from the
+/// start, as they also stop the wait for the lease).
+const FORWARDED: [(SignalKind, Signal); 4] = [
     (SignalKind::hangup(), Signal::SIGHUP),
     (SignalKind::quit(), Signal::SIGQUIT),
     (SignalKind::user_defined1(), Signal::SIGUSR1),
@@ -147,14 +146,13 @@ pub(crate) async fn run(
         "owner".into(),
         format!("leasing[{}]@{host}", std::process::id()),
     );
-    if let Some(p) = args.command.first() {
+    // The program's file name, never its arguments (clap requires a program).
+    metadata.extend(args.command.first().map(|p| {
         let p = std::path::Path::new(p);
         let program = p.file_name().unwrap_or(p.as_os_str()).to_string_lossy();
-        metadata.insert("command".into(), program.into_owned());
-    }
-    for (k, v) in &args.metadata {
-        metadata.insert(k.clone(), v.clone());
-    }
+        ("command".to_owned(), program.into_owned())
+    }));
+    metadata.extend(args.metadata.iter().cloned());
     let options = LeaseOptions::default()
         .with_default_lease_duration(args.duration)
         .with_auto_renew_interval(t.interval)
@@ -167,26 +165,18 @@ pub(crate) async fn run(
     let manager = LeaseManager::new(provider, options)
         .map_err(|e| CliError::backend("invalid options", &e))?;
 
-    // Waiting: SIGINT or SIGTERM stop it at once.
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(io)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(io)?;
+    // Waiting: SIGINT or SIGTERM stop it at once. Once the lease is held, the same two
+    // streams keep what arrives for the command: a SIGTERM from systemd while the
+    // supervisor starts is forwarded as soon as the command's group is known.
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(io("catching SIGINT"))?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(io("catching SIGTERM"))?;
     let lease = tokio::select! {
         r = acquire(&manager, &args.name, args.wait) => r?,
         _ = interrupt.recv() => return Err(interrupted(&args.name)),
         _ = terminate.recv() => return Err(interrupted(&args.name)),
     };
-    drop((interrupt, terminate));
-    if verbose {
-        eprintln!(
-            "leasing: acquired {} (token {}, renewed every {}, trusted {} after a renewal, grace {})",
-            args.name,
-            lease.fencing_token(),
-            human(t.interval),
-            human(t.window),
-            human(t.grace)
-        );
-    }
-    let outcome = supervise(&args, &lease, t, verbose).await;
+    let early = [(interrupt, Signal::SIGINT), (terminate, Signal::SIGTERM)];
+    let outcome = supervise(&args, &lease, t, verbose, early).await;
     match outcome {
         Ok(Outcome::Exited(code)) => {
             if let Err(e) = lease.release().await {
@@ -212,8 +202,9 @@ pub(crate) async fn run(
     }
 }
 
-fn io(e: std::io::Error) -> CliError {
-    CliError::new(exit::UNAVAILABLE, format!("leasing: {e}"))
+/// A local I/O failure while `doing` something (`main` prefixes `leasing: `).
+fn io(doing: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> CliError {
+    move |e| CliError::new(exit::UNAVAILABLE, format!("exec: {doing}: {e}"))
 }
 
 fn interrupted(name: &str) -> CliError {
@@ -253,8 +244,21 @@ async fn acquire(manager: &LeaseManager, name: &str, wait: WaitFor) -> Result<Le
             eprintln!();
         }
     }
-    result.map_err(|e| match e.kind() {
-        ErrorKind::Timeout => {
+    result.map_err(|e| acquire_error(name, wait, &e))
+}
+
+/// Why an acquisition failed, as an exit code: 75 only when the name was held (the last
+/// attempt met `Conflict`); a backend that failed or did not answer until `--wait` ran
+/// out is unavailable (69), not "held by someone else".
+fn acquire_error(name: &str, wait: WaitFor, e: &LeaseError) -> CliError {
+    let doing = format!("acquiring {name}");
+    if e.kind() != ErrorKind::Timeout {
+        return CliError::backend(&doing, e);
+    }
+    // The last attempt's error is the timeout's source.
+    let last = std::error::Error::source(e).and_then(|s| s.downcast_ref::<LeaseError>());
+    match last.map(LeaseError::kind) {
+        Some(ErrorKind::Conflict) | None => {
             let wait = wait
                 .0
                 .map_or("without limit".into(), |w| format!("within {}", human(w)));
@@ -263,8 +267,8 @@ async fn acquire(manager: &LeaseManager, name: &str, wait: WaitFor) -> Result<Le
                 format!("{name} was not acquired {wait}: {e}"),
             )
         }
-        _ => CliError::backend(&format!("acquiring {name}"), &e),
-    })
+        Some(_) => CliError::new(exit::UNAVAILABLE, format!("{doing}: {e}")),
+    }
 }
 
 enum Outcome {
@@ -280,11 +284,34 @@ async fn supervise(
     lease: &Lease,
     t: Timing,
     verbose: bool,
+    early: [(tokio::signal::unix::Signal, Signal); 2],
 ) -> Result<Outcome, CliError> {
-    let dir = private_dir().map_err(io)?;
+    // Every forwarded signal is caught before the command starts: none is lost (or ends
+    // `leasing` by its default action) while the supervisor starts.
+    let mut signals = Vec::from(early);
+    for (kind, sig) in FORWARDED {
+        signals.push((
+            signal(kind).map_err(io(format!("catching {}", sig.as_str())))?,
+            sig,
+        ));
+    }
+    if verbose {
+        eprintln!(
+            "leasing: acquired {} (token {}, renewed every {}, trusted {} after a renewal, grace {})",
+            args.name,
+            lease.fencing_token(),
+            human(t.interval),
+            human(t.window),
+            human(t.grace)
+        );
+    }
+    let dir = private_dir().map_err(io(format!(
+        "creating a private directory in {}",
+        std::env::temp_dir().display()
+    )))?;
     let socket = dir.path.join("s");
-    let listener = UnixListener::bind(&socket).map_err(io)?;
-    let exe = std::env::current_exe().map_err(io)?;
+    let listener = UnixListener::bind(&socket).map_err(io("listening for the supervisor"))?;
+    let exe = std::env::current_exe().map_err(io("finding the leasing executable"))?;
     let mut sup = tokio::process::Command::new(exe)
         .arg("__supervise")
         .arg("--socket")
@@ -301,9 +328,9 @@ async fn supervise(
             lease.expires_at().map(rfc3339).unwrap_or_default(),
         )
         .spawn()
-        .map_err(io)?;
+        .map_err(io("starting the supervisor"))?;
     let stream = tokio::select! {
-        s = listener.accept() => s.map_err(io)?.0,
+        s = listener.accept() => s.map_err(io("accepting the supervisor"))?.0,
         status = sup.wait() => {
             return Ok(Outcome::Exited(status.map_or(exit::UNAVAILABLE, exit::of_status)));
         }
@@ -312,34 +339,20 @@ async fn supervise(
     let (rd, mut wr) = stream.into_split();
     let mut lines = BufReader::new(rd).lines();
     let mut events = lease.events();
-    let mut signals = Vec::new();
-    for (kind, sig) in FORWARDED {
-        signals.push((signal(kind).map_err(io)?, sig));
-    }
-    let mut pgid: Option<Pid> = None;
-    let mut pending: Vec<Signal> = Vec::new();
+    let mut forward = Forwarder::default();
     let mut stopping: Option<String> = None;
-    let mut interrupts = 0u32;
     // The point of no return: stop the command unless a renewal moves it.
     let mut term_at = send_deadline(&mut wr, lease, t.grace).await;
     let status = loop {
         tokio::select! {
             status = sup.wait() => break status,
-            line = lines.next_line() => match line {
-                Ok(Some(l)) if l.starts_with("P ") => {
-                    pgid = l[2..].trim().parse::<i32>().ok().map(Pid::from_raw);
-                    // Signals that came before the group was known are delivered now.
-                    if let Some(p) = pgid {
-                        for sig in pending.drain(..) {
-                            let _ = killpg(p, sig);
-                        }
-                    }
+            line = lines.next_line() => {
+                // Nothing at the end of the stream (the supervisor is exiting).
+                let line = line.ok().flatten().unwrap_or_default();
+                for (p, sig) in on_report(&line, &mut forward, &mut stopping) {
+                    let _ = killpg(p, sig);
                 }
-                Ok(Some(l)) if l == "T" => {
-                    stopping.get_or_insert_with(|| "the lease was not renewed before its safety deadline".into());
-                }
-                _ => {}
-            },
+            }
             ev = events.recv() => match ev {
                 Ok(LeaseEvent::Renewed { .. }) if stopping.is_none() => {
                     term_at = send_deadline(&mut wr, lease, t.grace).await;
@@ -370,29 +383,21 @@ async fn supervise(
                 }
             }
             sig = next_signal(&mut signals) => {
-                let sig = if sig == Signal::SIGINT {
-                    interrupts += 1;
-                    if interrupts >= 2 { Signal::SIGKILL } else { sig }
-                } else { sig };
-                match pgid {
-                    Some(p) => { let _ = killpg(p, sig); }
-                    None => pending.push(sig),
+                for (p, sig) in forward.received(sig) {
+                    let _ = killpg(p, sig);
                 }
             }
         }
     };
-    // What the supervisor said before it exited (a `T` racing with its exit).
+    // What the supervisor said before it exited (a `T` racing with its exit); no signal
+    // is sent to a group whose supervisor is gone.
     while let Ok(Ok(Some(l))) =
         tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await
     {
-        if l == "T" {
-            stopping.get_or_insert_with(|| {
-                "the lease was not renewed before its safety deadline".into()
-            });
-        }
+        let _ = on_report(&l, &mut forward, &mut stopping);
     }
     let code = status.map_or(exit::UNAVAILABLE, exit::of_status);
-    if let Some(p) = pgid {
+    if let Some(p) = forward.group {
         // The supervisor is gone: whatever is left of a stopped command must not run on.
         if stopping.is_some() || code > 128 {
             let _ = killpg(p, Signal::SIGKILL);
@@ -402,6 +407,65 @@ async fn supervise(
         Some(why) => Outcome::Stopped(why),
         None => Outcome::Exited(code),
     })
+}
+
+/// A line from the supervisor: `P <pgid>`, the command's group (returns the signals queued
+/// until then, to send now), or `T`, it started stopping the command at its own deadline
+/// (the reason, unless one is known already). Anything else is ignored.
+fn on_report(
+    line: &str,
+    forward: &mut Forwarder,
+    stopping: &mut Option<String>,
+) -> Vec<(Pid, Signal)> {
+    match (line, line.strip_prefix("P ")) {
+        (_, Some(pgid)) => forward.group_is(pgid),
+        ("T", None) => {
+            stopping.get_or_insert_with(|| {
+                "the lease was not renewed before its safety deadline".into()
+            });
+            Vec::new()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Where the signals `leasing` receives go: to the command's process group once the
+/// supervisor has reported it, queued until then; a second SIGINT becomes SIGKILL.
+#[derive(Debug, Default)]
+struct Forwarder {
+    group: Option<Pid>,
+    pending: Vec<Signal>,
+    interrupts: u32,
+}
+
+impl Forwarder {
+    /// `sig` arrived: what to send to whom now (nothing while the group is unknown).
+    fn received(&mut self, sig: Signal) -> Vec<(Pid, Signal)> {
+        let sig = if sig == Signal::SIGINT {
+            self.interrupts += 1;
+            if self.interrupts >= 2 {
+                Signal::SIGKILL
+            } else {
+                sig
+            }
+        } else {
+            sig
+        };
+        self.pending.push(sig);
+        self.flush()
+    }
+
+    /// The supervisor reported the group (`P <pgid>`): the signals queued so far, to send.
+    fn group_is(&mut self, pgid: &str) -> Vec<(Pid, Signal)> {
+        self.group = pgid.trim().parse::<i32>().ok().map(Pid::from_raw);
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Vec<(Pid, Signal)> {
+        self.group
+            .map(|p| self.pending.drain(..).map(|s| (p, s)).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Tells the supervisor the current deadlines; returns the SIGTERM instant.
@@ -488,14 +552,147 @@ mod tests {
     }
 
     #[test]
+    fn a_duration_whose_window_ends_before_the_first_renewal_is_refused() {
+        // 3 ms: renewed every 1 ms, but trusted for less than that (the clock-drift
+        // allowance takes 2 ms).
+        let d = Duration::from_millis(3);
+        assert!(distributed_leasing::options::safety_window(d, THRESHOLD) <= d / 3);
+        let e = timing(d, None).unwrap_err();
+        assert_eq!(e.code, exit::USAGE);
+        assert_eq!(e.message, "--duration 3ms is too short to renew");
+        // Zero grace fits any lease that can be renewed.
+        let t = timing(Duration::from_secs(1), Some(Duration::ZERO)).unwrap();
+        assert_eq!(t.grace, Duration::ZERO);
+        assert_eq!(t.interval, Duration::from_nanos(333_333_333));
+    }
+
+    #[test]
+    fn signals_wait_for_the_group_and_a_second_interrupt_kills() {
+        let mut f = Forwarder::default();
+        // Before the supervisor reports the group: queued, in order.
+        assert!(f.received(Signal::SIGTERM).is_empty());
+        assert!(f.received(Signal::SIGINT).is_empty());
+        assert!(f.received(Signal::SIGINT).is_empty());
+        let p = Pid::from_raw(4242);
+        assert_eq!(
+            f.group_is(" 4242"),
+            vec![
+                (p, Signal::SIGTERM),
+                (p, Signal::SIGINT),
+                (p, Signal::SIGKILL)
+            ]
+        );
+        // Then at once; every SIGINT after the first is SIGKILL.
+        assert_eq!(f.received(Signal::SIGUSR1), vec![(p, Signal::SIGUSR1)]);
+        assert_eq!(f.received(Signal::SIGINT), vec![(p, Signal::SIGKILL)]);
+        assert!(f.pending.is_empty());
+        // A first SIGINT once the group is known is passed as it is.
+        let mut f = Forwarder::default();
+        assert!(f.group_is("17").is_empty());
+        assert_eq!(
+            f.received(Signal::SIGINT),
+            vec![(Pid::from_raw(17), Signal::SIGINT)]
+        );
+        // A garbled report names no group: nothing is sent to a made-up one.
+        let mut f = Forwarder::default();
+        assert!(f.group_is("x").is_empty());
+        assert!(f.received(Signal::SIGHUP).is_empty());
+        assert_eq!(f.group, None);
+    }
+
+    #[test]
+    fn only_a_held_name_is_not_acquired_a_failing_backend_is_unavailable() {
+        let timeout = |cause: Option<LeaseError>| {
+            let e = LeaseError::new(ErrorKind::Timeout, "not acquired within 2s (3 attempts)");
+            match cause {
+                Some(c) => e.with_source(c),
+                None => e,
+            }
+        };
+        let wait = WaitFor(Some(Duration::from_secs(2)));
+        let held = LeaseError::new(ErrorKind::Conflict, "the name is held by another owner");
+        let e = acquire_error("job", wait, &timeout(Some(held)));
+        assert_eq!(e.code, exit::NOT_ACQUIRED);
+        assert!(
+            e.message.starts_with("job was not acquired within 2s: "),
+            "{e}"
+        );
+        let e = acquire_error("job", WaitFor(None), &timeout(None));
+        assert_eq!(e.code, exit::NOT_ACQUIRED);
+        assert!(
+            e.message
+                .starts_with("job was not acquired without limit: "),
+            "{e}"
+        );
+        // The backend failed every attempt: unavailable, whatever --wait was.
+        let down = LeaseError::unavailable("connection refused");
+        let e = acquire_error("job", wait, &timeout(Some(down)));
+        assert_eq!(e.code, exit::UNAVAILABLE);
+        assert_eq!(
+            e.message,
+            "acquiring job: timeout: not acquired within 2s (3 attempts)"
+        );
+        // Not a timeout: by its kind.
+        let e = acquire_error("job", wait, &LeaseError::configuration("name", "bad"));
+        assert_eq!(e.code, exit::USAGE);
+        assert!(e.message.starts_with("acquiring job: "), "{e}");
+    }
+
+    #[test]
+    fn supervisor_reports_set_the_group_and_the_reason() {
+        let (mut f, mut stopping) = (Forwarder::default(), None);
+        assert!(f.received(Signal::SIGHUP).is_empty());
+        for other in ["", "t", "T x", "X 1", "P"] {
+            assert!(
+                on_report(other, &mut f, &mut stopping).is_empty(),
+                "{other:?}"
+            );
+        }
+        assert_eq!((f.group, &stopping), (None, &None));
+        assert_eq!(
+            on_report("P 99", &mut f, &mut stopping),
+            vec![(Pid::from_raw(99), Signal::SIGHUP)]
+        );
+        assert!(on_report("T", &mut f, &mut stopping).is_empty());
+        assert_eq!(
+            stopping.as_deref(),
+            Some("the lease was not renewed before its safety deadline")
+        );
+        // A reason known first (the backend said the lease is gone) is kept.
+        let mut stopping = Some("lease lost: broken".to_owned());
+        let _ = on_report("T", &mut f, &mut stopping);
+        assert_eq!(stopping.as_deref(), Some("lease lost: broken"));
+    }
+
+    #[test]
+    fn local_failures_say_what_was_being_done() {
+        let e = io("listening for the supervisor")(std::io::Error::from(
+            std::io::ErrorKind::PermissionDenied,
+        ));
+        assert_eq!(e.code, exit::UNAVAILABLE);
+        assert_eq!(
+            e.message,
+            "exec: listening for the supervisor: permission denied"
+        );
+        let e = interrupted("job");
+        assert_eq!(e.code, exit::INTERRUPTED);
+        assert_eq!(e.message, "interrupted while waiting for job");
+    }
+
+    #[test]
     fn flags_parse() {
-        assert_eq!(parse_wait("infinite"), Ok(WaitFor(None)));
+        for forever in ["infinite", "forever", "inf"] {
+            assert_eq!(parse_wait(forever), Ok(WaitFor(None)));
+        }
+        assert_eq!(parse_wait("0s"), Ok(WaitFor(Some(Duration::ZERO))));
+        assert!(parse_wait("soon").unwrap_err().contains("`infinite`"));
         assert_eq!(
             parse_wait("5m"),
             Ok(WaitFor(Some(Duration::from_secs(300))))
         );
         assert!(parse_wait("soon").is_err());
         assert_eq!(parse_kv("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_kv("a="), Ok(("a".into(), String::new())));
         assert!(parse_kv("=x").is_err());
         assert!(parse_kv("x").is_err());
     }

@@ -9,7 +9,8 @@ pub(crate) const NEGATIVE: u8 = 1;
 pub(crate) const USAGE: u8 = 2;
 /// The backend could not be reached or failed (sysexits' EX_UNAVAILABLE).
 pub(crate) const UNAVAILABLE: u8 = 69;
-/// `exec`: the lease was not acquired within `--wait` (sysexits' EX_TEMPFAIL).
+/// `exec`: the lease was not acquired within `--wait`, the name being held (sysexits'
+/// EX_TEMPFAIL).
 pub(crate) const NOT_ACQUIRED: u8 = 75;
 /// `exec`: the lease was lost (or could not be renewed in time) and the command was stopped.
 pub(crate) const LOST: u8 = 76;
@@ -26,8 +27,8 @@ Exit codes:
   0    success (exec: the command's own code, passed through; signal deaths as 128+N)
   1    status: the name is free; health: the backend is not healthy
   2    usage or configuration (bad flag, missing or malformed backend, bad credentials)
-  69   the backend is unavailable
-  75   exec: the lease was not acquired within --wait
+  69   the backend is unavailable (exec: also when it failed every attempt within --wait)
+  75   exec: the lease was not acquired within --wait (the name was held)
   76   exec: the lease was lost, or not renewed in time, and the command was stopped
   126  exec: the command could not be run;  127: the command was not found
   130  exec: interrupted (SIGINT/SIGTERM) while waiting for the lease";

@@ -221,7 +221,8 @@ mod tests {
         let (i, now) = info(LeaseExpiry::Unknown);
         let v = serde_json::to_value(LeaseJson::new(&i, now)).unwrap_or_default();
         assert_eq!(v["expiry"], "unknown");
-        assert!(v["expires_at"].is_null() && v["remaining_ms"].is_null());
+        assert!(v["expires_at"].is_null(), "{v}");
+        assert!(v["remaining_ms"].is_null(), "{v}");
         let (i, now) = info(LeaseExpiry::Never);
         let v = serde_json::to_value(LeaseJson::new(&i, now)).unwrap_or_default();
         assert_eq!(v["expiry"], "never");

@@ -93,26 +93,26 @@ async fn supervise(args: SuperviseArgs) -> u8 {
     let mut lines = BufReader::new(rd).lines();
     // Caught (so that a signal for leasing's group does not end us); the command, spawned
     // after, gets the default dispositions back at exec.
-    let mut caught = Vec::new();
-    for kind in [
+    let mut caught: Vec<_> = [
         SignalKind::interrupt(),
         SignalKind::terminate(),
         SignalKind::hangup(),
         SignalKind::quit(),
         SignalKind::user_defined1(),
         SignalKind::user_defined2(),
-    ] {
-        match signal(kind) {
-            Ok(s) => caught.push(s),
-            Err(e) => eprintln!("leasing: supervisor: cannot catch a signal: {e}"),
-        }
-    }
-    let (program, rest) = match args.command.split_first() {
-        Some(p) => p,
-        None => return exit::USAGE,
-    };
-    let mut child = match tokio::process::Command::new(program)
-        .args(rest)
+    ]
+    .into_iter()
+    .filter_map(|kind| {
+        signal(kind)
+            .inspect_err(|e| eprintln!("leasing: supervisor: cannot catch a signal: {e}"))
+            .ok()
+    })
+    .collect();
+    // clap requires a program.
+    let mut command = args.command.into_iter();
+    let program = command.next().unwrap_or_default();
+    let mut child = match tokio::process::Command::new(&program)
+        .args(command)
         .process_group(0)
         .spawn()
     {
@@ -131,9 +131,9 @@ async fn supervise(args: SuperviseArgs) -> u8 {
         .id()
         .and_then(|id| i32::try_from(id).ok())
         .map(Pid::from_raw);
-    if let Some(p) = pgid {
-        let _ = wr.write_all(format!("P {p}\n").as_bytes()).await;
-    }
+    // Known right after the spawn (the child is not reaped yet).
+    let report = pgid.map(|p| format!("P {p}\n")).unwrap_or_default();
+    let _ = wr.write_all(report.as_bytes()).await;
     let grace = Duration::from_millis(args.grace_ms);
     let mut term_at: Option<Instant> = None;
     let mut kill_at: Option<Instant> = None;
@@ -147,21 +147,16 @@ async fn supervise(args: SuperviseArgs) -> u8 {
             }
             line = lines.next_line(), if connected => {
                 match line {
-                    Ok(Some(l)) => {
-                        let mut parts = l.split_whitespace();
-                        match (parts.next(), parts.next(), parts.next()) {
-                            (Some("D"), Some(t), Some(k)) => {
-                                if let (Ok(t), Ok(k)) = (t.parse(), k.parse()) {
-                                    term_at = Some(instant_of(t));
-                                    kill_at = Some(instant_of(k));
-                                }
-                            }
-                            (Some("S"), _, _) => {
-                                stop(&mut term_sent, &mut kill_at, grace, pgid, &mut wr).await;
-                            }
-                            _ => {}
+                    Ok(Some(l)) => match message(&l) {
+                        Some(Message::Deadlines { term, kill }) => {
+                            term_at = Some(instant_of(term));
+                            kill_at = Some(instant_of(kill));
                         }
-                    }
+                        Some(Message::Stop) => {
+                            stop(&mut term_sent, &mut kill_at, grace, pgid, &mut wr).await;
+                        }
+                        None => {}
+                    },
                     // leasing is gone (killed, crashed): nothing renews the lease any more.
                     Ok(None) | Err(_) => {
                         connected = false;
@@ -178,6 +173,28 @@ async fn supervise(args: SuperviseArgs) -> u8 {
             }
             () = any_signal(&mut caught) => {}
         }
+    }
+}
+
+/// What `leasing` tells the supervisor.
+#[derive(Debug, PartialEq)]
+enum Message {
+    /// `D <term> <kill>`: the SIGTERM and SIGKILL instants (CLOCK_MONOTONIC, ns).
+    Deadlines { term: u128, kill: u128 },
+    /// `S`: stop now.
+    Stop,
+}
+
+/// One line from `leasing`; `None` for anything else (ignored).
+fn message(line: &str) -> Option<Message> {
+    let mut parts = line.split_whitespace();
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("D"), Some(t), Some(k)) => Some(Message::Deadlines {
+            term: t.parse().ok()?,
+            kill: k.parse().ok()?,
+        }),
+        (Some("S"), _, _) => Some(Message::Stop),
+        _ => None,
     }
 }
 
@@ -218,10 +235,8 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
+/// The next of the caught signals (never, if none could be caught).
 async fn any_signal(caught: &mut [tokio::signal::unix::Signal]) {
-    if caught.is_empty() {
-        return std::future::pending().await;
-    }
     let recvs = caught.iter_mut().map(|s| Box::pin(s.recv()));
     let _ = futures_select_all(recvs).await;
 }
@@ -240,4 +255,56 @@ async fn futures_select_all<F: std::future::Future + Unpin>(
         std::task::Poll::Pending
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_parse_and_anything_else_is_ignored() {
+        assert_eq!(
+            message("D 10 20"),
+            Some(Message::Deadlines { term: 10, kill: 20 })
+        );
+        assert_eq!(
+            message("D 340282366920938463463374607431768211455 1"),
+            Some(Message::Deadlines {
+                term: u128::MAX,
+                kill: 1
+            })
+        );
+        assert_eq!(message("S"), Some(Message::Stop));
+        assert_eq!(message("S extra"), Some(Message::Stop));
+        for other in ["", "D", "D 1", "D x 2", "D 1 -2", "T", "P 12", "s"] {
+            assert_eq!(message(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn monotonic_readings_map_to_instants_never_beyond_a_year() {
+        let before = Instant::now();
+        // Already past: now.
+        let past = instant_of(0);
+        assert!(past >= before);
+        assert!(past <= Instant::now());
+        // Far beyond the clock's range: capped at a year from now.
+        let far = instant_of(u128::MAX);
+        assert!(far >= before + FAR);
+        assert!(far <= Instant::now() + FAR);
+        // Ahead by an hour.
+        let hour = instant_of(mono_ns() + 3_600_000_000_000);
+        assert!(hour >= before + Duration::from_secs(3600));
+        assert!(hour < before + FAR);
+    }
+
+    #[test]
+    fn with_no_caught_signal_none_ever_comes() {
+        use std::future::Future;
+        let mut none: [tokio::signal::unix::Signal; 0] = [];
+        let mut next = std::pin::pin!(any_signal(&mut none));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+        assert!(next.as_mut().poll(&mut cx).is_pending());
+    }
 }

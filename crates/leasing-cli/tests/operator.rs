@@ -140,6 +140,50 @@ fn a_missing_or_malformed_backend_is_one_line_and_exit_code_two() {
             "infinite",
         ),
         (vec!["--backend", "memory", "exec", "x"], "required"),
+        // The providers' own variables, asked for and missing.
+        (
+            vec!["--backend", "blob:", "status", "x"],
+            "Azure Blob (from the AZURE_STORAGE_* variables): configuration",
+        ),
+        (
+            vec!["--backend", "cosmos:", "status", "x"],
+            "Cosmos DB (from the LEASING_COSMOS_* variables): configuration",
+        ),
+        // A CA file that cannot be read: refused before anything is dialled.
+        (
+            vec![
+                "--backend",
+                "rediss://user:hunter2@127.0.0.1:1?ca_file=/nonexistent/ca.pem",
+                "health",
+            ],
+            "ca_file: cannot read \"/nonexistent/ca.pem\"",
+        ),
+        (
+            vec![
+                "--backend",
+                "blob:https://acct.blob.core.windows.net/Bad_Name?sv=1&sig=hunter2",
+                "list",
+            ],
+            "\"Bad_Name\" is not a valid container name",
+        ),
+        (
+            vec![
+                "--backend",
+                "memory",
+                "exec",
+                "--duration",
+                "3ms",
+                "x",
+                "--",
+                "true",
+            ],
+            "--duration 3ms is too short to renew",
+        ),
+        // The library refuses the name itself: a usage error.
+        (
+            vec!["--backend", "memory", "exec", "", "--", "true"],
+            "invalid name: must not be empty",
+        ),
     ] {
         let mut c = bare();
         c.args(&args);
@@ -147,6 +191,10 @@ fn a_missing_or_malformed_backend_is_one_line_and_exit_code_two() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
+        if err.starts_with("leasing: ") {
+            // Ours (clap's own errors add a usage block).
+            assert_eq!(err.lines().count(), 1, "{args:?}: one line: {err}");
+        }
         assert!(!err.contains("hunter2"), "{err}");
         assert!(
             !err.contains("panicked") && !err.contains("backtrace"),
@@ -287,6 +335,24 @@ fn terminal_progress_and_confirmation() {
         text(&o)
     );
     assert!(out.contains("was not acquired within 2s"), "{}", text(&o));
+    // Breaking a free name on a terminal: asked all the same, saying it is not held.
+    let o = on_a_terminal(&b, &format!("break {n}-free"), "n\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(&format!("{n}-free is not held. Break it?")),
+        "{}",
+        text(&o)
+    );
+    assert!(out.contains("not broken"), "{}", text(&o));
+    // A free name on a terminal: acquired at once, no progress line.
+    let free = name("tty-free");
+    let o = on_a_terminal(&b, &format!("exec --wait 1m {free} -- true"), "");
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        !String::from_utf8_lossy(&o.stdout).contains("waiting for"),
+        "{}",
+        text(&o)
+    );
     let o = on_a_terminal(&b, &format!("break {n}"), "n\n");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("held by tester"), "{}", text(&o));
@@ -325,6 +391,21 @@ fn other_backend_forms_build() {
         let mut c = bare();
         c.env("LEASING_REDIS_CLUSTER_URLS", &urls).args(["list"]);
         assert!(run(c).status.success());
+    }
+    // TLS with a private CA, given as `ca_file=`; without it the server is not trusted.
+    if let (Some(url), Some(ca)) = (var("LEASING_REDIS_TLS_URL"), var("LEASING_REDIS_TLS_CA")) {
+        let mut c = bare();
+        c.args([
+            "--backend",
+            &format!("{url}?ca_file={ca}&prefix=cli-tls:"),
+            "health",
+        ]);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        let mut c = bare();
+        c.args(["--backend", &url, "health", "--timeout", "5s"]);
+        let o = run(c);
+        assert_ne!(o.status.code(), Some(0), "{}", text(&o));
     }
     if let Some(cs) = var("LEASING_AZURITE_CONNECTION_STRING") {
         let mut c = bare();
@@ -375,4 +456,45 @@ fn other_backend_forms_build() {
     let o = run(c);
     assert!(matches!(o.status.code(), Some(1 | 2 | 69)), "{}", text(&o));
     assert!(!text(&o).contains("panicked"), "{}", text(&o));
+}
+
+/// A Blob endpoint that does not answer (building a Blob provider dials nothing): every
+/// command that needs the backend says what it tried, exit code 69, no key printed; on a
+/// terminal, `break` asks all the same and says the holder is unknown.
+#[test]
+fn a_dead_blob_endpoint_is_69_for_every_command() {
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+    let dead = Backend {
+        label: "blob",
+        spec: format!(
+            "blob:AccountName=devstoreaccount1;AccountKey={KEY};BlobEndpoint=http://127.0.0.1:1/devstoreaccount1"
+        ),
+        duration: "15s",
+    };
+    for (args, doing) in [
+        (vec!["status", "x"], "inspecting x: "),
+        (
+            vec!["list", "--prefix", "p/"],
+            "listing leases starting with \"p/\": ",
+        ),
+        (vec!["break", "--yes", "x"], "breaking x: "),
+        (vec!["exec", "x", "--", "true"], "acquiring x: "),
+    ] {
+        let mut c = leasing(&dead);
+        c.args(&args);
+        let o = run(c);
+        assert_eq!(o.status.code(), Some(69), "{args:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.starts_with(&format!("leasing: {doing}")),
+            "{args:?}: {err}"
+        );
+        assert!(!text(&o).contains(KEY), "{args:?}");
+    }
+    let o = on_a_terminal(&dead, "break x", "n\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("x is unknown ("), "{}", text(&o));
+    assert!(out.contains("not broken"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 }
