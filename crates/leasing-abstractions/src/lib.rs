@@ -27,8 +27,8 @@ pub use manager::{LeaseManager, LeaseManagerBuilder};
 pub use memory::InMemoryLeaseProvider;
 pub use metadata::{environment_metadata, validate_metadata, Metadata};
 pub use name::{validate_name, validate_prefix, LeaseNameBuilder, LeaseNameParts};
-pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions};
 pub(crate) use options::RenewalPolicy;
+pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions};
 pub use provider::{
     AcquireRequest, BoxFuture, GrantVersion, LeaseExpiry, LeaseGrant, LeaseInfo, LeasePage,
     LeaseProvider, ListRequest, ProviderCapabilities, ProviderLayer,
