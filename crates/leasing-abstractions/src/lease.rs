@@ -545,33 +545,117 @@ impl Lease {
     }
 
     /// Lease name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert_eq!(lease.name(), "nightly-report");
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.grant.name
     }
 
     /// Lease id of this grant.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let holder = manager.inspect("nightly-report").await?.expect("held");
+    /// assert_eq!(holder.lease_id.as_deref(), Some(lease.lease_id()));
+    /// # Ok(()) }
+    /// ```
     pub fn lease_id(&self) -> &str {
         &self.shared.grant.lease_id
     }
 
     /// Fencing token: strictly greater than every earlier grant's for this name. Pass it to
     /// the resource you protect and have it reject smaller ones.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let first = manager.acquire("ledger").await?;
+    /// let token = first.fencing_token();
+    /// first.release().await?;
+    /// let second = manager.acquire("ledger").await?;
+    /// // The resource keeps the highest token seen and refuses writes with a smaller one.
+    /// assert!(second.fencing_token() > token);
+    /// # Ok(()) }
+    /// ```
     pub fn fencing_token(&self) -> u64 {
         self.shared.grant.fencing_token
     }
 
     /// When the lease was acquired (wall clock).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let holder = manager.inspect("nightly-report").await?.expect("held");
+    /// assert_eq!(holder.acquired_at, lease.acquired_at());
+    /// # Ok(()) }
+    /// ```
     pub fn acquired_at(&self) -> SystemTime {
         self.shared.grant.acquired_at
     }
 
     /// Duration of the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{AcquireOptions, InMemoryLeaseProvider, LeaseDuration, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?; // the manager's default: 30 s
+    /// assert_eq!(lease.duration(), LeaseDuration::Finite(Duration::from_secs(30)));
+    /// let options = AcquireOptions::new().duration(Duration::from_secs(5));
+    /// let short = manager.acquire_with("cache-warmup", options).await?;
+    /// assert_eq!(short.duration().as_finite(), Some(Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
     pub fn duration(&self) -> LeaseDuration {
         self.shared.grant.duration
     }
 
     /// When the lease stops being valid unless renewed, by this process's estimate
     /// (now + [`remaining_validity`](Self::remaining_validity)); `None` if infinite.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{AcquireOptions, InMemoryLeaseProvider, LeaseDuration, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::{Duration, SystemTime}};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert!(lease.expires_at().expect("finite") > SystemTime::now());
+    /// let forever = AcquireOptions::new().duration(LeaseDuration::Infinite);
+    /// let owner = manager.acquire_with("schema-owner", forever).await?;
+    /// assert_eq!(owner.expires_at(), None);
+    /// # Ok(()) }
+    /// ```
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.remaining_validity()
             .map(|r| crate::options::system_after(SystemTime::now(), r))
@@ -580,12 +664,41 @@ impl Lease {
     /// Time left to act: until the safety deadline (`min(duration × threshold, duration −
     /// drift)` after the last successful renewal's send), the same instant at which
     /// [`lost`](Self::lost) fires; zero once lost or released; `None` if infinite.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> leasing_abstractions::Result<()> {
+    /// let options = LeaseOptions::default().with_default_lease_duration(Duration::from_secs(10));
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options)?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// // Trusted for 10 s × 0.9 (the safety threshold) after the acquisition.
+    /// assert_eq!(lease.remaining_validity(), Some(Duration::from_secs(9)));
+    /// tokio::time::advance(Duration::from_secs(4)).await;
+    /// assert_eq!(lease.remaining_validity(), Some(Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
     pub fn remaining_validity(&self) -> Option<Duration> {
         self.shared.check_deadline();
         self.shared.remaining()
     }
 
     /// Metadata stored with the lease.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, environment_metadata};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// let options = LeaseOptions::default().with_metadata(environment_metadata(Some("1.4.2")));
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options)?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert_eq!(lease.metadata()["version"], "1.4.2");
+    /// # Ok(()) }
+    /// ```
     pub fn metadata(&self) -> &Metadata {
         &self.shared.grant.metadata
     }
@@ -593,6 +706,24 @@ impl Lease {
     /// Current state, answered from the safety deadline at the moment of asking: past
     /// it without a successful renewal the lease is [`Lost`](LeaseState::Lost) (and is
     /// declared lost then, if the renewal engine has not done so yet).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LeaseState};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> leasing_abstractions::Result<()> {
+    /// let options = LeaseOptions::default()
+    ///     .with_default_lease_duration(Duration::from_secs(10))
+    ///     .with_auto_renew(false);
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options)?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert_eq!(lease.state(), LeaseState::Held);
+    /// // Not renewed: lost at the safety deadline, 10 s × 0.9 after the acquisition.
+    /// tokio::time::advance(Duration::from_secs(9)).await;
+    /// assert_eq!(lease.state(), LeaseState::Lost);
+    /// # Ok(()) }
+    /// ```
     pub fn state(&self) -> LeaseState {
         self.shared.check_deadline();
         self.shared.state()
@@ -601,17 +732,62 @@ impl Lease {
     /// Whether the lease is held or at risk: whether the holder may still act on it.
     /// Answered from the safety deadline at the moment of asking, like
     /// [`state`](Self::state).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert!(lease.is_held()); // check right before the guarded action
+    /// manager.break_lease("nightly-report").await?; // an operator takes it away
+    /// let _ = lease.renew().await; // the next renewal finds out
+    /// assert!(!lease.is_held());
+    /// # Ok(()) }
+    /// ```
     pub fn is_held(&self) -> bool {
         self.shared.check_deadline()
     }
 
     /// The provider's grant behind this lease.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let grant = lease.grant();
+    /// assert_eq!(grant.name, lease.name());
+    /// assert_eq!(grant.fencing_token, lease.fencing_token());
+    /// # Ok(()) }
+    /// ```
     pub fn grant(&self) -> &LeaseGrant {
         &self.shared.grant
     }
 
     /// Events from now on. A slow subscriber misses old events (`Lagged`), never blocks the
     /// renewal.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseEvent, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let mut events = lease.events();
+    /// tokio::time::sleep(Duration::from_secs(21)).await; // renewed at 20 s (2/3 of 30 s)
+    /// assert!(matches!(events.recv().await?, LeaseEvent::Renewed { .. }));
+    /// lease.release().await?;
+    /// assert!(matches!(events.recv().await?, LeaseEvent::Released));
+    /// # Ok(()) }
+    /// ```
     pub fn events(&self) -> broadcast::Receiver<LeaseEvent> {
         self.shared
             .events
@@ -623,11 +799,44 @@ impl Lease {
     /// recorded when the renewal engine or an accessor notices it, so while this process
     /// was stopped the channel may still show `Held`; ask [`state`](Self::state) or
     /// [`is_held`](Self::is_held) before acting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LeaseState};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let mut changes = lease.state_changes();
+    /// let watcher = tokio::spawn(async move {
+    ///     changes.wait_for(|s| !s.is_active()).await.map(|state| *state)
+    /// });
+    /// manager.break_lease("nightly-report").await?;
+    /// let _ = lease.renew().await; // the holder learns that it lost the lease
+    /// assert_eq!(watcher.await??, LeaseState::Lost);
+    /// # Ok(()) }
+    /// ```
     pub fn state_changes(&self) -> watch::Receiver<LeaseState> {
         self.shared.state.subscribe()
     }
 
     /// Why the lease was lost, once it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LostReason};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert!(lease.lost_reason().is_none());
+    /// manager.break_lease("nightly-report").await?;
+    /// let _ = lease.renew().await; // the backend answers that the lease is gone
+    /// assert!(matches!(lease.lost_reason(), Some(LostReason::Revoked(_))));
+    /// # Ok(()) }
+    /// ```
     pub fn lost_reason(&self) -> Option<LostReason> {
         self.shared
             .lost_reason
@@ -641,6 +850,23 @@ impl Lease {
     ///
     /// # Cancellation safety
     /// Cancel-safe: dropping the future changes nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LostReason};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// manager.break_lease("nightly-report").await?; // an operator takes it away
+    /// let outcome = tokio::select! {
+    ///     reason = lease.lost() => Err(reason), // noticed at the next renewal
+    ///     () = tokio::time::sleep(Duration::from_secs(3600)) => Ok(()), // the guarded work
+    /// };
+    /// assert!(matches!(outcome, Err(LostReason::Revoked(_))));
+    /// # Ok(()) }
+    /// ```
     pub async fn lost(&self) -> LostReason {
         match self.shared.wait_end().await {
             Some(reason) => reason,
@@ -659,6 +885,23 @@ impl Lease {
     ///
     /// Each call returns a new child of the lease's own token: cancelling it stops only
     /// the work tied to it, never the lease (use [`release`](Self::release) for that).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let token = lease.cancellation_token();
+    /// let work = tokio::spawn(async move {
+    ///     token.run_until_cancelled(tokio::time::sleep(Duration::from_secs(3600))).await
+    /// });
+    /// lease.release().await?;
+    /// assert_eq!(work.await?, None); // the work was cut short
+    /// # Ok(()) }
+    /// ```
     pub fn cancellation_token(&self) -> CancellationToken {
         self.shared.token.child_token()
     }
@@ -672,6 +915,23 @@ impl Lease {
     ///
     /// # Cancellation safety
     /// Cancel-safe: a renewal cut short leaves the lease as it was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{ErrorKind, InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?; // 30 s, trusted for 27 s
+    /// tokio::time::advance(Duration::from_secs(10)).await;
+    /// assert_eq!(lease.remaining_validity(), Some(Duration::from_secs(17)));
+    /// lease.renew().await?;
+    /// assert_eq!(lease.remaining_validity(), Some(Duration::from_secs(27)));
+    /// manager.break_lease("nightly-report").await?;
+    /// assert_eq!(lease.renew().await.unwrap_err().kind(), ErrorKind::Lost);
+    /// # Ok(()) }
+    /// ```
     pub async fn renew(&self) -> Result<()> {
         let s = &self.shared;
         if !s.check_deadline() {
@@ -722,6 +982,21 @@ impl Lease {
     /// # Cancellation safety
     /// If the future is dropped before it completes, the release continues as if the
     /// lease had been dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LeaseState};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let state = lease.state_changes(); // `release` consumes the lease
+    /// lease.release().await?;
+    /// assert_eq!(*state.borrow(), LeaseState::Released);
+    /// assert!(manager.inspect("nightly-report").await?.is_none()); // free for the next holder
+    /// # Ok(()) }
+    /// ```
     pub async fn release(self) -> Result<()> {
         let s = Arc::clone(&self.shared);
         let timeout = s.release_timeout();

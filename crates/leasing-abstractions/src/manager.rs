@@ -61,6 +61,23 @@ impl fmt::Debug for LeaseManagerBuilder {
 
 impl LeaseManagerBuilder {
     /// Sets the options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseDuration, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # fn main() -> leasing_abstractions::Result<()> {
+    /// let options = LeaseOptions::default().with_default_lease_duration(Duration::from_secs(10));
+    /// let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
+    ///     .options(options)
+    ///     .build()?;
+    /// assert_eq!(
+    ///     manager.options().default_lease_duration,
+    ///     LeaseDuration::Finite(Duration::from_secs(10))
+    /// );
+    /// # Ok(()) }
+    /// ```
     pub fn options(mut self, options: LeaseOptions) -> Self {
         self.options = options;
         self
@@ -68,12 +85,66 @@ impl LeaseManagerBuilder {
 
     /// Records metrics on `meter` instead of the global meter provider's
     /// `distributed_leasing` meter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use opentelemetry::metrics::MeterProvider as _;
+    /// # use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    /// let exporter = InMemoryMetricExporter::default(); // or an OTLP or Prometheus exporter
+    /// let meters = SdkMeterProvider::builder()
+    ///     .with_reader(PeriodicReader::builder(exporter.clone()).build())
+    ///     .build();
+    /// let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
+    ///     .meter(meters.meter("billing"))
+    ///     .build()?;
+    /// let _lease = manager.acquire("nightly-report").await?;
+    /// # meters.force_flush()?;
+    /// # let exported = exporter.get_finished_metrics()?;
+    /// # let metrics: Vec<_> = exported.iter().flat_map(|r| r.scope_metrics()).flat_map(|s| s.metrics()).collect();
+    /// assert!(metrics.iter().any(|m| m.name() == "leasing.acquisitions.succeeded"));
+    /// # Ok(()) }
+    /// ```
     pub fn meter(mut self, meter: Meter) -> Self {
         self.meter = Some(meter);
         self
     }
 
     /// Sets the telemetry options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, TelemetryOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use opentelemetry::metrics::MeterProvider as _;
+    /// # use opentelemetry_sdk::metrics::{data::{AggregatedMetrics, MetricData}, InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+    /// # let exporter = InMemoryMetricExporter::default();
+    /// # let meters = SdkMeterProvider::builder().with_reader(PeriodicReader::builder(exporter.clone()).build()).build();
+    /// # let meter = meters.meter("billing");
+    /// // Only for a small, fixed set of names: each name is a separate metric series.
+    /// let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
+    ///     .meter(meter)
+    ///     .telemetry(TelemetryOptions::default().with_lease_name(true))
+    ///     .build()?;
+    /// let _lease = manager.acquire("nightly-report").await?;
+    /// # meters.force_flush()?;
+    /// # let mut lease_names = Vec::new();
+    /// # for m in exporter.get_finished_metrics()?.iter().flat_map(|r| r.scope_metrics()).flat_map(|s| s.metrics()) {
+    /// #     if let AggregatedMetrics::U64(MetricData::Sum(sum)) = m.data() {
+    /// #         for p in sum.data_points() {
+    /// #             lease_names.extend(p.attributes().filter(|kv| kv.key.as_str() == "lease.name").map(|kv| kv.value.to_string()));
+    /// #         }
+    /// #     }
+    /// # }
+    /// // The exported series carry the `lease.name` attribute.
+    /// assert!(lease_names.iter().any(|name| name == "nightly-report"));
+    /// # Ok(()) }
+    /// ```
     pub fn telemetry(mut self, telemetry: TelemetryOptions) -> Self {
         self.telemetry = telemetry;
         self
@@ -83,6 +154,23 @@ impl LeaseManagerBuilder {
     ///
     /// # Errors
     /// `InvalidArgument` naming the field and the rule broken.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{ErrorKind, InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # fn main() -> leasing_abstractions::Result<()> {
+    /// let provider = Arc::new(InMemoryLeaseProvider::new());
+    /// assert!(LeaseManager::builder(provider.clone()).build().is_ok());
+    /// // The in-memory provider's shortest lease is 10 ms.
+    /// let too_short = LeaseOptions::default()
+    ///     .with_default_lease_duration(Duration::from_millis(5));
+    /// let err = LeaseManager::builder(provider).options(too_short).build().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// assert_eq!(err.field(), Some("lease_duration"));
+    /// # Ok(()) }
+    /// ```
     pub fn build(self) -> Result<LeaseManager> {
         self.options.validate()?;
         self.provider
@@ -101,6 +189,20 @@ impl LeaseManagerBuilder {
 
 impl LeaseManager {
     /// A builder for a manager over `provider`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, TelemetryOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # fn main() -> leasing_abstractions::Result<()> {
+    /// let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
+    ///     .options(LeaseOptions::default().with_acquire_timeout(Duration::from_secs(5)))
+    ///     .telemetry(TelemetryOptions::default())
+    ///     .build()?;
+    /// assert_eq!(manager.options().acquire_timeout, Some(Duration::from_secs(5)));
+    /// # Ok(()) }
+    /// ```
     pub fn builder(provider: Arc<dyn LeaseProvider>) -> LeaseManagerBuilder {
         LeaseManagerBuilder {
             provider,
@@ -114,16 +216,56 @@ impl LeaseManager {
     ///
     /// # Errors
     /// See [`LeaseManagerBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{ErrorKind, InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// let provider = Arc::new(InMemoryLeaseProvider::new());
+    /// let manager = LeaseManager::new(provider.clone(), LeaseOptions::default())?;
+    /// assert!(manager.acquire("nightly-report").await?.is_held());
+    /// // Options are checked up front: the safety threshold must lie in 0.5–0.95.
+    /// let bad = LeaseOptions::default().with_auto_renew_safety_threshold(0.99);
+    /// let err = LeaseManager::new(provider, bad).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    /// # Ok(()) }
+    /// ```
     pub fn new(provider: Arc<dyn LeaseProvider>, options: LeaseOptions) -> Result<Self> {
         Self::builder(provider).options(options).build()
     }
 
     /// The manager's options.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # fn main() -> leasing_abstractions::Result<()> {
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// assert_eq!(manager.options().acquire_timeout, Some(Duration::from_secs(30)));
+    /// assert!(manager.options().auto_renew);
+    /// # Ok(()) }
+    /// ```
     pub fn options(&self) -> &LeaseOptions {
         &self.options
     }
 
     /// The provider.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # fn main() -> leasing_abstractions::Result<()> {
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// assert_eq!(manager.provider().provider_name(), "in-memory");
+    /// assert!(manager.provider().capabilities().listing);
+    /// # Ok(()) }
+    /// ```
     pub fn provider(&self) -> &Arc<dyn LeaseProvider> {
         &self.ctx.provider
     }
@@ -145,6 +287,22 @@ impl LeaseManager {
     /// # Cancellation safety
     /// Cancel-safe: if the future is dropped, nothing stays held (a grant that arrives
     /// after the drop is released at once).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{ErrorKind, InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> leasing_abstractions::Result<()> {
+    /// let options = LeaseOptions::default().with_acquire_timeout(Duration::from_secs(5));
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options)?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert!(lease.is_held());
+    /// // A second acquirer waits for the name, up to the timeout.
+    /// let err = manager.acquire("nightly-report").await.unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::Timeout);
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire(&self, name: &str) -> Result<Lease> {
         self.acquire_with(name, AcquireOptions::default()).await
     }
@@ -157,6 +315,22 @@ impl LeaseManager {
     ///
     /// # Cancellation safety
     /// As [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{AcquireOptions, InMemoryLeaseProvider, LeaseDuration, LeaseManager, LeaseOptions, Metadata};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let options = AcquireOptions::new()
+    ///     .duration(Duration::from_secs(10))
+    ///     .metadata(Metadata::from([("owner".into(), "worker-7".into())]));
+    /// let lease = manager.acquire_with("nightly-report", options).await?;
+    /// assert_eq!(lease.duration(), LeaseDuration::Finite(Duration::from_secs(10)));
+    /// assert_eq!(lease.metadata()["owner"], "worker-7");
+    /// # Ok(()) }
+    /// ```
     pub async fn acquire_with(&self, name: &str, options: AcquireOptions) -> Result<Lease> {
         let timeout = options.timeout.unwrap_or(self.options.acquire_timeout);
         let retry = options
@@ -188,6 +362,23 @@ impl LeaseManager {
     ///
     /// # Cancellation safety
     /// As [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let Some(lease) = manager.try_acquire("nightly-report").await? else {
+    ///     return Ok(()); // another instance runs it
+    /// };
+    /// // While it is held, another attempt answers `None` at once.
+    /// assert!(manager.try_acquire("nightly-report").await?.is_none());
+    /// lease.release().await?;
+    /// assert!(manager.try_acquire("nightly-report").await?.is_some());
+    /// # Ok(()) }
+    /// ```
     pub async fn try_acquire(&self, name: &str) -> Result<Option<Lease>> {
         self.try_acquire_with(name, AcquireOptions::default()).await
     }
@@ -202,6 +393,23 @@ impl LeaseManager {
     ///
     /// # Cancellation safety
     /// As [`acquire`](Self::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{AcquireOptions, InMemoryLeaseProvider, LeaseDuration, LeaseManager, LeaseOptions};
+    /// # use std::{sync::Arc, time::Duration};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let options = AcquireOptions::new()
+    ///     .duration(Duration::from_secs(5))
+    ///     .timeout(Some(Duration::from_secs(1))); // bound the wait for the answer
+    /// let lease = manager.try_acquire_with("cache-warmup", options.clone()).await?;
+    /// let lease = lease.expect("the name is free");
+    /// assert_eq!(lease.duration(), LeaseDuration::Finite(Duration::from_secs(5)));
+    /// assert!(manager.try_acquire_with("cache-warmup", options).await?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn try_acquire_with(
         &self,
         name: &str,
@@ -253,6 +461,23 @@ impl LeaseManager {
     ///
     /// # Errors
     /// `InvalidArgument` for a bad name; the provider's error otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, Metadata};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// let host = Metadata::from([("host".into(), "worker-7".into())]);
+    /// let options = LeaseOptions::default().with_metadata(host);
+    /// let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options)?;
+    /// assert!(manager.inspect("nightly-report").await?.is_none());
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// let holder = manager.inspect("nightly-report").await?.expect("held");
+    /// assert_eq!(holder.metadata["host"], "worker-7");
+    /// assert_eq!(holder.fencing_token, lease.fencing_token());
+    /// # Ok(()) }
+    /// ```
     pub async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
         crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Inspect))?;
         self.provider()
@@ -270,6 +495,24 @@ impl LeaseManager {
     /// character outside the name rules); `Unsupported` if the provider cannot list (see
     /// [`ProviderCapabilities::listing`](crate::ProviderCapabilities::listing)); the
     /// provider's error otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, ListRequest};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let _a = manager.acquire("jobs/backup").await?;
+    /// let _b = manager.acquire("jobs/reindex").await?;
+    /// let first = manager.list(&ListRequest::new("jobs/").with_limit(1)).await?;
+    /// assert_eq!(first.leases.len(), 1);
+    /// let next = ListRequest::new("jobs/").with_limit(1).with_cursor(first.cursor);
+    /// let second = manager.list(&next).await?;
+    /// assert_eq!(second.leases.len(), 1);
+    /// assert_ne!(first.leases[0].name, second.leases[0].name);
+    /// # Ok(()) }
+    /// ```
     pub async fn list(&self, request: &ListRequest) -> Result<LeasePage> {
         crate::name::validate_prefix(&request.prefix)
             .map_err(|e| e.with_operation(Operation::List))?;
@@ -285,6 +528,23 @@ impl LeaseManager {
     ///
     /// # Errors
     /// As [`list`](Self::list).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let _a = manager.acquire("jobs/reindex").await?;
+    /// let _b = manager.acquire("jobs/backup").await?;
+    /// let _c = manager.acquire("cron/cleanup").await?;
+    /// let held = manager.list_all("jobs/").await?;
+    /// let mut names: Vec<String> = held.into_iter().map(|info| info.name).collect();
+    /// names.sort(); // the order is the backend's
+    /// assert_eq!(names, ["jobs/backup", "jobs/reindex"]);
+    /// # Ok(()) }
+    /// ```
     pub async fn list_all(&self, prefix: &str) -> Result<Vec<LeaseInfo>> {
         let mut all = Vec::new();
         let mut request = ListRequest::new(prefix);
@@ -316,6 +576,23 @@ impl LeaseManager {
     ///
     /// # Errors
     /// `InvalidArgument` for a bad name; the provider's error otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{ErrorKind, InMemoryLeaseProvider, LeaseManager, LeaseOptions};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert!(manager.break_lease("nightly-report").await?);
+    /// // The name is free at once...
+    /// assert!(manager.try_acquire("nightly-report").await?.is_some());
+    /// // ...and the old holder learns it at its next renewal.
+    /// assert_eq!(lease.renew().await.unwrap_err().kind(), ErrorKind::Lost);
+    /// assert!(!lease.is_held());
+    /// # Ok(()) }
+    /// ```
     pub async fn break_lease(&self, name: &str) -> Result<bool> {
         crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Break))?;
         self.provider()
@@ -326,6 +603,20 @@ impl LeaseManager {
 
     /// Snapshot of the leases acquired through this manager whose handles are alive:
     /// `(name, state)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LeaseState};
+    /// # use std::sync::Arc;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> leasing_abstractions::Result<()> {
+    /// # let manager = LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), LeaseOptions::default())?;
+    /// let lease = manager.acquire("nightly-report").await?;
+    /// assert_eq!(manager.held_leases(), [("nightly-report".to_owned(), LeaseState::Held)]);
+    /// drop(lease);
+    /// assert!(manager.held_leases().is_empty());
+    /// # Ok(()) }
+    /// ```
     pub fn held_leases(&self) -> Vec<(String, crate::LeaseState)> {
         self.ctx
             .held()

@@ -142,6 +142,7 @@ impl LeaseNameParts {
 
 /// Builds a hierarchical lease name; see [`LeaseNameParts`] for the format.
 #[derive(Debug, Clone, Default)]
+#[must_use]
 pub struct LeaseNameBuilder {
     parts: LeaseNameParts,
 }
