@@ -14,7 +14,7 @@ use distributed_leasing::{LeaseManager, LeaseOptions};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn provider() -> distributed_leasing::Result<BlobLeaseProvider> {
+async fn provider() -> distributed_leasing::Result<BlobLeaseProvider> {
     let configured = [
         "AZURE_STORAGE_CONNECTION_STRING",
         "AZURE_STORAGE_ACCOUNT",
@@ -23,11 +23,12 @@ fn provider() -> distributed_leasing::Result<BlobLeaseProvider> {
     .iter()
     .any(|v| std::env::var_os(v).is_some());
     if configured {
-        BlobLeaseProvider::from_env()
+        BlobLeaseProvider::from_env().await
     } else {
         BlobLeaseProvider::builder()
-            .connection_string("UseDevelopmentStorage=true")?
+            .connection_string("UseDevelopmentStorage=true")
             .build()
+            .await
     }
 }
 
@@ -40,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_metadata(distributed_leasing::environment_metadata(Some(env!(
             "CARGO_PKG_VERSION"
         ))));
-    let manager = LeaseManager::new(Arc::new(provider()?), options)?;
+    let manager = LeaseManager::new(Arc::new(provider().await?), options)?;
 
     let lease = manager.acquire("quickstart/invoice-batch-42").await?;
     println!(

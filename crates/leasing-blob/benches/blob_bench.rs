@@ -124,11 +124,11 @@ async fn main() {
     let sas = account_sas();
     let provider = Arc::new(
         BlobLeaseProvider::builder()
-            .sas_url(&format!("{url}?{sas}"))
-            .unwrap()
+            .sas_url(format!("{url}?{sas}"))
             .container(&container)
             .renew_concurrency(32)
             .build()
+            .await
             .unwrap(),
     );
     let raw = Arc::new(raw_client(&url, &container, &sas));

@@ -79,12 +79,13 @@ pub struct BlobConfig {
 
 /// Builds a [`BlobLeaseProvider`].
 ///
-/// ```
-/// # fn main() -> leasing_abstractions::Result<()> {
+/// ```no_run
+/// # async fn f() -> leasing_abstractions::Result<()> {
 /// let provider = leasing_blob::BlobLeaseProvider::builder()
-///     .connection_string("UseDevelopmentStorage=true")?
+///     .connection_string("UseDevelopmentStorage=true")
 ///     .container("leases")
-///     .build()?;
+///     .build()
+///     .await?;
 /// # Ok(()) }
 /// ```
 #[derive(Default)]
@@ -95,6 +96,9 @@ pub struct BlobLeaseProviderBuilder {
     call_timeout: Option<Duration>,
     renew_concurrency: Option<usize>,
     root_certificates_pem: Option<Vec<u8>>,
+    /// The first error of a setter, returned by `build` (setters never fail on the spot,
+    /// as on the other backends' builders).
+    error: Option<LeaseError>,
 }
 
 impl fmt::Debug for BlobLeaseProviderBuilder {
@@ -254,19 +258,32 @@ impl BlobLeaseProviderBuilder {
     ///
     /// `LEASING_BLOB_CONTAINER` sets the container.
     ///
-    /// # Errors
-    /// `Configuration` naming what is missing or malformed (never a secret's value).
-    pub fn from_env() -> Result<Self> {
+    /// What is missing or malformed (never a secret's value) is a `Configuration` error
+    /// returned by [`build`](Self::build).
+    pub fn from_env() -> Self {
         Self::from_vars(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
-    pub(crate) fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Result<Self> {
-        let mut b = Self::default();
+    pub(crate) fn from_vars(var: &dyn Fn(&str) -> Option<String>) -> Self {
+        Self::default().step(|b| b.set_from_vars(var))
+    }
+
+    /// Runs a fallible setter: its error (the first one) is kept for `build`.
+    fn step(mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Self {
+        if self.error.is_none() {
+            if let Err(e) = f(&mut self) {
+                self.error = Some(e);
+            }
+        }
+        self
+    }
+
+    fn set_from_vars(&mut self, var: &dyn Fn(&str) -> Option<String>) -> Result<()> {
         if let Some(c) = var(env::CONTAINER) {
-            b.container = Some(c);
+            self.container = Some(c);
         }
         if let Some(cs) = var(env::CONNECTION_STRING) {
-            return b.connection_string(&cs);
+            return self.set_connection_string(&cs);
         }
         let account = var(env::ACCOUNT);
         let endpoint = match (var(env::BLOB_ENDPOINT), &account) {
@@ -284,31 +301,39 @@ impl BlobLeaseProviderBuilder {
                 ))
             }
         };
-        b = b.endpoint(&endpoint)?;
+        self.endpoint = Some(base(parse_url("endpoint", &endpoint)?));
         if let Some(key) = var(env::KEY) {
             let account = account.ok_or_else(|| {
                 config_error("auth", format!("{} needs {}", env::KEY, env::ACCOUNT))
             })?;
-            return Ok(b.account_key(account, key));
+            self.auth = Some(BlobAuth::AccountKey {
+                account,
+                key: Secret::new(key),
+            });
+            return Ok(());
         }
         if let Some(sas) = var(env::SAS_TOKEN) {
-            b.auth = Some(BlobAuth::Sas(Secret::new(
+            self.auth = Some(BlobAuth::Sas(Secret::new(
                 sas.trim_start_matches('?').to_owned(),
             )));
-            return Ok(b);
+            return Ok(());
         }
         let kind = credential_kind(var)?;
-        Ok(b.credential(make_credential(kind, var)?))
+        self.auth = Some(BlobAuth::Token(make_credential(kind, var)?));
+        Ok(())
     }
 
     /// Reads an Azure Storage connection string: `UseDevelopmentStorage=true` (Azurite on
     /// this machine), or `AccountName=…;AccountKey=…` with `DefaultEndpointsProtocol`,
     /// `EndpointSuffix` or `BlobEndpoint`, or `BlobEndpoint=…;SharedAccessSignature=…`.
     ///
-    /// # Errors
-    /// `Configuration` (field `connection_string`) naming what is missing; the string
-    /// itself never appears in the error.
-    pub fn connection_string(mut self, s: &str) -> Result<Self> {
+    /// Errors (`Configuration`, field `connection_string`, naming what is missing; the
+    /// string itself never appears) are returned by [`build`](Self::build).
+    pub fn connection_string(self, s: impl AsRef<str>) -> Self {
+        self.step(|b| b.set_connection_string(s.as_ref()))
+    }
+
+    fn set_connection_string(&mut self, s: &str) -> Result<()> {
         let mut kv = std::collections::HashMap::new();
         for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let Some((k, v)) = part.split_once('=') else {
@@ -332,7 +357,7 @@ impl BlobLeaseProviderBuilder {
                 account: DEV_ACCOUNT.to_owned(),
                 key: Secret::new(DEV_ACCOUNT_KEY),
             });
-            return Ok(self);
+            return Ok(());
         }
         let account = kv.get("accountname").cloned();
         let endpoint = match (kv.get("blobendpoint"), &account) {
@@ -373,7 +398,7 @@ impl BlobLeaseProviderBuilder {
                 }
             },
         );
-        Ok(self)
+        Ok(())
     }
 
     /// An account URL carrying a shared access signature
@@ -381,9 +406,13 @@ impl BlobLeaseProviderBuilder {
     /// write, create and (for `list`) list on the container's blobs, and creating the
     /// container unless it exists.
     ///
-    /// # Errors
-    /// `Configuration` (field `sas_url`) when it is not a URL or has no query.
-    pub fn sas_url(mut self, url: &str) -> Result<Self> {
+    /// Errors (`Configuration`, field `sas_url`: not a URL, no query) are returned by
+    /// [`build`](Self::build).
+    pub fn sas_url(self, url: impl AsRef<str>) -> Self {
+        self.step(|b| b.set_sas_url(url.as_ref()))
+    }
+
+    fn set_sas_url(&mut self, url: &str) -> Result<()> {
         let parsed = parse_url("sas_url", url)?;
         let Some(query) = parsed.query().filter(|q| !q.is_empty()) else {
             return Err(config_error(
@@ -393,16 +422,20 @@ impl BlobLeaseProviderBuilder {
         };
         self.auth = Some(BlobAuth::Sas(Secret::new(query.to_owned())));
         self.endpoint = Some(base(parsed));
-        Ok(self)
+        Ok(())
     }
 
     /// A container URL carrying a shared access signature
     /// (`https://myaccount.blob.core.windows.net/leases?sv=…&sig=…`): the last path segment
     /// is the container.
     ///
-    /// # Errors
-    /// `Configuration` (field `sas_url`) when it is not a URL, has no container or no query.
-    pub fn container_sas_url(self, url: &str) -> Result<Self> {
+    /// Errors (`Configuration`, field `sas_url`: not a URL, no container, no query) are
+    /// returned by [`build`](Self::build).
+    pub fn container_sas_url(self, url: impl AsRef<str>) -> Self {
+        self.step(|b| b.set_container_sas_url(url.as_ref()))
+    }
+
+    fn set_container_sas_url(&mut self, url: &str) -> Result<()> {
         let parsed = parse_url("sas_url", url)?;
         let mut segments: Vec<String> = parsed
             .path_segments()
@@ -413,18 +446,20 @@ impl BlobLeaseProviderBuilder {
         };
         let mut account = parsed.clone();
         account.set_path(&segments.join("/"));
-        let mut me = self.sas_url(account.as_str())?;
-        me.container = Some(container);
-        Ok(me)
+        self.set_sas_url(account.as_str())?;
+        self.container = Some(container);
+        Ok(())
     }
 
     /// The account's blob endpoint, e.g. `https://myaccount.blob.core.windows.net`.
     ///
-    /// # Errors
-    /// `Configuration` (field `endpoint`) when it is not an http(s) URL.
-    pub fn endpoint(mut self, url: &str) -> Result<Self> {
-        self.endpoint = Some(base(parse_url("endpoint", url)?));
-        Ok(self)
+    /// An error (`Configuration`, field `endpoint`: not an http(s) URL) is returned by
+    /// [`build`](Self::build).
+    pub fn endpoint(self, url: impl AsRef<str>) -> Self {
+        self.step(|b| {
+            b.endpoint = Some(base(parse_url("endpoint", url.as_ref())?));
+            Ok(())
+        })
     }
 
     /// Signs requests with the account key.
@@ -473,6 +508,9 @@ impl BlobLeaseProviderBuilder {
     /// Azure rejects (3–63 of `a-z 0-9 -`, starting and ending with a letter or digit, no
     /// `--`), a zero `call_timeout` or `renew_concurrency`, a token over plain http.
     pub fn into_config(self) -> Result<BlobConfig> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
         let endpoint = self
             .endpoint
             .ok_or_else(|| config_error("endpoint", "is required (or a connection string)"))?;
@@ -520,14 +558,21 @@ impl BlobLeaseProviderBuilder {
         })
     }
 
-    /// Builds the provider. It does not contact the service: the container is created on
-    /// first use.
+    /// Builds the provider and checks, with one request, that the service answers at the
+    /// endpoint and accepts the credentials: a dead endpoint, a wrong account or a
+    /// rejected key fails here, at once (within the call timeout), naming the endpoint
+    /// tried, instead of at the first acquisition. The container is created on first
+    /// use.
     ///
     /// # Errors
-    /// See [`into_config`](Self::into_config); `Configuration` (field
-    /// `root_certificates_pem`) for an unreadable certificate.
-    pub fn build(self) -> Result<BlobLeaseProvider> {
-        BlobLeaseProvider::from_config(self.into_config()?)
+    /// `Configuration` for what [`into_config`](Self::into_config) checks (and the first
+    /// error of a setter), an unreadable certificate, or an account that does not exist;
+    /// `ProviderUnavailable` when the endpoint does not answer; `Unauthorized` when it
+    /// rejects the credentials.
+    pub async fn build(self) -> Result<BlobLeaseProvider> {
+        let provider = BlobLeaseProvider::from_config(self.into_config()?)?;
+        provider.check_reachable().await?;
+        Ok(provider)
     }
 }
 
@@ -634,7 +679,6 @@ mod tests {
     fn development_storage() {
         let c = BlobLeaseProvider::builder()
             .connection_string("UseDevelopmentStorage=true")
-            .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(c.endpoint.as_str(), DEV_BLOB_ENDPOINT);
@@ -646,7 +690,6 @@ mod tests {
             .connection_string(
                 "UseDevelopmentStorage=true; DevelopmentStorageProxyUri=http://10.0.0.1:10000/",
             )
-            .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(
@@ -660,7 +703,6 @@ mod tests {
         let cs = format!("DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={KEY};EndpointSuffix=core.chinacloudapi.cn");
         let c = BlobLeaseProvider::builder()
             .connection_string(&cs)
-            .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(
@@ -669,12 +711,11 @@ mod tests {
         );
         let dbg = format!(
             "{c:?} {:?}",
-            BlobLeaseProvider::builder().connection_string(&cs).unwrap()
+            BlobLeaseProvider::builder().connection_string(&cs)
         );
         assert!(!dbg.contains(KEY), "{dbg}");
         let c = BlobLeaseProvider::builder()
-            .connection_string(&format!("AccountName=acct;AccountKey={KEY}"))
-            .unwrap()
+            .connection_string(format!("AccountName=acct;AccountKey={KEY}"))
             .into_config()
             .unwrap();
         assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
@@ -682,7 +723,6 @@ mod tests {
             .connection_string(
                 "BlobEndpoint=https://x.example/acct/;SharedAccessSignature=?sv=1&sig=SECRETSIG",
             )
-            .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(c.endpoint.as_str(), "https://x.example/acct");
@@ -702,6 +742,7 @@ mod tests {
         ] {
             let e = BlobLeaseProvider::builder()
                 .connection_string(cs)
+                .into_config()
                 .expect_err(cs);
             assert_eq!(e.field(), Some("connection_string"), "{cs}: {e}");
             assert!(!format!("{e} {e:?}").contains("SECRETKEY"), "{e:?}");
@@ -711,15 +752,13 @@ mod tests {
     #[test]
     fn sas_urls() {
         let b = BlobLeaseProvider::builder()
-            .sas_url("https://acct.blob.core.windows.net/?sv=2020&sig=SECRETSIG")
-            .unwrap();
+            .sas_url("https://acct.blob.core.windows.net/?sv=2020&sig=SECRETSIG");
         let c = b.into_config().unwrap();
         assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
         let c = BlobLeaseProvider::builder()
             .container_sas_url(
                 "http://127.0.0.1:10000/devstoreaccount1/my-leases?sv=2020&sig=SECRETSIG",
             )
-            .unwrap()
             .into_config()
             .unwrap();
         assert_eq!(
@@ -729,15 +768,24 @@ mod tests {
         assert_eq!(c.container, "my-leases");
         assert!(!format!("{c:?}").contains("SECRETSIG"));
         assert_eq!(
-            field(BlobLeaseProvider::builder().sas_url("https://a.example/")),
+            field(
+                BlobLeaseProvider::builder()
+                    .sas_url("https://a.example/")
+                    .into_config()
+            ),
             "sas_url"
         );
         assert_eq!(
-            field(BlobLeaseProvider::builder().container_sas_url("https://a.example/?sig=x")),
+            field(
+                BlobLeaseProvider::builder()
+                    .container_sas_url("https://a.example/?sig=x")
+                    .into_config()
+            ),
             "sas_url"
         );
         let e = BlobLeaseProvider::builder()
             .sas_url("not a url?sig=SECRETSIG")
+            .into_config()
             .unwrap_err();
         assert!(!e.to_string().contains("SECRETSIG"), "{e}");
     }
@@ -747,7 +795,6 @@ mod tests {
         let ok = || {
             BlobLeaseProvider::builder()
                 .endpoint("https://acct.blob.core.windows.net")
-                .unwrap()
                 .account_key("acct", KEY)
         };
         assert_eq!(
@@ -758,7 +805,6 @@ mod tests {
             field(
                 BlobLeaseProvider::builder()
                     .endpoint("https://a.example")
-                    .unwrap()
                     .into_config()
             ),
             "auth"
@@ -786,11 +832,9 @@ mod tests {
             ("builder", ok().account_key("acct", "not*base64!SECRET")),
             (
                 "connection string",
-                BlobLeaseProvider::builder()
-                    .connection_string(
-                        "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=not*base64!SECRET",
-                    )
-                    .unwrap(),
+                BlobLeaseProvider::builder().connection_string(
+                    "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=not*base64!SECRET",
+                ),
             ),
         ] {
             let e = b.into_config().expect_err(label);
@@ -802,24 +846,33 @@ mod tests {
             "renew_concurrency"
         );
         assert_eq!(
-            field(BlobLeaseProvider::builder().endpoint("mailto:x")),
+            field(
+                BlobLeaseProvider::builder()
+                    .endpoint("mailto:x")
+                    .into_config()
+            ),
             "endpoint"
         );
         let token = BlobLeaseProvider::builder()
             .endpoint("http://127.0.0.1:10000/devstoreaccount1")
-            .unwrap()
             .credential(make_credential(CredentialKind::DeveloperTools, &vars(&[])).unwrap());
         assert_eq!(field(token.into_config()), "endpoint");
         assert_eq!(
-            field(ok().root_certificates_pem(b"not a pem".to_vec()).build()),
+            field(BlobLeaseProvider::from_config(
+                ok().root_certificates_pem(b"not a pem".to_vec())
+                    .into_config()
+                    .unwrap()
+            )),
             "root_certificates_pem"
         );
-        let p = ok()
-            .container("abc")
-            .call_timeout(Duration::from_millis(10))
-            .renew_concurrency(3)
-            .build()
-            .unwrap();
+        let p = BlobLeaseProvider::from_config(
+            ok().container("abc")
+                .call_timeout(Duration::from_millis(10))
+                .renew_concurrency(3)
+                .into_config()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(p.config().container, "abc");
         assert_eq!(p.config().renew_concurrency, 3);
         assert!(format!("{:?}", ok()).contains("acct"));
@@ -830,12 +883,10 @@ mod tests {
         let b = BlobLeaseProviderBuilder::from_vars(&vars(&[
             (env::CONNECTION_STRING, "UseDevelopmentStorage=true"),
             (env::CONTAINER, "other"),
-        ]))
-        .unwrap();
+        ]));
         assert_eq!(b.into_config().unwrap().container, "other");
         let c =
             BlobLeaseProviderBuilder::from_vars(&vars(&[(env::ACCOUNT, "acct"), (env::KEY, KEY)]))
-                .unwrap()
                 .into_config()
                 .unwrap();
         assert_eq!(c.endpoint.as_str(), "https://acct.blob.core.windows.net/");
@@ -844,29 +895,30 @@ mod tests {
             (env::BLOB_ENDPOINT, "https://x.example"),
             (env::SAS_TOKEN, "?sv=1&sig=S"),
         ]))
-        .unwrap()
         .into_config()
         .unwrap();
         assert!(matches!(&c.auth, BlobAuth::Sas(s) if s.secret() == "sv=1&sig=S"));
         let c = BlobLeaseProviderBuilder::from_vars(&vars(&[(env::ACCOUNT, "acct")]))
-            .unwrap()
             .into_config()
             .unwrap();
         assert!(matches!(c.auth, BlobAuth::Token(_)));
         assert_eq!(format!("{:?}", c.auth), "Token(<credential>)");
         assert_eq!(
-            field(BlobLeaseProviderBuilder::from_vars(&vars(&[]))),
+            field(BlobLeaseProviderBuilder::from_vars(&vars(&[])).into_config()),
             "endpoint"
         );
         assert_eq!(
-            field(BlobLeaseProviderBuilder::from_vars(&vars(&[
-                (env::BLOB_ENDPOINT, "https://x.example"),
-                (env::KEY, KEY)
-            ]))),
+            field(
+                BlobLeaseProviderBuilder::from_vars(&vars(&[
+                    (env::BLOB_ENDPOINT, "https://x.example"),
+                    (env::KEY, KEY)
+                ]))
+                .into_config()
+            ),
             "auth"
         );
         // The process environment: whatever it holds, no panic and no secret in errors.
-        if let Err(e) = BlobLeaseProvider::from_env() {
+        if let Err(e) = BlobLeaseProviderBuilder::from_env().into_config() {
             assert_eq!(e.kind(), ErrorKind::Configuration);
         }
     }

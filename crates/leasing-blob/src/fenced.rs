@@ -64,8 +64,9 @@ const MAX_METADATA_BYTES: usize = 8 * 1024;
 /// use leasing_blob::{BlobFencedResource, BlobLeaseProvider};
 /// use std::sync::Arc;
 /// let provider = BlobLeaseProvider::builder()
-///     .connection_string("UseDevelopmentStorage=true")?
-///     .build()?;
+///     .connection_string("UseDevelopmentStorage=true")
+///     .build()
+///     .await?;
 /// let reports = BlobFencedResource::new(&provider, "reports")?;
 /// reports.create_container().await?;
 /// let manager = LeaseManager::new(Arc::new(provider), LeaseOptions::default())?;
@@ -115,9 +116,12 @@ impl BlobFencedResource {
     ///
     /// ```
     /// # fn main() -> leasing_abstractions::Result<()> {
-    /// let provider = leasing_blob::BlobLeaseProvider::builder()
-    ///     .connection_string("UseDevelopmentStorage=true")?
-    ///     .build()?;
+    /// // (`from_config` builds without the request `build` makes, so this runs anywhere.)
+    /// let provider = leasing_blob::BlobLeaseProvider::from_config(
+    ///     leasing_blob::BlobLeaseProvider::builder()
+    ///         .connection_string("UseDevelopmentStorage=true")
+    ///         .into_config()?,
+    /// )?;
     /// let items = leasing_blob::BlobFencedResource::new(&provider, "reports")?;
     /// assert_eq!(items.container(), "reports");
     /// # Ok(()) }
@@ -144,7 +148,7 @@ impl BlobFencedResource {
     /// ```
     /// # fn main() -> leasing_abstractions::Result<()> {
     /// let config = leasing_blob::BlobLeaseProvider::builder()
-    ///     .connection_string("UseDevelopmentStorage=true")?
+    ///     .connection_string("UseDevelopmentStorage=true")
     ///     .container("reports")
     ///     .into_config()?;
     /// let items = leasing_blob::BlobFencedResource::from_config(config)?;
@@ -575,11 +579,13 @@ mod tests {
 
     #[test]
     fn the_lease_container_and_bad_names_are_refused() {
-        let p = BlobLeaseProvider::builder()
-            .connection_string("UseDevelopmentStorage=true")
-            .unwrap()
-            .build()
-            .unwrap();
+        let p = BlobLeaseProvider::from_config(
+            BlobLeaseProvider::builder()
+                .connection_string("UseDevelopmentStorage=true")
+                .into_config()
+                .unwrap(),
+        )
+        .unwrap();
         let e = BlobFencedResource::new(&p, &p.config().container).unwrap_err();
         assert_eq!(e.field(), Some("container"));
         let e = BlobFencedResource::new(&p, "Bad_Name").unwrap_err();

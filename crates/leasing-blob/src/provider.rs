@@ -152,12 +152,13 @@ impl BlobLeaseProvider {
     }
 
     /// A provider configured from the environment (see
-    /// [`BlobLeaseProviderBuilder::from_env`] for the variables and their order).
+    /// [`BlobLeaseProviderBuilder::from_env`] for the variables and their order), built
+    /// and checked as [`BlobLeaseProviderBuilder::build`] does.
     ///
     /// # Errors
-    /// `Configuration` naming what is missing or malformed.
-    pub fn from_env() -> Result<Self> {
-        BlobLeaseProviderBuilder::from_env()?.build()
+    /// `Configuration` naming what is missing or malformed; as `build` otherwise.
+    pub async fn from_env() -> Result<Self> {
+        BlobLeaseProviderBuilder::from_env().build().await
     }
 
     /// A provider from a checked configuration.
@@ -174,6 +175,47 @@ impl BlobLeaseProvider {
     /// The configuration (secrets redacted in its `Debug`).
     pub fn config(&self) -> &BlobConfig {
         &self.inner.config
+    }
+
+    /// One request (the properties of a blob that is never a lease) to see that the
+    /// service answers at the endpoint and accepts the credentials; for `build`.
+    pub(crate) async fn check_reachable(&self) -> Result<()> {
+        let endpoint = self.inner.config.endpoint.as_str().to_owned();
+        let blob = self.inner.container.blob_client("leasing-build-check");
+        let failure = match self
+            .call(Op::Setup, self.timeout(), blob.get_properties(None))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(Call::Failed(f)) => f,
+            Err(Call::Deadline(e)) => {
+                return Err(LeaseError::unavailable(format!(
+                    "blob service at {endpoint}: {}",
+                    e.message()
+                ))
+                .with_source(e))
+            }
+        };
+        match (failure.status(), failure.code()) {
+            // Reachable and authorized: the blob (or the container, created on first use)
+            // does not exist. (A HEAD answer may carry no error code.)
+            (Some(404), Some("BlobNotFound" | "ContainerNotFound") | None) => Ok(()),
+            (Some(404), Some(code)) => Err(LeaseError::configuration(
+                "endpoint",
+                format!(
+                    "the blob service at {endpoint} answered 404 {code}: no such account there (check the account name in the endpoint or connection string)"
+                ),
+            )
+            .with_source(failure)),
+            _ => {
+                let kind = map_failure(Op::Setup, failure.clone()).kind();
+                Err(LeaseError::new(
+                    kind,
+                    format!("blob service at {endpoint} could not be used: {failure}"),
+                )
+                .with_source(failure))
+            }
+        }
     }
 
     fn blob(&self, name: &str) -> BlobClient {
@@ -651,11 +693,13 @@ mod tests {
 
     #[test]
     fn debug_shows_no_secret() {
-        let p = BlobLeaseProvider::builder()
-            .sas_url("https://a.blob.core.windows.net/?sv=1&sig=TOPSECRET")
-            .unwrap()
-            .build()
-            .unwrap();
+        let p = BlobLeaseProvider::from_config(
+            BlobLeaseProvider::builder()
+                .sas_url("https://a.blob.core.windows.net/?sv=1&sig=TOPSECRET")
+                .into_config()
+                .unwrap(),
+        )
+        .unwrap();
         let d = format!("{p:?} {p:#?} {:?}", p.config());
         assert!(!d.contains("TOPSECRET"), "{d}");
         assert!(d.contains("a.blob.core.windows.net"));

@@ -7,7 +7,7 @@ use common::{azurite, container, unique};
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, LeaseError, LeaseGrant, LeaseProvider, ListRequest, Metadata,
 };
-use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT};
+use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use std::time::Duration;
 
 fn req(name: &str) -> AcquireRequest {
@@ -26,13 +26,15 @@ fn assert_refused(e: &LeaseError, secrets: &[&str]) {
 async fn a_wrong_account_key_is_unauthorized_for_every_operation() {
     let Some(url) = azurite() else { return };
     let key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=";
-    let p = BlobLeaseProvider::builder()
-        .endpoint(&url)
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, key)
-        .container(container("wrongkey"))
-        .build()
-        .expect("build");
+    let p = BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(&url)
+            .account_key(DEV_ACCOUNT, key)
+            .container(container("wrongkey"))
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build");
     let name = unique("wrongkey");
     let secrets = [key];
     assert_refused(
@@ -72,12 +74,14 @@ async fn a_read_only_sas_can_inspect_but_not_acquire() {
     full.release(&g).await.expect("release");
     let sas = common::account_sas_with("rl", "sco");
     let sig = sas.split("sig=").nth(1).expect("sig").to_owned();
-    let p = BlobLeaseProvider::builder()
-        .sas_url(&format!("{url}?{sas}"))
-        .expect("sas")
-        .container(&c)
-        .build()
-        .expect("build");
+    let p = BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .sas_url(format!("{url}?{sas}"))
+            .container(&c)
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build");
     assert!(p.inspect(&name).await.expect("inspect").is_none());
     assert!(p
         .list(&ListRequest::new(""))
@@ -94,11 +98,13 @@ async fn a_sas_without_container_rights_cannot_create_the_container() {
     let Some(url) = azurite() else { return };
     let sas = common::account_sas_with("rwdlacu", "o");
     let sig = sas.split("sig=").nth(1).expect("sig").to_owned();
-    let p = BlobLeaseProvider::builder()
-        .container_sas_url(&format!("{url}/{}?{sas}", container("nocreate")))
-        .expect("sas")
-        .build()
-        .expect("build");
+    let p = BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .container_sas_url(format!("{url}/{}?{sas}", container("nocreate")))
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build");
     let e = p
         .try_acquire(&req(&unique("nocreate")))
         .await
@@ -122,11 +128,71 @@ async fn an_expired_token_is_unauthorized_and_a_token_needs_https() {
         .expect_err("acquire");
     assert_refused(&e, &[&token, payload]);
     let e = BlobLeaseProvider::builder()
-        .endpoint(&url.replace("https://", "http://"))
-        .expect("endpoint")
+        .endpoint(url.replace("https://", "http://"))
         .credential(std::sync::Arc::new(common::StaticToken(token.clone())))
-        .build()
+        .into_config()
         .expect_err("a token over http");
     assert_eq!(e.kind(), ErrorKind::Configuration);
     assert_eq!(e.field(), Some("endpoint"));
+}
+
+/// `build` fails at once, naming the endpoint, when nothing answers there, when the key is
+/// wrong, or when the account does not exist — instead of at the first acquisition after
+/// the whole acquire timeout (it used to build without a request).
+#[tokio::test]
+async fn build_fails_fast_on_a_dead_endpoint_a_wrong_key_or_account() {
+    let Some(url) = azurite() else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let dead = format!("http://127.0.0.1:{port}/devstoreaccount1");
+    let started = std::time::Instant::now();
+    let e = BlobLeaseProvider::builder()
+        .endpoint(&dead)
+        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+        .build()
+        .await
+        .expect_err("nothing listens there");
+    println!("dead endpoint: failed in {:?}: {e}", started.elapsed());
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(e.to_string().contains(&dead), "names the endpoint: {e}");
+    let wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=";
+    let e = BlobLeaseProvider::builder()
+        .endpoint(&url)
+        .account_key(DEV_ACCOUNT, wrong_key)
+        .build()
+        .await
+        .expect_err("wrong key");
+    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
+    assert!(e.to_string().contains(&url), "{e}");
+    assert!(!format!("{e} {e:?}").contains(wrong_key));
+    let other = url.replace("devstoreaccount1", "nosuchaccount");
+    let e = BlobLeaseProvider::builder()
+        .endpoint(&other)
+        .account_key("nosuchaccount", DEV_ACCOUNT_KEY)
+        .build()
+        .await
+        .expect_err("no such account");
+    println!("wrong account: {e}");
+    assert!(
+        matches!(e.kind(), ErrorKind::Configuration | ErrorKind::Unauthorized),
+        "{e}"
+    );
+    assert!(e.to_string().contains("nosuchaccount"), "{e}");
+    // A malformed setting is reported by build, naming the field, before any request.
+    let e = BlobLeaseProvider::builder()
+        .connection_string("garbage")
+        .build()
+        .await
+        .expect_err("garbage");
+    assert_eq!(e.field(), Some("connection_string"), "{e}");
+    // And the good configuration builds.
+    BlobLeaseProvider::builder()
+        .endpoint(&url)
+        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+        .container(container("buildcheck"))
+        .build()
+        .await
+        .expect("Azurite answers");
 }

@@ -86,13 +86,15 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 }
 
 fn provider(url: &str) -> BlobLeaseProvider {
-    BlobLeaseProvider::builder()
-        .endpoint(url)
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
-        .call_timeout(Duration::from_secs(2))
-        .build()
-        .expect("build")
+    BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(url)
+            .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+            .call_timeout(Duration::from_secs(2))
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build")
 }
 
 fn req() -> AcquireRequest {

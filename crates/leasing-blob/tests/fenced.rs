@@ -233,14 +233,16 @@ async fn a_wrong_key_is_unauthorized_and_never_printed() {
     let good = key_provider(&url, &container("fenced-lease"));
     let r = items(&good).await;
     let wrong = "d3Jvbmcta2V5LW5vdC10aGUtcmVhbC1vbmUtU0VDUkVU";
-    let bad = BlobLeaseProvider::builder()
-        .endpoint(&url)
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, wrong)
-        .container("leases")
-        .call_timeout(Duration::from_secs(5))
-        .build()
-        .expect("build");
+    let bad = BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(&url)
+            .account_key(DEV_ACCOUNT, wrong)
+            .container("leases")
+            .call_timeout(Duration::from_secs(5))
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build");
     let rb = BlobFencedResource::new(&bad, r.container()).expect("resource");
     let f = Fence::new("lease", 1);
     for e in [

@@ -21,14 +21,16 @@ fn req(name: &str) -> AcquireRequest {
 }
 
 fn via(addr: std::net::SocketAddr, container: &str, timeout: Duration) -> BlobLeaseProvider {
-    BlobLeaseProvider::builder()
-        .endpoint(&format!("http://{addr}/devstoreaccount1"))
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
-        .container(container)
-        .call_timeout(timeout)
-        .build()
-        .expect("build")
+    BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(format!("http://{addr}/devstoreaccount1"))
+            .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+            .container(container)
+            .call_timeout(timeout)
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -271,14 +273,16 @@ async fn list_pages_through_held_leases_under_their_names() {
 async fn renew_many_renews_a_batch_and_reports_each_loss() {
     let Some(url) = azurite() else { return };
     let c = container("many");
-    let p = BlobLeaseProvider::builder()
-        .endpoint(&url)
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
-        .container(&c)
-        .renew_concurrency(4)
-        .build()
-        .expect("build");
+    let p = BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(&url)
+            .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+            .container(&c)
+            .renew_concurrency(4)
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build");
     let mut grants = Vec::new();
     for i in 0..40 {
         let g = p

@@ -227,7 +227,7 @@ async fn finish(
     })
 }
 
-/// A provider for `backend` from `spec` (what [`start`] returned), retried for 15 s while
+/// A provider for `backend` from `spec` (what [`start`] returned), retried for 60 s while
 /// the backend is unreachable (a client may start during a fault).
 ///
 /// Redis servers here may restart without their data, so the runner gives the providers
@@ -264,8 +264,9 @@ pub(crate) async fn connect(
                 .map_err(|e| e.to_string()),
             "blob" => leasing_blob::BlobLeaseProvider::builder()
                 .connection_string(spec)
-                .map(|b| b.container("chaos"))
-                .and_then(|b| b.build())
+                .container("chaos")
+                .build()
+                .await
                 .map(|p| Arc::new(p) as Arc<dyn LeaseProvider>)
                 .map_err(|e| e.to_string()),
             "cosmos" => leasing_cosmos::CosmosLeaseProvider::builder()
@@ -279,7 +280,7 @@ pub(crate) async fn connect(
         };
         match result {
             Ok(p) => return Ok(p),
-            Err(e) if started.elapsed() > Duration::from_secs(15) => {
+            Err(e) if started.elapsed() > Duration::from_secs(60) => {
                 return Err(format!("connect to {backend}: {e}"))
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,

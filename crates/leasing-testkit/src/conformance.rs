@@ -537,11 +537,7 @@ pub async fn listing(s: &Subject) {
             !page.leases.is_empty() || page.cursor.is_none(),
             "listing: an empty page with a cursor"
         );
-        assert!(
-            page.leases.len() <= 2,
-            "listing: {} leases on a page limited to 2",
-            page.leases.len()
-        );
+        let on_page = page.leases.len();
         for info in page.leases {
             let g = grants
                 .iter()
@@ -555,6 +551,10 @@ pub async fn listing(s: &Subject) {
             assert_eq!(info.fencing_token, g.fencing_token, "listing: wrong token");
             seen.push(info.name);
         }
+        assert!(
+            on_page <= 2,
+            "listing: {on_page} leases on a page limited to 2"
+        );
         cursor = page.cursor;
         if cursor.is_none() {
             break;

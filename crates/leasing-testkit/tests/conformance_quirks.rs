@@ -28,6 +28,8 @@ enum Quirk {
     EmptyPageWithCursor,
     /// Broken: lists a name nobody acquired.
     ListsAStranger,
+    /// Broken: ignores the page limit (lists every lease on the first page).
+    IgnoresTheLimit,
     /// Broken: `inspect` shows a finite lease as infinite.
     ShowsFiniteAsInfinite,
     /// Broken: never grants anything.
@@ -141,6 +143,10 @@ impl ProviderLayer for Quirky {
 
     fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         Box::pin(async move {
+            if self.quirk == Quirk::IgnoresTheLimit {
+                let all = request.clone().with_limit(usize::MAX);
+                return self.inner.list(&all).await;
+            }
             let mut page = self.inner.list(request).await?;
             match self.quirk {
                 Quirk::LazyCursor
@@ -252,6 +258,13 @@ async fn a_listed_stranger_fails_the_listing_check() {
     let s = subject(&Quirky::new(Quirk::ListsAStranger));
     let msg = failure(async move { conformance::listing(&s).await }).await;
     assert!(msg.contains("-stranger\" is not a held lease"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_page_over_its_limit_fails_the_listing_check() {
+    let s = subject(&Quirky::new(Quirk::IgnoresTheLimit));
+    let msg = failure(async move { conformance::listing(&s).await }).await;
+    assert!(msg.contains("leases on a page limited to 2"), "{msg}");
 }
 
 #[tokio::test]

@@ -40,14 +40,16 @@ pub fn azurite() -> Option<String> {
 
 /// An account-key provider on `url` using `container`.
 pub fn key_provider(url: &str, container: &str) -> BlobLeaseProvider {
-    BlobLeaseProvider::builder()
-        .endpoint(url)
-        .expect("endpoint")
-        .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
-        .container(container)
-        .call_timeout(Duration::from_secs(5))
-        .build()
-        .expect("build")
+    BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(url)
+            .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+            .container(container)
+            .call_timeout(Duration::from_secs(5))
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build")
 }
 
 /// An account SAS for the emulator account (blob service; service, container and object
@@ -137,24 +139,28 @@ pub fn azurite_https() -> Option<(String, Vec<u8>)> {
 
 /// A token-credential provider on the HTTPS Azurite.
 pub fn token_provider(url: &str, ca: &[u8], container: &str, token: &str) -> BlobLeaseProvider {
-    BlobLeaseProvider::builder()
-        .endpoint(url)
-        .expect("endpoint")
-        .credential(std::sync::Arc::new(StaticToken(token.to_owned())))
-        .root_certificates_pem(ca.to_vec())
-        .container(container)
-        .build()
-        .expect("build")
+    BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .endpoint(url)
+            .credential(std::sync::Arc::new(StaticToken(token.to_owned())))
+            .root_certificates_pem(ca.to_vec())
+            .container(container)
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build")
 }
 
 /// A SAS provider on `url`.
 pub fn sas_provider(url: &str, container: &str) -> BlobLeaseProvider {
-    BlobLeaseProvider::builder()
-        .sas_url(&format!("{url}?{}", account_sas()))
-        .expect("sas url")
-        .container(container)
-        .build()
-        .expect("build")
+    BlobLeaseProvider::from_config(
+        BlobLeaseProvider::builder()
+            .sas_url(format!("{url}?{}", account_sas()))
+            .container(container)
+            .into_config()
+            .expect("config"),
+    )
+    .expect("build")
 }
 
 /// A private Azurite (plain HTTP, in memory) on its own port (each test that starts one
