@@ -383,7 +383,6 @@ impl Backend {
             ),
             Backend::CosmosEnv => Arc::new(
                 CosmosLeaseProviderBuilder::from_env()
-                    .map_err(err)?
                     .build()
                     .await
                     .map_err(err)?,

@@ -71,6 +71,8 @@ pub struct CosmosLeaseProviderBuilder {
     renew_concurrency: usize,
     #[cfg(feature = "fault_injection")]
     fault_rules: Vec<Arc<azure_data_cosmos::fault_injection::FaultInjectionRule>>,
+    /// What `from_env` found missing or malformed, returned by `build`.
+    error: Option<LeaseError>,
 }
 
 impl fmt::Debug for CosmosLeaseProviderBuilder {
@@ -107,6 +109,7 @@ impl Default for CosmosLeaseProviderBuilder {
             renew_concurrency: 32,
             #[cfg(feature = "fault_injection")]
             fault_rules: Vec::new(),
+            error: None,
         }
     }
 }
@@ -228,10 +231,16 @@ impl CosmosLeaseProviderBuilder {
     ///
     /// Also read: `LEASING_COSMOS_DATABASE`, `LEASING_COSMOS_CONTAINER`.
     ///
-    /// # Errors
-    /// `Configuration` naming what is missing.
-    pub fn from_env() -> Result<Self> {
-        Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    /// What is missing or malformed is a `Configuration` error returned by
+    /// [`build`](Self::build) (as on the other backends' builders).
+    pub fn from_env() -> Self {
+        match Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty())) {
+            Ok(b) => b,
+            Err(e) => Self {
+                error: Some(e),
+                ..Self::default()
+            },
+        }
     }
 
     pub(crate) fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self> {
@@ -269,6 +278,9 @@ impl CosmosLeaseProviderBuilder {
     /// account without the opt-in; `ProviderUnavailable` when the account cannot be
     /// reached.
     pub async fn build(self) -> Result<CosmosLeaseProvider> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
         let (endpoint, auth) = match (&self.connection_string, self.endpoint, self.auth) {
             (Some(cs), _, _) => {
                 let (e, k) = parse_connection_string(cs.secret())?;
@@ -594,7 +606,7 @@ impl CosmosLeaseProvider {
     /// # Errors
     /// As [`CosmosLeaseProviderBuilder::build`].
     pub async fn from_env() -> Result<Self> {
-        CosmosLeaseProviderBuilder::from_env()?.build().await
+        CosmosLeaseProviderBuilder::from_env().build().await
     }
 
     /// Request units charged to this provider so far (sum of `x-ms-request-charge`).
