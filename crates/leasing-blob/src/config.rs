@@ -89,6 +89,7 @@ pub struct BlobConfig {
 /// # Ok(()) }
 /// ```
 #[derive(Default)]
+#[must_use]
 pub struct BlobLeaseProviderBuilder {
     endpoint: Option<Url>,
     container: Option<String>,
@@ -260,6 +261,19 @@ impl BlobLeaseProviderBuilder {
     ///
     /// What is missing or malformed (never a secret's value) is a `Configuration` error
     /// returned by [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProviderBuilder;
+    /// // Usually set by the deployment (here: Azurite, the local storage emulator):
+    /// std::env::set_var("AZURE_STORAGE_CONNECTION_STRING", "UseDevelopmentStorage=true");
+    /// std::env::set_var("LEASING_BLOB_CONTAINER", "billing-leases");
+    /// let config = BlobLeaseProviderBuilder::from_env().into_config()?;
+    /// assert_eq!(config.endpoint.as_str(), leasing_blob::DEV_BLOB_ENDPOINT);
+    /// assert_eq!(config.container, "billing-leases");
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn from_env() -> Self {
         Self::from_vars(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
@@ -329,6 +343,18 @@ impl BlobLeaseProviderBuilder {
     ///
     /// Errors (`Configuration`, field `connection_string`, naming what is missing; the
     /// string itself never appears) are returned by [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// // From the portal's "Access keys" page; this key is a placeholder.
+    /// let config = BlobLeaseProvider::builder()
+    ///     .connection_string("AccountName=myaccount;AccountKey=ZmFrZS1rZXktZm9yLWRvY3M=")
+    ///     .into_config()?;
+    /// assert_eq!(config.endpoint.as_str(), "https://myaccount.blob.core.windows.net/");
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn connection_string(self, s: impl AsRef<str>) -> Self {
         self.step(|b| b.set_connection_string(s.as_ref()))
     }
@@ -408,6 +434,18 @@ impl BlobLeaseProviderBuilder {
     ///
     /// Errors (`Configuration`, field `sas_url`: not a URL, no query) are returned by
     /// [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let builder = BlobLeaseProvider::builder()
+    ///     .sas_url("https://myaccount.blob.core.windows.net/?sv=2022-11-02&sp=rwdlc&sig=FAKE");
+    /// assert!(!format!("{builder:?}").contains("sig=FAKE")); // never printed
+    /// let config = builder.into_config()?;
+    /// assert_eq!(config.endpoint.as_str(), "https://myaccount.blob.core.windows.net/");
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn sas_url(self, url: impl AsRef<str>) -> Self {
         self.step(|b| b.set_sas_url(url.as_ref()))
     }
@@ -431,6 +469,17 @@ impl BlobLeaseProviderBuilder {
     ///
     /// Errors (`Configuration`, field `sas_url`: not a URL, no container, no query) are
     /// returned by [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let config = BlobLeaseProvider::builder()
+    ///     .container_sas_url("https://myaccount.blob.core.windows.net/billing-leases?sp=rwl&sig=FAKE")
+    ///     .into_config()?;
+    /// assert_eq!(config.container, "billing-leases");
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn container_sas_url(self, url: impl AsRef<str>) -> Self {
         self.step(|b| b.set_container_sas_url(url.as_ref()))
     }
@@ -455,6 +504,19 @@ impl BlobLeaseProviderBuilder {
     ///
     /// An error (`Configuration`, field `endpoint`: not an http(s) URL) is returned by
     /// [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let builder = BlobLeaseProvider::builder().endpoint("https://myaccount.blob.core.windows.net");
+    /// let config = builder.account_key("myaccount", "ZmFrZS1rZXktZm9yLWRvY3M=").into_config()?;
+    /// assert_eq!(config.endpoint.host_str(), Some("myaccount.blob.core.windows.net"));
+    /// // A malformed endpoint is reported by `into_config` and `build`, not by the setter:
+    /// let no_scheme = BlobLeaseProvider::builder().endpoint("myaccount.blob.core.windows.net");
+    /// assert_eq!(no_scheme.into_config().unwrap_err().field(), Some("endpoint"));
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn endpoint(self, url: impl AsRef<str>) -> Self {
         self.step(|b| {
             b.endpoint = Some(base(parse_url("endpoint", url.as_ref())?));
@@ -463,6 +525,18 @@ impl BlobLeaseProviderBuilder {
     }
 
     /// Signs requests with the account key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// // Read the key from your secret store; this one is a placeholder.
+    /// let builder = BlobLeaseProvider::builder()
+    ///     .endpoint("https://myaccount.blob.core.windows.net")
+    ///     .account_key("myaccount", "ZmFrZS1rZXktZm9yLWRvY3M=");
+    /// assert!(!format!("{builder:?}").contains("ZmFrZS1rZXktZm9yLWRvY3M=")); // never printed
+    /// assert!(builder.into_config().is_ok()); // checked (base64) without a request
+    /// ```
     pub fn account_key(mut self, account: impl Into<String>, key: impl Into<String>) -> Self {
         self.auth = Some(BlobAuth::AccountKey {
             account: account.into(),
@@ -472,30 +546,96 @@ impl BlobLeaseProviderBuilder {
     }
 
     /// Authorizes with a token credential (`azure_identity`); the endpoint must be HTTPS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use azure_identity::ManagedIdentityCredential;
+    /// use leasing_blob::{BlobAuth, BlobLeaseProvider};
+    /// let config = BlobLeaseProvider::builder()
+    ///     .endpoint("https://myaccount.blob.core.windows.net")
+    ///     .credential(ManagedIdentityCredential::new(None)?)
+    ///     .into_config()?;
+    /// assert!(matches!(config.auth, BlobAuth::Token(_)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn credential(mut self, credential: Arc<dyn TokenCredential>) -> Self {
         self.auth = Some(BlobAuth::Token(credential));
         self
     }
 
     /// The container (default `leases`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let azurite = || BlobLeaseProvider::builder().connection_string("UseDevelopmentStorage=true");
+    /// let config = azurite().container("billing-leases").into_config()?;
+    /// assert_eq!(config.container, "billing-leases");
+    /// // Azure's naming rule (3-63 of a-z 0-9 -) is checked by `into_config` and `build`:
+    /// let err = azurite().container("Billing_Leases").into_config().unwrap_err();
+    /// assert_eq!(err.field(), Some("container"));
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn container(mut self, name: impl Into<String>) -> Self {
         self.container = Some(name.into());
         self
     }
 
     /// Deadline of each service call (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// use std::time::Duration;
+    /// let config = BlobLeaseProvider::builder()
+    ///     .connection_string("UseDevelopmentStorage=true")
+    ///     .call_timeout(Duration::from_secs(2))
+    ///     .into_config()?;
+    /// assert_eq!(config.call_timeout, Duration::from_secs(2));
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = Some(timeout);
         self
     }
 
     /// Renewals `renew_many` keeps in flight (default 32).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let config = BlobLeaseProvider::builder()
+    ///     .connection_string("UseDevelopmentStorage=true")
+    ///     .renew_concurrency(8)
+    ///     .into_config()?;
+    /// assert_eq!(config.renew_concurrency, 8);
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn renew_concurrency(mut self, n: usize) -> Self {
         self.renew_concurrency = Some(n);
         self
     }
 
     /// Trusts these extra root certificates (PEM) for HTTPS, e.g. a test CA.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
+    /// // Azurite serving HTTPS with a certificate from a test CA:
+    /// let provider = BlobLeaseProvider::builder()
+    ///     .endpoint("https://127.0.0.1:10000/devstoreaccount1")
+    ///     .account_key(DEV_ACCOUNT, DEV_ACCOUNT_KEY)
+    ///     .root_certificates_pem(std::fs::read("certs/test-ca.pem")?)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn root_certificates_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.root_certificates_pem = Some(pem.into());
         self
@@ -507,6 +647,19 @@ impl BlobLeaseProviderBuilder {
     /// `Configuration` naming the field: `endpoint`/`auth` missing, a container name that
     /// Azure rejects (3–63 of `a-z 0-9 -`, starting and ending with a letter or digit, no
     /// `--`), a zero `call_timeout` or `renew_concurrency`, a token over plain http.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_blob::BlobLeaseProvider;
+    /// let config = BlobLeaseProvider::builder()
+    ///     .connection_string("UseDevelopmentStorage=true")
+    ///     .container("billing-leases")
+    ///     .into_config()?; // every setting checked, no request made
+    /// assert_eq!(config.container, "billing-leases");
+    /// let provider = BlobLeaseProvider::from_config(config)?; // still no request
+    /// # Ok::<(), leasing_abstractions::LeaseError>(())
+    /// ```
     pub fn into_config(self) -> Result<BlobConfig> {
         if let Some(e) = self.error {
             return Err(e);
@@ -569,6 +722,19 @@ impl BlobLeaseProviderBuilder {
     /// error of a setter), an unreadable certificate, or an account that does not exist;
     /// `ProviderUnavailable` when the endpoint does not answer; `Unauthorized` when it
     /// rejects the credentials.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = leasing_blob::BlobLeaseProvider::builder()
+    ///     .endpoint("https://myaccount.blob.core.windows.net")
+    ///     .credential(azure_identity::ManagedIdentityCredential::new(None)?)
+    ///     .container("billing-leases")
+    ///     .build() // one request: a dead endpoint or a refused credential fails here
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<BlobLeaseProvider> {
         let provider = BlobLeaseProvider::from_config(self.into_config()?)?;
         provider.check_reachable().await?;

@@ -116,6 +116,18 @@ impl Default for CosmosLeaseProviderBuilder {
 
 impl CosmosLeaseProviderBuilder {
     /// Account endpoint and key (primary or secondary).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// // Read the key from your secret store; this one is a placeholder.
+    /// let builder = CosmosLeaseProvider::builder()
+    ///     .key("https://myaccount.documents.azure.com:443/", "ZmFrZS1rZXktZm9yLWRvY3M=");
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains("myaccount.documents.azure.com"));
+    /// assert!(!shown.contains("ZmFrZS1rZXktZm9yLWRvY3M=")); // never printed
+    /// ```
     pub fn key(mut self, endpoint: impl Into<String>, key: impl Into<String>) -> Self {
         self.endpoint = Some(endpoint.into());
         self.auth = Some(Auth::Key(Secret::new(key.into())));
@@ -123,6 +135,17 @@ impl CosmosLeaseProviderBuilder {
     }
 
     /// `AccountEndpoint=…;AccountKey=…;` (parsed by [`build`](Self::build)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// // From the portal's "Keys" page; this key is a placeholder.
+    /// let builder = CosmosLeaseProvider::builder().connection_string(
+    ///     "AccountEndpoint=https://myaccount.documents.azure.com:443/;AccountKey=ZmFrZS1rZXktZm9yLWRvY3M=;",
+    /// );
+    /// assert!(!format!("{builder:?}").contains("ZmFrZS1rZXktZm9yLWRvY3M=")); // never printed
+    /// ```
     pub fn connection_string(mut self, connection_string: impl Into<String>) -> Self {
         self.connection_string = Some(Secret::new(connection_string.into()));
         self
@@ -132,6 +155,19 @@ impl CosmosLeaseProviderBuilder {
     /// identity needs the *Cosmos DB Built-in Data Contributor* role; with a token the
     /// database and container must already exist (the service allows creating them only
     /// through the control plane).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use azure_identity::ManagedIdentityCredential;
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// let credential = ManagedIdentityCredential::new(None)?;
+    /// let builder = CosmosLeaseProvider::builder()
+    ///     .token_credential("https://myaccount.documents.azure.com:443/", credential)
+    ///     .create_if_missing(false); // a token cannot create the database or container
+    /// assert!(format!("{builder:?}").contains("TokenCredential"));
+    /// # Ok::<(), azure_core::Error>(())
+    /// ```
     pub fn token_credential(
         mut self,
         endpoint: impl Into<String>,
@@ -143,12 +179,28 @@ impl CosmosLeaseProviderBuilder {
     }
 
     /// Database name (default `leasing`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// let builder = CosmosLeaseProvider::builder().database("billing");
+    /// assert!(format!("{builder:?}").contains(r#"database: "billing""#));
+    /// ```
     pub fn database(mut self, name: impl Into<String>) -> Self {
         self.database = name.into();
         self
     }
 
     /// Container name (default `leases`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// let builder = CosmosLeaseProvider::builder().database("billing").container("billing-leases");
+    /// assert!(format!("{builder:?}").contains(r#"container: "billing-leases""#));
+    /// ```
     pub fn container(mut self, name: impl Into<String>) -> Self {
         self.container = name.into();
         self
@@ -156,12 +208,35 @@ impl CosmosLeaseProviderBuilder {
 
     /// Whether to create the database and container on first use (default true; key auth
     /// only). The container is partitioned on `/partitionKey` with TTL on (no default).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // The database and container are provisioned with the infrastructure:
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .create_if_missing(false)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn create_if_missing(mut self, yes: bool) -> Self {
         self.create_if_missing = yes;
         self
     }
 
     /// Partition-key strategy (default [`PartitionKeyStrategy::PerLease`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::{CosmosLeaseProvider, PartitionKeyStrategy};
+    /// // Names from `LeaseNameBuilder` (`env:region:tenant:service:resource`), one partition per tenant:
+    /// let strategy = PartitionKeyStrategy::ByTenant { fallback: "shared".into() };
+    /// assert_eq!(strategy.key_for("prod:eu:acme:billing:invoice-42", "unused"), "acme");
+    /// let builder = CosmosLeaseProvider::builder().partition_key(strategy);
+    /// assert!(format!("{builder:?}").contains("ByTenant"));
+    /// ```
     pub fn partition_key(mut self, strategy: PartitionKeyStrategy) -> Self {
         self.partition_key = strategy;
         self
@@ -169,12 +244,35 @@ impl CosmosLeaseProviderBuilder {
 
     /// Deadline of each call to the service (default 5 s). The SDK's own throttling
     /// retries are off: the core retries, within the lease's safety margin.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .call_timeout(std::time::Duration::from_secs(2))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn call_timeout(mut self, timeout: Duration) -> Self {
         self.call_timeout = timeout;
         self
     }
 
     /// The `owner` written into each lease document (default `host:pid`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // Written into each lease document this process takes:
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .owner("billing-worker-3")
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn owner(mut self, owner: impl Into<String>) -> Self {
         self.owner = Some(owner.into());
         self
@@ -182,6 +280,18 @@ impl CosmosLeaseProviderBuilder {
 
     /// How long a document is kept after its last write before Cosmos DB's TTL deletes
     /// it (default 7 days; at least one second past the lease's duration).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // Keep each lease document one day after its last write:
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .retention(std::time::Duration::from_secs(24 * 60 * 60))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = retention;
         self
@@ -189,6 +299,20 @@ impl CosmosLeaseProviderBuilder {
 
     /// Talk to a local emulator: certificate checks relaxed for loopback hosts only, HTTP/2
     /// and binary encoding off. Default: on for `localhost`, `127.0.0.1` and `[::1]`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // The emulator in another container, by its service name: HTTP/2 and binary encoding
+    /// // off (certificate checks are relaxed on loopback only). The key is a placeholder.
+    /// let provider = leasing_cosmos::CosmosLeaseProvider::builder()
+    ///     .key("https://cosmos-emulator:8081/", "ZmFrZS1rZXktZm9yLWRvY3M=")
+    ///     .emulator(true)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn emulator(mut self, yes: bool) -> Self {
         self.emulator = Some(yes);
         self
@@ -196,18 +320,57 @@ impl CosmosLeaseProviderBuilder {
 
     /// Accept an account with multi-region writes. Off by default: such accounts resolve
     /// conflicting writes after the fact, so two regions could both grant one lease.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // Knowingly: two write regions could both grant one lease.
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .allow_multi_region_writes(true)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn allow_multi_region_writes(mut self, yes: bool) -> Self {
         self.allow_multi_region_writes = yes;
         self
     }
 
     /// How many renewals [`LeaseProvider::renew_many`] runs at once (default 32).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// let provider = leasing_cosmos::CosmosLeaseProviderBuilder::from_env()
+    ///     .renew_concurrency(8)
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn renew_concurrency(mut self, n: usize) -> Self {
         self.renew_concurrency = n.max(1);
         self
     }
 
     /// The SDK's fault-injection rules (feature `fault_injection`, for tests).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// # use std::sync::Arc;
+    /// use leasing_cosmos::{fault_injection::*, CosmosLeaseProviderBuilder};
+    /// // A tenth of the requests answered 429 (throttled):
+    /// let throttled = FaultInjectionResultBuilder::new()
+    ///     .with_error(FaultInjectionErrorType::TooManyRequests)
+    ///     .with_probability(0.1)
+    ///     .build();
+    /// let rule = Arc::new(FaultInjectionRuleBuilder::new("throttle", throttled).build());
+    /// let provider = CosmosLeaseProviderBuilder::from_env().fault_injection_rules(vec![rule]).build().await?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "fault_injection")]
     pub fn fault_injection_rules(
         mut self,
@@ -233,6 +396,18 @@ impl CosmosLeaseProviderBuilder {
     ///
     /// What is missing or malformed is a `Configuration` error returned by
     /// [`build`](Self::build) (as on the other backends' builders).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_cosmos::CosmosLeaseProviderBuilder;
+    /// // Usually set by the deployment (a placeholder key here):
+    /// std::env::set_var("LEASING_COSMOS_CONNECTION_STRING",
+    ///     "AccountEndpoint=https://myaccount.documents.azure.com:443/;AccountKey=ZmFrZS1rZXktZm9yLWRvY3M=;");
+    /// std::env::set_var("LEASING_COSMOS_DATABASE", "billing");
+    /// let builder = CosmosLeaseProviderBuilder::from_env();
+    /// assert!(format!("{builder:?}").contains(r#"database: "billing""#));
+    /// ```
     pub fn from_env() -> Self {
         match Self::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty())) {
             Ok(b) => b,
@@ -277,6 +452,21 @@ impl CosmosLeaseProviderBuilder {
     /// is empty, too long, `.` or `..`, or holds `/ \ ? #`), or for a multi-region-write
     /// account without the opt-in; `ProviderUnavailable` when the account cannot be
     /// reached.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// use leasing_cosmos::CosmosLeaseProvider;
+    /// // The key is a placeholder: read yours from a secret store.
+    /// let provider = CosmosLeaseProvider::builder()
+    ///     .key("https://myaccount.documents.azure.com:443/", "ZmFrZS1rZXktZm9yLWRvY3M=")
+    ///     .database("billing")
+    ///     .build()
+    ///     .await?;
+    /// println!("writes in {:?}", provider.write_locations());
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<CosmosLeaseProvider> {
         if let Some(e) = self.error {
             return Err(e);

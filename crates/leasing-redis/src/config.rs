@@ -358,24 +358,69 @@ macro_rules! common_setters {
         }
 
         /// Prefix of every key (default `lease:`); must not contain `{` or `}`.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// // One prefix per application sharing the servers (the same on both builders):
+        /// let redis = RedisLeaseProvider::builder().key_prefix("billing:lease:");
+        /// let redlock = RedlockLeaseProvider::builder().key_prefix("billing:lease:");
+        /// assert_eq!(redis.config().key_prefix, "billing:lease:");
+        /// assert_eq!(redlock.config().key_prefix, "billing:lease:");
+        /// ```
         pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
             self.config.key_prefix = prefix.into();
             self
         }
 
         /// ACL username.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// // An ACL user that may run the lease scripts (placeholder password):
+        /// let redis = RedisLeaseProvider::builder().username("leasing").password("not-a-real-password");
+        /// let redlock = RedlockLeaseProvider::builder().username("leasing").password("not-a-real-password");
+        /// assert_eq!(redis.config().username.as_deref(), Some("leasing"));
+        /// assert_eq!(redlock.config().username.as_deref(), Some("leasing"));
+        /// ```
         pub fn username(mut self, username: impl Into<String>) -> Self {
             self.config.username = Some(username.into());
             self
         }
 
         /// Password (never printed).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// // Read it from your secret store; this one is a placeholder.
+        /// let redis = RedisLeaseProvider::builder().password("not-a-real-password");
+        /// let redlock = RedlockLeaseProvider::builder().password("not-a-real-password");
+        /// assert!(redis.config().password.is_some() && redlock.config().password.is_some());
+        /// assert!(!format!("{redis:?} {redlock:?}").contains("not-a-real-password"));
+        /// ```
         pub fn password(mut self, password: impl Into<String>) -> Self {
             self.config.password = Some(password.into());
             self
         }
 
         /// PEM of the CA that signed the server's certificate (for `rediss://`).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// // Typically `include_bytes!("internal-ca.pem")` or bytes from your secret store:
+        /// let pem = b"-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n";
+        /// let redis = RedisLeaseProvider::builder().url("rediss://cache.internal:6380").ca_cert_pem(*pem);
+        /// let redlock = RedlockLeaseProvider::builder().ca_cert_pem(*pem);
+        /// assert_eq!(redis.config().ca_cert_pem.as_deref(), Some(&pem[..]));
+        /// assert_eq!(redlock.config().ca_cert_pem.as_deref(), Some(&pem[..]));
+        /// ```
         pub fn ca_cert_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
             self.config.ca_cert_pem = Some(pem.into());
             self
@@ -385,6 +430,17 @@ macro_rules! common_setters {
         ///
         /// # Errors
         /// `Configuration` (field `ca_file`) if the file cannot be read.
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// let redis = RedisLeaseProvider::builder()
+        ///     .url("rediss://cache.internal:6380")
+        ///     .ca_file("/etc/ssl/certs/internal-ca.pem")?;
+        /// let redlock = RedlockLeaseProvider::builder().ca_file("/etc/ssl/certs/internal-ca.pem")?;
+        /// # Ok::<(), leasing_abstractions::LeaseError>(())
+        /// ```
         pub fn ca_file(
             mut self,
             path: impl AsRef<std::path::Path>,
@@ -400,6 +456,28 @@ macro_rules! common_setters {
         }
 
         /// Token authentication (Microsoft Entra ID): re-authenticates before the token expires.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # use leasing_abstractions::{BoxError, BoxFuture};
+        /// # use leasing_redis::{AccessToken, TokenCredential};
+        /// # #[derive(Debug)]
+        /// # struct EntraIdToken;
+        /// # impl TokenCredential for EntraIdToken {
+        /// #     fn get_token(&self) -> BoxFuture<'_, Result<AccessToken, BoxError>> {
+        /// #         Box::pin(async { Err("not in this example".into()) })
+        /// #     }
+        /// # }
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::sync::Arc;
+        /// // `EntraIdToken`: your `TokenCredential`, e.g. over `azure_identity`.
+        /// let redis = RedisLeaseProvider::builder()
+        ///     .url("rediss://mycache.redis.cache.windows.net:6380")
+        ///     .credential(Arc::new(EntraIdToken));
+        /// let redlock = RedlockLeaseProvider::builder().credential(Arc::new(EntraIdToken));
+        /// assert!(redis.config().credential.is_some() && redlock.config().credential.is_some());
+        /// ```
         pub fn credential(
             mut self,
             credential: std::sync::Arc<dyn $crate::config::TokenCredential>,
@@ -409,12 +487,35 @@ macro_rules! common_setters {
         }
 
         /// Deadline of one Redis call (default 2 s).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::time::Duration;
+        /// let redis = RedisLeaseProvider::builder().call_timeout(Duration::from_millis(500));
+        /// let redlock = RedlockLeaseProvider::builder().call_timeout(Duration::from_millis(500));
+        /// assert_eq!(redis.config().call_timeout, Duration::from_millis(500));
+        /// assert_eq!(redlock.config().call_timeout, Duration::from_millis(500));
+        /// ```
         pub fn call_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.config.call_timeout = timeout;
             self
         }
 
         /// Deadline for establishing a connection (default 2 s).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::time::Duration;
+        /// // A server in another region, where connecting takes longer:
+        /// let redis = RedisLeaseProvider::builder().connect_timeout(Duration::from_secs(5));
+        /// let redlock = RedlockLeaseProvider::builder().connect_timeout(Duration::from_secs(5));
+        /// assert_eq!(redis.config().connect_timeout, Duration::from_secs(5));
+        /// assert_eq!(redlock.config().connect_timeout, Duration::from_secs(5));
+        /// ```
         pub fn connect_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.config.connect_timeout = timeout;
             self
@@ -422,12 +523,34 @@ macro_rules! common_setters {
 
         /// How long before a token's expiry it is replaced (default 2 min; halved
         /// lifetimes are used for tokens shorter than twice this).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::time::Duration;
+        /// // Replace each access token five minutes before it expires:
+        /// let redis = RedisLeaseProvider::builder().refresh_before_expiry(Duration::from_secs(300));
+        /// let redlock = RedlockLeaseProvider::builder().refresh_before_expiry(Duration::from_secs(300));
+        /// assert_eq!(redis.config().refresh_before_expiry, Duration::from_secs(300));
+        /// assert_eq!(redlock.config().refresh_before_expiry, Duration::from_secs(300));
+        /// ```
         pub fn refresh_before_expiry(mut self, before: std::time::Duration) -> Self {
             self.config.refresh_before_expiry = before;
             self
         }
 
         /// Most grants renewed in one pipelined round trip (default 256).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// let redis = RedisLeaseProvider::builder().max_renew_batch(64);
+        /// let redlock = RedlockLeaseProvider::builder().max_renew_batch(64);
+        /// assert_eq!(redis.config().max_renew_batch, 64);
+        /// assert_eq!(redlock.config().max_renew_batch, 64);
+        /// ```
         pub fn max_renew_batch(mut self, n: usize) -> Self {
             self.config.max_renew_batch = n;
             self
@@ -435,6 +558,19 @@ macro_rules! common_setters {
 
         /// How long a name's fencing counter outlives its last grant (default 1 day);
         /// see [`RedisConfig::fence_retention`].
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::time::Duration;
+        /// // Names reused weekly keep their fencing counter between uses:
+        /// let week = Duration::from_secs(7 * 24 * 60 * 60);
+        /// let redis = RedisLeaseProvider::builder().fence_retention(week);
+        /// let redlock = RedlockLeaseProvider::builder().fence_retention(week);
+        /// assert_eq!(redis.config().fence_retention, week);
+        /// assert_eq!(redlock.config().fence_retention, week);
+        /// ```
         pub fn fence_retention(mut self, retention: std::time::Duration) -> Self {
             self.config.fence_retention = retention;
             self
@@ -442,12 +578,36 @@ macro_rules! common_setters {
 
         /// Restart fence (default off); see [`RedisConfig::restart_fence`]. Set it to at
         /// least the longest lease duration in use.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// use std::time::Duration;
+        /// // The longest lease in use is 30 s:
+        /// let redis = RedisLeaseProvider::builder().restart_fence(Duration::from_secs(30));
+        /// let redlock = RedlockLeaseProvider::builder().restart_fence(Duration::from_secs(30));
+        /// assert_eq!(redis.config().restart_fence, Duration::from_secs(30));
+        /// assert_eq!(redlock.config().restart_fence, Duration::from_secs(30));
+        /// ```
         pub fn restart_fence(mut self, fence: std::time::Duration) -> Self {
             self.config.restart_fence = fence;
             self
         }
 
         /// The configuration so far.
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+        /// let redis = RedisLeaseProvider::builder().url("redis://app:not-a-real-password@cache.internal:6379");
+        /// let redlock = RedlockLeaseProvider::builder().key_prefix("billing:");
+        /// assert_eq!(redis.config().key_prefix, "lease:"); // the default until set
+        /// assert_eq!(redlock.config().key_prefix, "billing:");
+        /// // Its `Debug` is safe to log: the URL's password is hidden.
+        /// assert!(!format!("{:?}", redis.config()).contains("not-a-real-password"));
+        /// ```
         pub fn config(&self) -> &$crate::config::RedisConfig {
             &self.config
         }
@@ -477,6 +637,15 @@ pub struct RedisLeaseProviderBuilder {
 
 impl RedisLeaseProviderBuilder {
     /// A builder with the defaults (`redis://127.0.0.1:6379`, prefix `lease:`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedisLeaseProviderBuilder;
+    /// let builder = RedisLeaseProviderBuilder::new();
+    /// assert_eq!(builder.config().url, "redis://127.0.0.1:6379");
+    /// assert_eq!(builder.config().key_prefix, "lease:");
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -485,6 +654,19 @@ impl RedisLeaseProviderBuilder {
     /// `Configuration` error at build naming it: no silent default server) and the restart
     /// fence from `LEASING_REDIS_RESTART_FENCE` (e.g. `30s`; see
     /// [`restart_fence`](Self::restart_fence)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedisLeaseProviderBuilder;
+    /// use std::time::Duration;
+    /// // Usually set by the deployment:
+    /// std::env::set_var("LEASING_REDIS_URL", "redis://cache.internal:6379");
+    /// std::env::set_var("LEASING_REDIS_RESTART_FENCE", "30s");
+    /// let builder = RedisLeaseProviderBuilder::from_env();
+    /// assert_eq!(builder.config().url, "redis://cache.internal:6379");
+    /// assert_eq!(builder.config().restart_fence, Duration::from_secs(30));
+    /// ```
     pub fn from_env() -> Self {
         Self::from_vars(&env_var)
     }
@@ -506,6 +688,19 @@ impl RedisLeaseProviderBuilder {
     /// A builder in cluster mode whose node URLs come from the comma-separated
     /// `LEASING_REDIS_CLUSTER_URLS` (no cluster URLs, and so a configuration error at
     /// build, when it is unset), and the restart fence from `LEASING_REDIS_RESTART_FENCE`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedisLeaseProviderBuilder;
+    /// use std::time::Duration;
+    /// // Usually set by the deployment:
+    /// std::env::set_var("LEASING_REDIS_CLUSTER_URLS", "redis://node-a:7000,redis://node-b:7000");
+    /// std::env::set_var("LEASING_REDIS_RESTART_FENCE", "30s");
+    /// let builder = RedisLeaseProviderBuilder::cluster_from_env();
+    /// assert_eq!(builder.config().cluster_urls, ["redis://node-a:7000", "redis://node-b:7000"]);
+    /// assert_eq!(builder.config().restart_fence, Duration::from_secs(30));
+    /// ```
     pub fn cluster_from_env() -> Self {
         Self::new()
             .cluster_urls(env_var(CLUSTER_URLS_ENV).unwrap_or_default().split(','))
@@ -513,6 +708,17 @@ impl RedisLeaseProviderBuilder {
     }
 
     /// The server URL, `redis://[user:password@]host[:port][/db]` or `rediss://…`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedisLeaseProvider;
+    /// // Database 2, with a placeholder password in the URL:
+    /// let url = "redis://app:not-a-real-password@cache.internal:6379/2";
+    /// let builder = RedisLeaseProvider::builder().url(url);
+    /// assert_eq!(builder.config().url, url);
+    /// assert!(!format!("{builder:?}").contains("not-a-real-password")); // `Debug` hides it
+    /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.config.url = url.into();
         self
@@ -522,6 +728,16 @@ impl RedisLeaseProviderBuilder {
     /// or `rediss://…`, all with the same scheme and credentials); the other nodes are
     /// discovered from them. Replaces [`url`](Self::url). Blank entries are ignored; an
     /// empty list means single-server mode.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedisLeaseProvider;
+    /// // Seeds: the other nodes of the cluster are discovered from them.
+    /// let builder = RedisLeaseProvider::builder()
+    ///     .cluster_urls(["redis://node-a:7000", "redis://node-b:7000", "redis://node-c:7000"]);
+    /// assert_eq!(builder.config().cluster_urls.len(), 3);
+    /// ```
     pub fn cluster_urls<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -539,6 +755,18 @@ impl RedisLeaseProviderBuilder {
     /// # Errors
     /// `Configuration` naming the field; `ProviderUnavailable` if the server cannot be
     /// reached; `Unauthorized` if it rejects the credentials.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// let provider = leasing_redis::RedisLeaseProvider::builder()
+    ///     .url("redis://cache.internal:6379")
+    ///     .restart_fence(std::time::Duration::from_secs(30))
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn build(self) -> Result<crate::RedisLeaseProvider> {
         if let Some(e) = self.env_error {
             return Err(e);

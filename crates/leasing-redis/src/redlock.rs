@@ -37,12 +37,36 @@ pub struct RedlockLeaseProviderBuilder {
 
 impl RedlockLeaseProviderBuilder {
     /// A builder without servers.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// use leasing_redis::RedlockLeaseProviderBuilder;
+    /// let provider = RedlockLeaseProviderBuilder::new()
+    ///     .urls(["redis://lock-a:6379", "redis://lock-b:6379", "redis://lock-c:6379"])
+    ///     .build()
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// A builder over the comma-separated URLs of `LEASING_REDLOCK_URLS`, with the
     /// restart fence from `LEASING_REDIS_RESTART_FENCE`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use leasing_redis::RedlockLeaseProviderBuilder;
+    /// use std::time::Duration;
+    /// // Usually set by the deployment:
+    /// std::env::set_var("LEASING_REDLOCK_URLS", "redis://lock-a,redis://lock-b,redis://lock-c");
+    /// std::env::set_var("LEASING_REDIS_RESTART_FENCE", "30s");
+    /// let builder = RedlockLeaseProviderBuilder::from_env();
+    /// assert_eq!(builder.config().restart_fence, Duration::from_secs(30));
+    /// ```
     pub fn from_env() -> Self {
         Self::new()
             .urls(
@@ -55,6 +79,18 @@ impl RedlockLeaseProviderBuilder {
 
     /// The servers (independent instances, not replicas). Every client must use the same
     /// set; order does not matter (they are sorted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// // Five independent servers (not replicas): a lease needs three of them.
+    /// let servers = ["redis://lock-a:6379", "redis://lock-b:6379", "redis://lock-c:6379",
+    ///                "redis://lock-d:6379", "redis://lock-e:6379"];
+    /// let provider = leasing_redis::RedlockLeaseProvider::builder().urls(servers).build().await?;
+    /// assert_eq!(provider.quorum(), 3);
+    /// # Ok(()) }
+    /// ```
     pub fn urls<I, S>(mut self, urls: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -74,6 +110,19 @@ impl RedlockLeaseProviderBuilder {
     /// # Errors
     /// `Configuration` for no servers, a duplicate or malformed URL, a bad field, or a
     /// server that refuses the settings (a database index it does not have).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn f() -> leasing_abstractions::Result<()> {
+    /// let provider = leasing_redis::RedlockLeaseProvider::builder()
+    ///     .urls(["redis://lock-a:6379", "redis://lock-b:6379", "redis://lock-c:6379"])
+    ///     .restart_fence(std::time::Duration::from_secs(30))
+    ///     .build()
+    ///     .await?;
+    /// assert_eq!(provider.quorum(), 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn build(mut self) -> Result<RedlockLeaseProvider> {
         if let Some(e) = self.env_error.take() {
             return Err(e);
