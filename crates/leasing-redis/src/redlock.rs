@@ -26,13 +26,29 @@ use tokio::time::Instant;
 pub const URLS_ENV: &str = "LEASING_REDLOCK_URLS";
 
 /// Builds a [`RedlockLeaseProvider`].
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct RedlockLeaseProviderBuilder {
     urls: Vec<String>,
     config: RedisConfig,
     /// What `from_env()` found wrong, returned by `build`.
     env_error: Option<LeaseError>,
+}
+
+/// Passwords in the URLs are redacted, as in [`RedisConfig`]'s `Debug`.
+impl std::fmt::Debug for RedlockLeaseProviderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .urls
+            .iter()
+            .map(|u| crate::config::redact_url(u))
+            .collect();
+        f.debug_struct("RedlockLeaseProviderBuilder")
+            .field("urls", &urls)
+            .field("config", &self.config)
+            .field("env_error", &self.env_error)
+            .finish()
+    }
 }
 
 impl RedlockLeaseProviderBuilder {
@@ -786,6 +802,21 @@ mod tests {
     fn grant() -> LeaseGrant {
         let req = AcquireRequest::new("n", Duration::from_secs(1), Metadata::new());
         LeaseGrant::new(&req, "id", 1, std::time::SystemTime::now(), Instant::now())
+    }
+
+    #[test]
+    fn the_builders_debug_hides_passwords() {
+        let b = RedlockLeaseProviderBuilder::new().urls([
+            "redis://user:hunter2@a:6379",
+            "redis://:pw-secret@b:6379",
+            "redis://c:6379",
+        ]);
+        let d = format!("{b:?} {b:#?}");
+        assert!(!d.contains("hunter2") && !d.contains("pw-secret"), "{d}");
+        assert!(
+            d.contains("redis://***@a:6379") && d.contains("redis://c:6379"),
+            "{d}"
+        );
     }
 
     #[test]
