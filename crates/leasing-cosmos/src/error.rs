@@ -248,6 +248,40 @@ mod tests {
             text.contains("could not be reached: ") && text.contains("connection refused"),
             "{text}"
         );
+        // The transport's own words come from the innermost cause, when it has any.
+        #[derive(Debug)]
+        struct Inner(&'static str);
+        impl std::fmt::Display for Inner {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Inner {}
+        let status = |code: u16| CosmosStatus::new(azure_core::http::StatusCode::from(code));
+        let e = CosmosError::builder()
+            .with_status(status(408).with_sub_status(20_001))
+            .with_message("send failed")
+            .with_source(Inner("Connection reset by peer"))
+            .build();
+        let text = map(e, "renew").error.to_string();
+        assert!(
+            text.ends_with("could not be reached: Connection reset by peer"),
+            "{text}"
+        );
+        // An innermost cause without text: the error's own.
+        let e = CosmosError::builder()
+            .with_status(status(503))
+            .with_message("no route")
+            .with_source(Inner(""))
+            .build();
+        let text = map(e, "renew").error.to_string();
+        assert!(text.contains("no route"), "{text}");
+        // A synthetic error that is no transport failure keeps its status mapping.
+        let e = CosmosError::builder()
+            .with_status(status(400).with_sub_status(1001))
+            .with_message("bad request")
+            .build();
+        assert_eq!(map(e, "acquire").error.kind(), ErrorKind::InvalidArgument);
         let d = deadline("renew", Duration::from_secs(2));
         assert!(d.is_retryable());
         assert_eq!(corrupt("inspect", "x").kind(), ErrorKind::Acquisition);

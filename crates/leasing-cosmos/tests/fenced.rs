@@ -354,3 +354,130 @@ async fn a_vanished_service_is_unavailable() {
         assert!(e.is_retryable(), "{e}");
     }
 }
+
+/// Creating a resource that exists already is fine (the database and the container
+/// answer 409, which `create` takes as "there"), and both handles see the same items.
+#[tokio::test]
+async fn creating_twice_finds_what_is_there() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let db = common::unique("fenced-twice");
+    let p = common::provider(&cs, &db).await;
+    let first = items(&p).await;
+    let second = items(&p).await;
+    let opened = CosmosFencedResource::new(&p, "items").await.expect("open");
+    let f = Fence::new("lease", 3);
+    assert_eq!(
+        first.write(&f, "k", b"v").await.expect("write"),
+        FencedWrite::Written
+    );
+    for r in [&second, &opened] {
+        assert_eq!(r.read("k").await.expect("read").as_deref(), Some(&b"v"[..]));
+        assert_eq!(r.highest("k", "lease").await.expect("highest"), Some(3));
+    }
+    let d = format!("{opened:?}");
+    assert!(
+        d.contains("CosmosFencedResource") && d.contains("items"),
+        "{d}"
+    );
+    assert!(!d.contains("AccountKey"), "{d}");
+}
+
+/// A service that stops answering (SIGSTOP) fails each call at the call timeout, as
+/// `ProviderUnavailable`; when it answers again, writes go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_stops_answering_fails_at_the_call_timeout() {
+    let Some(emu) = common::Emulator::start() else {
+        return;
+    };
+    let p = CosmosLeaseProvider::builder()
+        .connection_string(emu.connection_string())
+        .call_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .expect("provider");
+    let r = items(&p).await;
+    let f = Fence::new("lease", 1);
+    assert_eq!(
+        r.write(&f, "k", b"v").await.expect("write"),
+        FencedWrite::Written
+    );
+    emu.signal("STOP");
+    let e = r.write(&f, "k", b"w").await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(e.to_string().contains("within the call timeout"), "{e}");
+    let e = r.highest("k", "lease").await.expect_err("no answer");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    emu.signal("CONT");
+    assert_eq!(
+        r.write(&f, "k", b"x").await.expect("answers again"),
+        FencedWrite::Written
+    );
+    assert_eq!(r.read("k").await.expect("read").as_deref(), Some(&b"x"[..]));
+}
+
+/// Deletes container `coll` of database `db` on the local emulator (which does not check
+/// signatures), with a bare HTTP request.
+async fn delete_container(endpoint: &str, db: &str, coll: &str) -> u16 {
+    let hostport = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut s = tokio::net::TcpStream::connect(&hostport)
+        .await
+        .expect("emulator");
+    let req = format!(
+        "DELETE /dbs/{db}/colls/{coll} HTTP/1.1\r\nHost: {hostport}\r\nx-ms-version: 2018-12-31\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("send");
+    // The status line is enough (the emulator keeps the connection open).
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !out.windows(2).any(|w| w == b"\r\n") {
+        let n = s.read(&mut buf).await.expect("answer");
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A container deleted under a resource: reads, writes of a new item and of an existing
+/// one say that it does not exist (a configuration error naming it), never panic.
+#[tokio::test]
+async fn a_container_deleted_under_the_resource_is_named() {
+    let Some(cs) = common::connection_string() else {
+        return;
+    };
+    let endpoint = cs
+        .split(';')
+        .find_map(|p| p.strip_prefix("AccountEndpoint="))
+        .expect("an endpoint")
+        .to_owned();
+    if !endpoint.starts_with("http://127.0.0.1") && !endpoint.starts_with("http://localhost") {
+        return; // only the local emulator takes an unsigned request
+    }
+    let db = common::unique("fenced-gone");
+    let p = common::provider(&cs, &db).await;
+    let r = items(&p).await;
+    let f = Fence::new("lease", 1);
+    assert_eq!(
+        r.write(&f, "old", b"v").await.expect("write"),
+        FencedWrite::Written
+    );
+    let code = delete_container(&endpoint, &db, "items").await;
+    assert!((200..300).contains(&code), "DELETE answered {code}");
+    for e in [
+        r.write(&f, "new", b"v").await.expect_err("gone"),
+        r.write(&f, "old", b"w").await.expect_err("gone"),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::Configuration, "{e}");
+        assert!(e.to_string().contains("\"items\""), "{e}");
+    }
+}

@@ -148,6 +148,16 @@ impl Emulator {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`…) to the emulator process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
     pub fn restart(&mut self) {
         self.stop();
         self.spawn();
