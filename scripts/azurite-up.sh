@@ -83,6 +83,8 @@ cat >"$ENV_FILE" <<ENV
 # Written by scripts/azurite-up.sh: the Azurite endpoints the leasing-blob tests use.
 export LEASING_AZURITE_BLOB_URL=http://127.0.0.1:10000/devstoreaccount1
 export LEASING_AZURITE_CONNECTION_STRING='UseDevelopmentStorage=true'
+# What BlobLeaseProviderBuilder::from_env() reads (README: environment variables).
+export AZURE_STORAGE_CONNECTION_STRING='UseDevelopmentStorage=true'
 export LEASING_AZURITE_HTTPS_URL=https://127.0.0.1:10010/devstoreaccount1
 export LEASING_AZURITE_CA=$TLS/ca.crt
 export LEASING_AZURITE_BIN=$BIN

@@ -21,3 +21,18 @@ pub use leasing_cosmos as cosmos;
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/recipes.md")]
 pub struct RecipesDoc;
+
+/// The snippets of `docs/providers/redis.md`, compiled as doc tests.
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../../../docs/providers/redis.md")]
+pub struct RedisProviderDoc;
+
+/// The snippets of `docs/providers/blob.md`, compiled as doc tests.
+#[cfg(all(doctest, feature = "blob"))]
+#[doc = include_str!("../../../docs/providers/blob.md")]
+pub struct BlobProviderDoc;
+
+/// The snippets of `docs/providers/cosmos.md`, compiled as doc tests.
+#[cfg(all(doctest, feature = "cosmos"))]
+#[doc = include_str!("../../../docs/providers/cosmos.md")]
+pub struct CosmosProviderDoc;

@@ -486,3 +486,30 @@ async fn a_partitioned_holder_knows_it_lost_before_anyone_else_acquires() {
     proxy.restore();
     direct.release(&taker).await.expect("release");
 }
+
+/// `scripts/azurite-up.sh` exports exactly what `from_env()` reads: a provider built from
+/// the environment alone reaches Azurite and holds a lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_env_reaches_the_service_the_script_started() {
+    if azurite().is_none() {
+        return;
+    }
+    let Some(cs) = common::service_env("AZURE_STORAGE_CONNECTION_STRING") else {
+        return;
+    };
+    assert_eq!(cs, "UseDevelopmentStorage=true");
+    let c = container("fromenv");
+    let provider = leasing_blob::BlobLeaseProviderBuilder::from_env()
+        .container(c.as_str())
+        .build()
+        .await
+        .expect("from_env build");
+    let manager = LeaseManager::new(Arc::new(provider), LeaseOptions::default()).expect("manager");
+    let lease = manager
+        .try_acquire(&unique("env"))
+        .await
+        .expect("try_acquire");
+    let lease = lease.expect("the name is free");
+    assert!(lease.is_held());
+    lease.release().await.expect("release");
+}

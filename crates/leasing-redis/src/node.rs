@@ -182,9 +182,10 @@ impl Node {
     /// Tries a lazily connected node (Redlock) now, within `limit`: a server that refuses
     /// the settings (`SELECT` of a database that does not exist) is a `Configuration`
     /// error, found at build rather than as an `Acquisition` error on every call. A server
-    /// that is down, fenced or refuses the credentials is not an error here: it may come
-    /// up later, and the operations report it.
-    pub(crate) async fn probe(&self, limit: Duration) -> Result<()> {
+    /// that is down, fenced or refuses the credentials is not an error here (it may come
+    /// up later, and the operations report it): it is returned as `Ok(Some(why))`, so that
+    /// the caller can require a majority to answer.
+    pub(crate) async fn probe(&self, limit: Duration) -> Result<Option<LeaseError>> {
         // PING, not the identity check: its INFO treats an `ERR` reply as "INFO refused".
         let mut conn = self.conn.clone();
         match self
@@ -193,9 +194,9 @@ impl Node {
         {
             Err(f) => match f.into_error(Op::Connect, "") {
                 e if e.kind() == leasing_abstractions::ErrorKind::Configuration => Err(e),
-                _ => Ok(()),
+                e => Ok(Some(e)),
             },
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(None),
         }
     }
 

@@ -118,14 +118,17 @@ impl RedlockLeaseProviderBuilder {
 
     common_setters!();
 
-    /// Validates the configuration and creates one lazily connected client per server
-    /// (a server that is down at start-up does not stop the build). The servers that
-    /// answer within the connect timeout are asked who they are (in parallel), so settings
-    /// a server refuses are found now.
+    /// Validates the configuration and creates one lazily connected client per server,
+    /// then pings every server in parallel within the connect timeout: settings a server
+    /// refuses are found now, and a majority must answer. A minority down at start-up
+    /// does not stop the build (that is what Redlock is for: the operations report it and
+    /// the server is used once it is back).
     ///
     /// # Errors
     /// `Configuration` for no servers, a duplicate or malformed URL, a bad field, or a
-    /// server that refuses the settings (a database index it does not have).
+    /// server that refuses the settings (a database index it does not have);
+    /// `ProviderUnavailable` when fewer than a majority answered, naming each server that
+    /// did not and why.
     ///
     /// # Examples
     ///
@@ -168,9 +171,26 @@ impl RedlockLeaseProviderBuilder {
             ));
         }
         let limit = self.config.connect_timeout;
-        futures::future::try_join_all(nodes.iter().map(|n| n.probe(limit))).await?;
+        let probes = futures::future::try_join_all(nodes.iter().map(|n| n.probe(limit))).await?;
+        let quorum = nodes.len() / 2 + 1;
+        let down: Vec<String> = probes
+            .iter()
+            .zip(&self.urls)
+            .filter_map(|(p, url)| p.as_ref().map(|e| format!("{}: {e}", redact_url(url))))
+            .collect();
+        // A minority down is what Redlock is for; no majority answering is a dead endpoint,
+        // reported now like a dead server on every other backend.
+        if nodes.len() - down.len() < quorum {
+            return Err(LeaseError::unavailable(format!(
+                "only {} of {} Redis servers answered within {:?}, a majority ({quorum}) is needed: {}",
+                nodes.len() - down.len(),
+                nodes.len(),
+                limit,
+                down.join("; ")
+            )));
+        }
         Ok(RedlockLeaseProvider {
-            quorum: nodes.len() / 2 + 1,
+            quorum,
             nodes,
             urls: self.urls.iter().map(|u| redact_url(u)).collect(),
             config: self.config,

@@ -674,15 +674,16 @@ async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
     };
     let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
     let mut all = up.clone();
-    for _ in 0..3 {
-        all.push(format!("redis://127.0.0.1:{}", common::free_port()));
-    }
+    // Three servers that answer the build (it needs a majority) and are down after it.
+    let gone = common::GoneAfterBuild::start(3, &up[0], "127.0.0.1").await;
+    all.extend(gone.urls.iter().cloned());
     let p = RedlockLeaseProvider::builder()
         .urls(&all)
         .call_timeout(Duration::from_millis(300))
         .build()
         .await
         .expect("build");
+    gone.cut();
     let name = unique("rl-minority");
     let r = req(&name, Duration::from_secs(5));
     let e = p.try_acquire(&r).await.expect_err("no majority");
@@ -714,14 +715,13 @@ async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
         ErrorKind::ProviderUnavailable
     );
     // All servers down: the first phase cannot find any server.
-    let dead: Vec<String> = (0..3)
-        .map(|_| format!("redis://127.0.0.1:{}", common::free_port()))
-        .collect();
+    let dead = common::GoneAfterBuild::start(3, &up[0], "127.0.0.1").await;
     let p = RedlockLeaseProvider::builder()
-        .urls(&dead)
+        .urls(&dead.urls)
         .build()
         .await
         .expect("build");
+    dead.cut();
     assert_eq!(
         p.try_acquire(&r).await.expect_err("down").kind(),
         ErrorKind::ProviderUnavailable

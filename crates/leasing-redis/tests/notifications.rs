@@ -216,15 +216,16 @@ async fn redlock_without_a_majority_after_the_first_grant_cleans_up() {
     // phase succeeds and the second finds only one more server.
     let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
     let mut all = up.clone();
-    for _ in 0..3 {
-        all.push(format!("redis://localhost:{}", common::free_port()));
-    }
+    // Three servers that answer the build (it needs a majority) and are down after it.
+    let gone = common::GoneAfterBuild::start(3, &up[0], "localhost").await;
+    all.extend(gone.urls.iter().cloned());
     let p = RedlockLeaseProvider::builder()
         .urls(&all)
         .call_timeout(Duration::from_millis(300))
         .build()
         .await
         .expect("build");
+    gone.cut();
     let name = unique("rl-phase-b");
     let e = p.try_acquire(&req(&name)).await.expect_err("no majority");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
@@ -242,12 +243,19 @@ async fn redlock_without_a_majority_after_the_first_grant_cleans_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lone_server_down_is_unavailable() {
-    // One server, so the first phase ends with every server failed and no early exit.
+    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+        return;
+    };
+    let live = urls.split(',').next().expect("a url").to_owned();
+    // One server, so the first phase ends with every server failed and no early exit; up
+    // for the build (which needs it to answer), down after it.
+    let gone = common::GoneAfterBuild::start(1, &live, "127.0.0.1").await;
     let p = RedlockLeaseProvider::builder()
-        .urls([format!("redis://127.0.0.1:{}", common::free_port())])
+        .urls(&gone.urls)
         .build()
         .await
         .expect("build");
+    gone.cut();
     assert_eq!(p.quorum(), 1);
     let e = p
         .try_acquire(&req(&unique("lone")))

@@ -136,6 +136,26 @@ async fn redlock_with_a_database_that_does_not_exist_is_a_configuration_error() 
         .build()
         .await
         .expect("a server down at start-up does not stop the build");
+    // Without a majority answering, the build fails and names every server that did not.
+    let mut most_down = urls.clone();
+    most_down[0] = "redis://127.0.0.1:1".to_owned();
+    most_down[1] = "redis://127.0.0.1:2".to_owned();
+    let e = RedlockLeaseProvider::builder()
+        .urls(&most_down)
+        .build()
+        .await
+        .expect_err("one of three servers answering is no majority");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("only 1 of 3"), "{text}");
+    assert!(
+        text.contains("127.0.0.1:1") && text.contains("127.0.0.1:2"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&urls[2]),
+        "the server that answered is not blamed: {text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -286,3 +286,40 @@ pub async fn wait_replica_synced(url: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Servers that answer while a Redlock provider is built (a Redlock build needs a majority
+/// to answer) and are gone once `cut` is called: `n` proxies to the live server `live`,
+/// addressed as `host:port` so that tests can choose how they sort.
+pub struct GoneAfterBuild {
+    pub urls: Vec<String>,
+    proxies: Vec<leasing_testkit::proxy::FaultProxy>,
+}
+
+impl GoneAfterBuild {
+    pub async fn start(n: usize, live: &str, host: &str) -> Self {
+        let target: std::net::SocketAddr = live
+            .trim_start_matches("redis://")
+            .parse()
+            .expect("a live server as redis://ip:port");
+        let mut proxies = Vec::with_capacity(n);
+        for _ in 0..n {
+            proxies.push(
+                leasing_testkit::proxy::FaultProxy::start(target)
+                    .await
+                    .expect("proxy"),
+            );
+        }
+        let urls = proxies
+            .iter()
+            .map(|p| format!("redis://{host}:{}", p.addr().port()))
+            .collect();
+        Self { urls, proxies }
+    }
+
+    /// Every connection closed, new ones closed at once: the servers are down.
+    pub fn cut(&self) {
+        for p in &self.proxies {
+            p.cut();
+        }
+    }
+}
