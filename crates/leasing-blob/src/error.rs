@@ -1,6 +1,7 @@
 //! Service answers to lease errors, in one place.
 
 use leasing_abstractions::{ErrorKind, LeaseError};
+use leasing_azure::{chain, redact};
 use std::fmt;
 
 /// The operation a service error answered, which decides what some codes mean (a 409 on
@@ -87,61 +88,6 @@ impl fmt::Display for Failure {
 }
 
 impl std::error::Error for Failure {}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
-}
-
-/// Removes what may carry a secret from an error text: every URL query (a SAS token is
-/// one) and any `Authorization`/`SharedKey`/`Bearer` value.
-pub(crate) fn redact(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut in_query = false;
-    for c in text.chars() {
-        if in_query {
-            if c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ',') {
-                in_query = false;
-                out.push(c);
-            }
-            continue;
-        }
-        if c == '?' {
-            in_query = true;
-            out.push_str("?<redacted>");
-            continue;
-        }
-        out.push(c);
-    }
-    for marker in [
-        "SharedKey ",
-        "Bearer ",
-        "sig=",
-        "AccountKey=",
-        "SharedAccessSignature=",
-    ] {
-        while let Some(i) = out.find(marker) {
-            let start = i + marker.len();
-            let end = out[start..]
-                .find(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '"')
-                .map_or(out.len(), |j| start + j);
-            if out[start..end].starts_with("<redacted>") || start == end {
-                break;
-            }
-            out.replace_range(start..end, "<redacted>");
-        }
-    }
-    out
-}
 
 /// Maps a failed call to the core's error kinds: the one place that reads status codes
 /// and `x-ms-error-code`s.
@@ -299,23 +245,6 @@ mod tests {
         assert_eq!(status(409, "x").code(), Some("x"));
         assert_eq!(Failure::Other("y".into()).code(), None);
         assert_eq!(Failure::Other("y".into()).status(), None);
-    }
-
-    #[test]
-    fn redaction_removes_queries_and_credentials() {
-        let text = "error sending request for url (https://a.blob.core.windows.net/c/b?sv=1&sig=SECRET1): Authorization: SharedKey acct:SECRET2 Bearer SECRET3 AccountKey=SECRET4;SharedAccessSignature=SECRET5 sig=SECRET6&se=1 \"sig=SECRET7\" sig=SECRET8";
-        let r = redact(text);
-        for s in [
-            "SECRET1", "SECRET2", "SECRET3", "SECRET4", "SECRET5", "SECRET6",
-        ] {
-            assert!(!r.contains(s), "{s} in {r}");
-        }
-        assert!(
-            r.contains("https://a.blob.core.windows.net/c/b?<redacted>)"),
-            "{r}"
-        );
-        assert_eq!(redact("plain"), "plain");
-        assert_eq!(redact("Bearer "), "Bearer ");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! [`BlobFencedResource`]: block blobs that refuse a stale holder's write, by a
 //! conditional upload on the blob's ETag.
 
-use crate::config::{container_client, BlobConfig};
+use crate::client::container_client;
+use crate::config::{check_container, BlobConfig};
 use crate::error::Failure;
 use crate::BlobLeaseProvider;
 use azure_core::http::{Etag, RequestContent};
@@ -466,25 +467,6 @@ fn backoff(attempt: usize) -> Duration {
     let cap = 2u64 << attempt.min(5);
     let r = u64::try_from(uuid::Uuid::new_v4().as_u128() % u128::from(cap)).unwrap_or(0);
     Duration::from_millis(r + 1)
-}
-
-/// Azure's container-name rule (3–63 of `a-z 0-9 -`, no leading, trailing or double `-`).
-fn check_container(name: &str) -> Result<()> {
-    let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
-        && !name.contains("--");
-    if ok {
-        Ok(())
-    } else {
-        Err(LeaseError::configuration(
-            "container",
-            format!("{name:?} is not a valid container name (3-63 of a-z 0-9 -, starting and ending with a letter or digit, no --)"),
-        ))
-    }
 }
 
 impl FencedResource for BlobFencedResource {

@@ -1,8 +1,10 @@
 //! The provider: native blob leases, fencing tokens in blob metadata.
 
-use crate::config::{container_client, BlobConfig, BlobLeaseProviderBuilder};
+use crate::client::container_client;
+use crate::config::{BlobConfig, MAX_DURATION, MIN_DURATION};
 use crate::error::{deadline_passed, map_failure, Failure, Op};
-use crate::naming::{self, ACQUIRED_KEY, DURATION_KEY, TOKEN_KEY};
+use crate::naming;
+use crate::stored::{info, lease_seconds, micros, read_stored, service_date, write_stored};
 use azure_core::http::headers::HeaderName;
 use azure_core::http::{Etag, RequestContent};
 use azure_storage_blob::models::{
@@ -12,22 +14,15 @@ use azure_storage_blob::models::{
     LeaseDuration as AzLeaseDuration, LeaseStatus,
 };
 use azure_storage_blob::{BlobClient, BlobContainerClient};
-use futures::StreamExt;
 use leasing_abstractions::{
-    AcquireRequest, BoxFuture, LeaseDuration, LeaseError, LeaseExpiry, LeaseGrant, LeaseInfo,
-    LeasePage, LeaseProvider, ListRequest, Metadata, ProviderCapabilities, Result,
+    AcquireRequest, BoxFuture, LeaseDuration, LeaseError, LeaseGrant, LeaseInfo, LeasePage,
+    LeaseProvider, ListRequest, ProviderCapabilities, Result,
 };
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
-
-/// Shortest blob lease.
-pub const MIN_DURATION: Duration = Duration::from_secs(15);
-/// Longest finite blob lease.
-pub const MAX_DURATION: Duration = Duration::from_secs(60);
 
 /// Leases as native Azure Blob leases: one blob per lease name in one container.
 ///
@@ -60,107 +55,7 @@ impl fmt::Debug for BlobLeaseProvider {
     }
 }
 
-fn date_header() -> HeaderName {
-    HeaderName::from_static("date")
-}
-
-/// The service's `Date` of a response, if it sent a readable one.
-fn service_date(headers: &azure_core::http::headers::Headers) -> Option<SystemTime> {
-    let s = headers.get_optional_str(&date_header())?;
-    let t = azure_core::time::parse_rfc7231(s).ok()?;
-    let nanos = t.unix_timestamp_nanos();
-    u64::try_from(nanos / 1_000)
-        .ok()
-        .map(|us| UNIX_EPOCH + Duration::from_micros(us))
-}
-
-fn micros(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
-/// What a blob's metadata says about its lease.
-#[derive(Debug, Default, PartialEq)]
-struct Stored {
-    token: u64,
-    acquired_at: Option<SystemTime>,
-    metadata: Metadata,
-}
-
-fn read_stored(raw: &HashMap<String, String>) -> Stored {
-    let mut s = Stored::default();
-    for (k, v) in raw {
-        let key = k.to_ascii_lowercase();
-        if key == TOKEN_KEY {
-            s.token = v.parse().unwrap_or(0);
-        } else if key == ACQUIRED_KEY {
-            s.acquired_at = v
-                .parse::<u64>()
-                .ok()
-                .map(|us| UNIX_EPOCH + Duration::from_micros(us));
-        } else if let Some(user) = naming::decode_key(&key) {
-            if let Some(value) = naming::decode_value(v) {
-                s.metadata.insert(user, value);
-            }
-        }
-    }
-    s
-}
-
-fn write_stored(
-    token: u64,
-    acquired_at: SystemTime,
-    duration: LeaseDuration,
-    md: &Metadata,
-) -> HashMap<String, String> {
-    let mut out = HashMap::with_capacity(md.len() + 3);
-    out.insert(TOKEN_KEY.to_owned(), token.to_string());
-    out.insert(ACQUIRED_KEY.to_owned(), micros(acquired_at).to_string());
-    out.insert(
-        DURATION_KEY.to_owned(),
-        match duration {
-            LeaseDuration::Finite(d) => d.as_secs().to_string(),
-            LeaseDuration::Infinite => "infinite".to_owned(),
-        },
-    );
-    for (k, v) in md {
-        out.insert(naming::encode_key(k), naming::encode_value(v));
-    }
-    out
-}
-
-/// Seconds for the service's `x-ms-lease-duration` (-1: infinite).
-fn lease_seconds(d: LeaseDuration) -> Result<i32> {
-    match d {
-        LeaseDuration::Infinite => Ok(-1),
-        LeaseDuration::Finite(d)
-            if d >= MIN_DURATION && d <= MAX_DURATION && d.subsec_nanos() == 0 =>
-        {
-            Ok(i32::try_from(d.as_secs()).unwrap_or(60))
-        }
-        LeaseDuration::Finite(d) => Err(LeaseError::invalid_argument(
-            "lease_duration",
-            format!("{d:?}: blob leases are whole seconds from 15 to 60, or infinite"),
-        )),
-    }
-}
-
 impl BlobLeaseProvider {
-    /// A builder.
-    pub fn builder() -> BlobLeaseProviderBuilder {
-        BlobLeaseProviderBuilder::default()
-    }
-
-    /// A provider configured from the environment (see
-    /// [`BlobLeaseProviderBuilder::from_env`] for the variables and their order), built
-    /// and checked as [`BlobLeaseProviderBuilder::build`] does.
-    ///
-    /// # Errors
-    /// `Configuration` naming what is missing or malformed; as `build` otherwise.
-    pub async fn from_env() -> Result<Self> {
-        BlobLeaseProviderBuilder::from_env().build().await
-    }
-
     /// A provider from a checked configuration.
     ///
     /// # Errors
@@ -218,6 +113,11 @@ impl BlobLeaseProvider {
         }
     }
 
+    /// The SDK's client of the lease container.
+    pub(crate) fn container(&self) -> &BlobContainerClient {
+        &self.inner.container
+    }
+
     fn blob(&self, name: &str) -> BlobClient {
         self.inner.container.blob_client(&naming::blob_name(name))
     }
@@ -236,7 +136,7 @@ impl BlobLeaseProvider {
         }
     }
 
-    fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.inner.config.call_timeout
     }
 
@@ -457,85 +357,6 @@ impl BlobLeaseProvider {
             Err(c) => Err(c.into_error(Op::Break)),
         }
     }
-
-    async fn list_page(&self, request: &ListRequest) -> Result<LeasePage> {
-        use azure_storage_blob::models::{
-            BlobContainerClientListBlobsOptions, ListBlobsIncludeItem,
-        };
-        let options = BlobContainerClientListBlobsOptions {
-            include: Some(vec![ListBlobsIncludeItem::Metadata]),
-            marker: request.cursor.clone(),
-            maxresults: Some(i32::try_from(request.limit.clamp(1, 5000)).unwrap_or(5000)),
-            prefix: Some(naming::blob_prefix(&request.prefix)),
-            ..Default::default()
-        };
-        let mut pages = match self.inner.container.list_blobs(Some(options)) {
-            Ok(p) => p.into_pages(),
-            Err(e) => return Err(map_failure(Op::List, Failure::from_azure(&e))),
-        };
-        loop {
-            let next = tokio::time::timeout(self.timeout(), pages.next()).await;
-            let page = match next {
-                Err(_) => return Err(deadline_passed(Op::List, self.timeout())),
-                Ok(None) => return Ok(LeasePage::new(Vec::new(), None)),
-                Ok(Some(Err(e))) => {
-                    let f = Failure::from_azure(&e);
-                    if f.code() == Some("ContainerNotFound") {
-                        return Ok(LeasePage::new(Vec::new(), None));
-                    }
-                    return Err(map_failure(Op::List, f));
-                }
-                Ok(Some(Ok(p))) => p,
-            };
-            let body = page
-                .into_model()
-                .map_err(|e| map_failure(Op::List, Failure::from_azure(&e)))?;
-            let next_marker = body.next_marker.clone().filter(|m| !m.is_empty());
-            let mut leases = Vec::new();
-            for item in body.blob_items {
-                // Blobs that are not lease blobs (or unnamed) are skipped.
-                let Some(name) = item.name.as_deref().and_then(naming::lease_name) else {
-                    continue;
-                };
-                if !name.starts_with(&request.prefix) {
-                    continue;
-                }
-                let props = item.properties.as_ref();
-                let locked = props.and_then(|p| p.lease_status) == Some(LeaseStatus::Locked);
-                if !locked {
-                    continue;
-                }
-                let infinite =
-                    props.and_then(|p| p.lease_duration) == Some(AzLeaseDuration::Infinite);
-                let raw: HashMap<String, String> = item
-                    .metadata
-                    .as_ref()
-                    .and_then(|m| m.values.clone())
-                    .unwrap_or_default();
-                leases.push(info(&name, read_stored(&raw), infinite));
-            }
-            // A page is never empty unless the listing is done: skip pages of free
-            // leases.
-            if !leases.is_empty() || next_marker.is_none() {
-                return Ok(LeasePage::new(leases, next_marker));
-            }
-        }
-    }
-}
-
-fn info(name: &str, stored: Stored, infinite: bool) -> LeaseInfo {
-    LeaseInfo::new(
-        name,
-        None,
-        stored.token,
-        stored.acquired_at.unwrap_or(UNIX_EPOCH),
-        if infinite {
-            LeaseExpiry::Never
-        } else {
-            LeaseExpiry::Unknown
-        },
-        stored.metadata,
-    )
 }
 
 /// A call that failed or ran out of time.
@@ -588,10 +409,10 @@ impl LeaseProvider for BlobLeaseProvider {
 
     fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
         Box::pin(async move {
-            let n = self.inner.config.renew_concurrency;
-            let calls: Vec<BoxFuture<'a, Result<()>>> =
-                grants.iter().map(|g| self.renew(g)).collect();
-            futures::stream::iter(calls).buffered(n).collect().await
+            leasing_azure::renew_many(grants, self.inner.config.renew_concurrency, |g| {
+                self.renew(g)
+            })
+            .await
         })
     }
 
@@ -630,66 +451,6 @@ impl LeaseProvider for BlobLeaseProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_fields_round_trip() {
-        let mut md = Metadata::new();
-        md.insert("Owner".into(), "Zoë".into());
-        md.insert("plain".into(), "x".into());
-        let at = UNIX_EPOCH + Duration::from_micros(1_796_041_622_123_456);
-        let raw = write_stored(42, at, LeaseDuration::Finite(MIN_DURATION), &md);
-        assert_eq!(raw[DURATION_KEY], "15");
-        let back = read_stored(&raw);
-        assert_eq!(back.token, 42);
-        assert_eq!(back.acquired_at, Some(at));
-        assert_eq!(back.metadata, md);
-        let raw = write_stored(1, at, LeaseDuration::Infinite, &Metadata::new());
-        assert_eq!(raw[DURATION_KEY], "infinite");
-        // Unreadable fields are ignored, not fatal; keys arrive in any case.
-        let mut junk = HashMap::new();
-        junk.insert("FENCING_TOKEN".to_owned(), "x".to_owned());
-        junk.insert(ACQUIRED_KEY.to_owned(), "-1".to_owned());
-        junk.insert("m_bad".to_owned(), "=?UTF-8?B?!!?=".to_owned());
-        junk.insert("foreign".to_owned(), "v".to_owned());
-        assert_eq!(read_stored(&junk), Stored::default());
-    }
-
-    #[test]
-    fn lease_seconds_follow_the_service_rules() {
-        assert_eq!(lease_seconds(LeaseDuration::Infinite).unwrap(), -1);
-        assert_eq!(lease_seconds(MIN_DURATION.into()).unwrap(), 15);
-        assert_eq!(lease_seconds(MAX_DURATION.into()).unwrap(), 60);
-        for bad in [14_000, 61_000, 15_500] {
-            let e = lease_seconds(Duration::from_millis(bad).into()).unwrap_err();
-            assert_eq!(e.field(), Some("lease_duration"));
-        }
-    }
-
-    #[test]
-    fn service_dates_and_micros() {
-        let mut h = azure_core::http::headers::Headers::new();
-        assert_eq!(service_date(&h), None);
-        h.insert("date", "not a date");
-        assert_eq!(service_date(&h), None);
-        h.insert("date", "Mon, 30 Nov 2026 12:00:00 GMT");
-        let t = service_date(&h).unwrap();
-        assert_eq!(micros(t), 1_796_040_000_000_000);
-        assert_eq!(micros(UNIX_EPOCH - Duration::from_secs(1)), 0);
-        h.insert("date", "Mon, 01 Jan 1900 00:00:00 GMT");
-        assert_eq!(service_date(&h), None);
-    }
-
-    #[test]
-    fn info_says_what_the_service_cannot_tell() {
-        let i = info("n", Stored::default(), false);
-        assert_eq!(i.expires_at, LeaseExpiry::Unknown);
-        assert_eq!(i.lease_id, None);
-        assert_eq!(i.acquired_at, UNIX_EPOCH);
-        assert_eq!(
-            info("n", Stored::default(), true).expires_at,
-            LeaseExpiry::Never
-        );
-    }
 
     #[test]
     fn debug_shows_no_secret() {

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+
+pub mod connection_string;
+pub mod credential;
+mod redact;
+mod renew;
+
+pub use connection_string::ConnectionString;
+pub use credential::{credential_from_env, credential_kind, token_credential, CredentialKind};
+pub use redact::{chain, redact};
+pub use renew::renew_many;
