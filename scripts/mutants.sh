@@ -6,7 +6,7 @@
 #
 #   scripts/mutants.sh                         # the core's timing files and the checker
 #   scripts/mutants.sh leasing-testkit         # every file of a crate
-#   scripts/mutants.sh crates/leasing-redis/src/node.rs crates/leasing-redis/src/redlock.rs
+#   scripts/mutants.sh crates/leasing-redis/src/node/mod.rs crates/leasing-redis/src/redlock/acquire.rs
 #   MUTANTS_ARGS="--re attempt_deadline" scripts/mutants.sh crates/leasing-abstractions/src/renewal.rs
 #
 # Environment: MUTANTS_JOBS (default 1: the timing tests run on a paused clock, but the
@@ -32,7 +32,7 @@ fi
 targets=("$@")
 if [ "${#targets[@]}" -eq 0 ]; then
   targets=(
-    crates/leasing-abstractions/src/lease.rs
+    crates/leasing-abstractions/src/lease/mod.rs crates/leasing-abstractions/src/lease/shared.rs
     crates/leasing-abstractions/src/renewal.rs
     crates/leasing-abstractions/src/manager.rs
     crates/leasing-abstractions/src/options.rs

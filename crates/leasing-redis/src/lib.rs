@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
-pub mod config;
+mod builder;
+mod config;
 mod connection;
 mod credential;
 mod error;
@@ -16,7 +17,13 @@ mod releases;
 mod scripts;
 mod subscriber;
 
-pub use config::{AccessToken, RedisConfig, RedisLeaseProviderBuilder, TokenCredential};
+pub use builder::RedisLeaseProviderBuilder;
+pub use config::{
+    RedisConfig, CLUSTER_URLS_ENV, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_FENCE_RETENTION, DEFAULT_KEY_PREFIX, DEFAULT_REFRESH_BEFORE_EXPIRY, DEFAULT_URL,
+    MAX_OPTION_DURATION, RESTART_FENCE_ENV, URL_ENV,
+};
+pub use credential::{AccessToken, TokenCredential};
 pub use fenced::RedisFencedResource;
 pub use provider::{RedisLeaseProvider, MAX_DURATION, MIN_DURATION};
 pub use redlock::{RedlockLeaseProvider, RedlockLeaseProviderBuilder, URLS_ENV};

@@ -1,6 +1,7 @@
 //! The single-instance Redis provider.
 
-use crate::config::{RedisConfig, RedisLeaseProviderBuilder};
+use crate::builder::RedisLeaseProviderBuilder;
+use crate::config::RedisConfig;
 use crate::ghost::GhostGuard;
 use crate::listing::{scan_until_found, stale_cursor, Cursor};
 use crate::node::{Acquire, Node, Renewal};

@@ -64,3 +64,35 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     fence: Lua::new(include_str!("scripts/fence.lua")),
     promoted: Lua::new(include_str!("scripts/promoted.lua")),
 });
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn scripts_store_numbers_as_formatted_integers() {
+        // Redis 7.2.0-7.2.4 (redis/redis#13113) turns whole Lua numbers that are multiples
+        // of 1e8 into scientific notation when a script passes them to redis.call: every
+        // number a script stores must go through string.format('%d', …).
+        let code = include_str!("scripts/acquire.lua");
+        let writes: String = code
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for bare in ["KEYS[2], token,", "'|' .. token ..", "'|' .. now_ms .."] {
+            assert!(
+                !writes.contains(bare),
+                "acquire.lua stores a bare number: {bare}"
+            );
+        }
+        assert!(writes.contains("string.format('%d', token)"));
+        assert!(writes.contains("string.format('%d', now_ms)"));
+        assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4], 'GET')"));
+        assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4])"));
+        // fence.lua stores its argument (a string) as it came.
+        assert!(include_str!("scripts/fence.lua")
+            .contains("redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])"));
+        assert!(include_str!("scripts/promoted.lua").contains("string.format('%d', now)"));
+        assert!(include_str!("scripts/cluster_fence.lua")
+            .contains("replid .. '|' .. string.format('%d', fnow)"));
+    }
+}

@@ -33,7 +33,7 @@ async fn durations_of_any_size_never_panic() {
         .expect("Duration::MAX saturates");
     assert_eq!(
         p.config().connect_timeout,
-        leasing_redis::config::MAX_OPTION_DURATION
+        leasing_redis::MAX_OPTION_DURATION
     );
     let name = unique("max-durations");
     let g = p
