@@ -20,3 +20,4 @@ pub mod fenced;
 pub mod history;
 pub mod proxy;
 pub mod recipes;
+pub mod services;
