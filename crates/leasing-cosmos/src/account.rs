@@ -4,7 +4,7 @@
 //! ourselves through `azure_core`'s HTTP client, signed as the REST API documents
 //! (master-key HMAC, or an Entra ID token). Only this call is hand-written.
 
-use crate::config::Auth;
+use crate::credential::Auth;
 use crate::error;
 use azure_core::http::{Method, Request, Url};
 use leasing_abstractions::{ErrorKind, LeaseError, Result};

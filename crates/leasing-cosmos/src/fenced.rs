@@ -1,14 +1,13 @@
 //! [`CosmosFencedResource`]: documents that refuse a stale holder's write, by a
 //! conditional replace on the document's ETag.
 
+use crate::client::with_content;
 use crate::document::document_id;
 use crate::error::{self, Failure, Mapped};
 use crate::CosmosLeaseProvider;
 use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse};
-use azure_data_cosmos::options::{
-    ContentResponseOnWrite, ItemReadOptions, ItemWriteOptions, OperationOptions, Precondition,
-};
+use azure_data_cosmos::options::{ItemReadOptions, ItemWriteOptions, Precondition};
 use azure_data_cosmos::CosmosClient;
 use leasing_abstractions::fence::{check, Fence, FencedResource, FencedWrite};
 use leasing_abstractions::provider::BoxFuture;
@@ -82,11 +81,26 @@ pub(crate) struct Shared<'a> {
     pub(crate) may_create: bool,
 }
 
+impl CosmosLeaseProvider {
+    /// What a [`CosmosFencedResource`](crate::CosmosFencedResource) shares with this
+    /// provider: its SDK client (connection pool, credentials, retries off), database,
+    /// call timeout, and whether it may create containers.
+    pub(crate) fn shared(&self) -> Shared<'_> {
+        let i = &self.inner;
+        Shared {
+            client: &i.client,
+            endpoint: &i.endpoint,
+            database: &i.database,
+            lease_container: &i.container_name,
+            call_timeout: i.call_timeout,
+            may_create: self.may_create(),
+        }
+    }
+}
+
 /// Options of an item write: the response without the document (the ETag is enough).
 fn write_options() -> ItemWriteOptions {
-    let mut o = OperationOptions::default();
-    o.content_response_on_write = Some(ContentResponseOnWrite::Disabled);
-    ItemWriteOptions::default().with_operation_options(o)
+    ItemWriteOptions::default().with_operation_options(with_content(false))
 }
 
 /// A fenced resource in a Cosmos DB container: each item is a document, with the value
