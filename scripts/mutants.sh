@@ -36,7 +36,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
     crates/leasing-abstractions/src/renewal.rs
     crates/leasing-abstractions/src/manager.rs
     crates/leasing-abstractions/src/options.rs
-    crates/leasing-testkit/src/checker.rs
+    crates/leasing-testkit/src/checker/mod.rs crates/leasing-testkit/src/checker/rules.rs
   )
 fi
 
