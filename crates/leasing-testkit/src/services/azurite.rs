@@ -1,6 +1,7 @@
 //! A private Azurite blob service.
 
-use super::{fresh_dir, try_free_port, workspace_root, Service, ServiceError};
+use super::fixture::Setup;
+use super::{try_free_port, workspace_root, Service, ServiceError};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -11,23 +12,18 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct AzuriteServerBuilder {
+    setup: Setup,
     bin: Option<PathBuf>,
-    parent: Option<PathBuf>,
     persistent: bool,
-    start_timeout: Option<Duration>,
 }
 
 impl AzuriteServerBuilder {
+    setup_setters!();
+
     /// The `azurite-blob` to run; by default `LEASING_AZURITE_BIN`, else where
     /// scripts/azurite-up.sh installs it (`target/azurite/node_modules/.bin/azurite-blob`).
     pub fn bin(mut self, bin: impl Into<PathBuf>) -> Self {
         self.bin = Some(bin.into());
-        self
-    }
-
-    /// Its folder goes under `parent`.
-    pub fn dir(mut self, parent: impl Into<PathBuf>) -> Self {
-        self.parent = Some(parent.into());
         self
     }
 
@@ -36,12 +32,6 @@ impl AzuriteServerBuilder {
     /// SIGKILL can lose its last seconds of writes).
     pub fn persistent(mut self) -> Self {
         self.persistent = true;
-        self
-    }
-
-    /// Bound its starts by `bound` (see [`super::start_timeout`]).
-    pub fn start_timeout(mut self, bound: Duration) -> Self {
-        self.start_timeout = Some(bound);
         self
     }
 
@@ -66,76 +56,53 @@ impl AzuriteServerBuilder {
             )));
         }
         let port = try_free_port()?;
-        let dir = fresh_dir(
-            self.parent.as_ref(),
-            &format!("leasing-azurite-{port}-{}", std::process::id()),
-        )?;
+        let dir = self.setup.dir("azurite", port)?;
+        let data = dir.join("data");
         let mut command = Command::new(&bin);
         command
             .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
             .args(["--disableTelemetry", "--silent"])
             .current_dir(&dir);
-        let log = dir.join("azurite.log");
-        let data = dir.join("data");
-        let service = if self.persistent {
+        if self.persistent {
             command.arg("--location").arg(&data);
-            Service::new("Azurite", command, ([127, 0, 0, 1], port).into(), log)
-                .with_data(data)
-                .with_graceful_stop(Duration::from_secs(5))
         } else {
             command.arg("--inMemoryPersistence");
-            Service::new("Azurite", command, ([127, 0, 0, 1], port).into(), log)
-        };
-        let mut service = service.with_dir(dir);
-        if let Some(bound) = self.start_timeout {
-            service = service.with_start_timeout(bound);
         }
-        service.start()?;
+        let persistent = self.persistent;
+        let service = self
+            .setup
+            .start("Azurite", command, (port, dir, "azurite.log"), |s| {
+                if persistent {
+                    s.with_data(data).with_graceful_stop(Duration::from_secs(5))
+                } else {
+                    s
+                }
+            })?;
         Ok(AzuriteServer { service })
     }
 }
 
-/// A private Azurite blob service on a free loopback port, stopped and its folder deleted
-/// on drop. It derefs to its [`Service`]: `stop`, `restart` (same port; in memory, every
-/// container is gone), `addr`…
+/// A private Azurite blob service on a free loopback port (by default in memory), stopped
+/// and its folder deleted on drop. It derefs to its [`Service`]: `stop`, `restart` (same
+/// port; in memory, every container is gone), `addr`…
 #[derive(Debug)]
 pub struct AzuriteServer {
     service: Service,
 }
 
 impl AzuriteServer {
-    /// How to start one with more settings.
-    pub fn builder() -> AzuriteServerBuilder {
-        AzuriteServerBuilder::default()
-    }
-
-    /// One in memory.
-    ///
-    /// # Errors
-    ///
-    /// As [`AzuriteServerBuilder::start`].
-    pub fn start() -> Result<Self, ServiceError> {
-        Self::builder().start()
-    }
-
     /// The blob endpoint of the development account: `http://127.0.0.1:PORT/devstoreaccount1`.
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}/devstoreaccount1", self.service.addr())
     }
 
-    /// The connection string of the development account on this server.
-    #[must_use]
-    pub fn connection_string(&self) -> String {
-        Self::connection_string_for(self.service.addr())
-    }
-
     /// The connection string of the development account on an Azurite reached at `addr`
-    /// (a proxy's, say).
+    /// (its own, [`Service::addr`], or a proxy's).
     #[must_use]
     pub fn connection_string_for(addr: SocketAddr) -> String {
         format!("UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://{addr}")
     }
 }
 
-wraps_service!(AzuriteServer);
+wraps_service!(AzuriteServer, AzuriteServerBuilder);

@@ -1,12 +1,12 @@
 //! A private patched Cosmos DB emulator (`@vercel/cosmosdb-server` through
 //! `scripts/cosmos-emulator/launch.js`, both installed by scripts/cosmos-up.sh).
 
-use super::{fresh_dir, try_free_port, workspace_root, Service, ServiceError};
+use super::fixture::Setup;
+use super::{try_free_port, workspace_root, Service, ServiceError};
 use crate::proxy::FaultProxy;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
 /// The emulator's well-known account key (public; the local emulator accepts any key).
 pub const COSMOS_EMULATOR_KEY: &str =
@@ -17,16 +17,16 @@ pub const COSMOS_EMULATOR_KEY: &str =
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct CosmosEmulatorBuilder {
+    setup: Setup,
     launcher: Option<PathBuf>,
     modules: Option<PathBuf>,
-    parent: Option<PathBuf>,
     port: Option<u16>,
     advertise_port: Option<u16>,
-    args: Vec<String>,
-    start_timeout: Option<Duration>,
 }
 
 impl CosmosEmulatorBuilder {
+    setup_setters!();
+
     /// The launcher script node runs; by default `LEASING_COSMOS_EMULATOR_LAUNCHER`, else
     /// `scripts/cosmos-emulator/launch.js`.
     pub fn launcher(mut self, launcher: impl Into<PathBuf>) -> Self {
@@ -41,12 +41,6 @@ impl CosmosEmulatorBuilder {
         self
     }
 
-    /// Its folder (its log) goes under `parent`.
-    pub fn dir(mut self, parent: impl Into<PathBuf>) -> Self {
-        self.parent = Some(parent.into());
-        self
-    }
-
     /// Listen on `port` instead of a free one.
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -57,18 +51,6 @@ impl CosmosEmulatorBuilder {
     /// metadata, so that the SDK keeps talking through the proxy after its first call.
     pub fn advertise_port(mut self, port: u16) -> Self {
         self.advertise_port = Some(port);
-        self
-    }
-
-    /// More launcher flags (`--multi-write`…).
-    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Bound its starts by `bound` (see [`super::start_timeout`]).
-    pub fn start_timeout(mut self, bound: Duration) -> Self {
-        self.start_timeout = Some(bound);
         self
     }
 
@@ -105,10 +87,7 @@ impl CosmosEmulatorBuilder {
             Some(port) => port,
             None => try_free_port()?,
         };
-        let dir = fresh_dir(
-            self.parent.as_ref(),
-            &format!("leasing-cosmos-{port}-{}", std::process::id()),
-        )?;
+        let dir = self.setup.dir("cosmos", port)?;
         let mut command = Command::new("node");
         command.arg(&launcher).arg(&modules).args([
             "--port",
@@ -120,20 +99,12 @@ impl CosmosEmulatorBuilder {
         if let Some(advertise) = self.advertise_port {
             command.args(["--advertise-port", &advertise.to_string()]);
         }
-        command.args(&self.args);
-        let log = dir.join("emulator.log");
-        let mut service = Service::new(
+        let service = self.setup.start(
             "the Cosmos emulator",
             command,
-            ([127, 0, 0, 1], port).into(),
-            log,
-        )
-        .with_dir(dir)
-        .with_install_hint("scripts/cosmos-up.sh needs node");
-        if let Some(bound) = self.start_timeout {
-            service = service.with_start_timeout(bound);
-        }
-        service.start()?;
+            (port, dir, "emulator.log"),
+            |s| s.with_install_hint("scripts/cosmos-up.sh needs node"),
+        )?;
         Ok(CosmosEmulator { service })
     }
 
@@ -166,26 +137,6 @@ pub struct CosmosEmulator {
 }
 
 impl CosmosEmulator {
-    /// How to start one with more settings.
-    pub fn builder() -> CosmosEmulatorBuilder {
-        CosmosEmulatorBuilder::default()
-    }
-
-    /// One on a free port.
-    ///
-    /// # Errors
-    ///
-    /// As [`CosmosEmulatorBuilder::start`].
-    pub fn start() -> Result<Self, ServiceError> {
-        Self::builder().start()
-    }
-
-    /// `http://127.0.0.1:PORT/`.
-    #[must_use]
-    pub fn endpoint(&self) -> String {
-        format!("http://{}/", self.service.addr())
-    }
-
     /// The connection string of its account.
     #[must_use]
     pub fn connection_string(&self) -> String {
@@ -199,4 +150,4 @@ impl CosmosEmulator {
     }
 }
 
-wraps_service!(CosmosEmulator);
+wraps_service!(CosmosEmulator, CosmosEmulatorBuilder);

@@ -18,32 +18,8 @@
 //! # drop(url);
 //! ```
 
-/// A fixture that wraps a [`Service`]: derefs to it, and gives it up with `into_service`.
-macro_rules! wraps_service {
-    ($fixture:ty) => {
-        impl $fixture {
-            /// The [`Service`](crate::services::Service) alone (to keep it with servers of
-            /// other kinds).
-            #[must_use]
-            pub fn into_service(self) -> crate::services::Service {
-                self.service
-            }
-        }
-
-        impl std::ops::Deref for $fixture {
-            type Target = crate::services::Service;
-            fn deref(&self) -> &crate::services::Service {
-                &self.service
-            }
-        }
-
-        impl std::ops::DerefMut for $fixture {
-            fn deref_mut(&mut self) -> &mut crate::services::Service {
-                &mut self.service
-            }
-        }
-    };
-}
+#[macro_use]
+mod fixture;
 
 mod azurite;
 mod cosmos;
@@ -81,18 +57,6 @@ fn try_free_port() -> Result<u16, ServiceError> {
 /// The workspace root (where `scripts/*-up.sh` install things under `target/`).
 fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A fresh folder `name` under `parent` (or the system temp folder), emptied if it existed.
-fn fresh_dir(parent: Option<&PathBuf>, name: &str) -> Result<PathBuf, ServiceError> {
-    let dir = parent
-        .cloned()
-        .unwrap_or_else(std::env::temp_dir)
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| ServiceError::failed(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
 }
 
 #[cfg(test)]

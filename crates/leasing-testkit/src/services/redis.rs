@@ -1,8 +1,8 @@
 //! A private redis-server, and Redis Cluster nodes formed into a cluster.
 
-use super::{fresh_dir, have_program, try_free_port, Service, ServiceError};
+use super::fixture::Setup;
+use super::{have_program, try_free_port, Service, ServiceError};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,19 +13,13 @@ const INSTALL: &str = "scripts/redis-up.sh installs redis-server and redis-cli";
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct RedisServerBuilder {
-    parent: Option<PathBuf>,
+    setup: Setup,
     persistent: bool,
     cluster: bool,
-    args: Vec<String>,
-    start_timeout: Option<Duration>,
 }
 
 impl RedisServerBuilder {
-    /// Its folder (data and log) goes under `parent`.
-    pub fn dir(mut self, parent: impl Into<PathBuf>) -> Self {
-        self.parent = Some(parent.into());
-        self
-    }
+    setup_setters!();
 
     /// An append-only file fsynced on every write: a kill loses nothing, a
     /// [`Service::restart`] keeps every key ([`Service::restart_wiped`] does not).
@@ -42,18 +36,6 @@ impl RedisServerBuilder {
         self
     }
 
-    /// More redis-server arguments (`--replicaof`, `--requirepass`…).
-    pub fn args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
-        self.args.extend(args.into_iter().map(Into::into));
-        self
-    }
-
-    /// Bound its starts by `bound` (see [`super::start_timeout`]).
-    pub fn start_timeout(mut self, bound: Duration) -> Self {
-        self.start_timeout = Some(bound);
-        self
-    }
-
     /// Starts it on a free loopback port.
     ///
     /// # Errors
@@ -61,10 +43,7 @@ impl RedisServerBuilder {
     /// As [`Service::start`]; missing when redis-server is not installed.
     pub fn start(self) -> Result<RedisServer, ServiceError> {
         let port = try_free_port()?;
-        let dir = fresh_dir(
-            self.parent.as_ref(),
-            &format!("leasing-redis-{port}-{}", std::process::id()),
-        )?;
+        let dir = self.setup.dir("redis", port)?;
         let data = dir.join("data");
         let mut command = Command::new("redis-server");
         command
@@ -83,38 +62,24 @@ impl RedisServerBuilder {
             command.args(["--cluster-config-file", "nodes.conf"]);
             command.args(["--cluster-node-timeout", "5000"]);
         }
-        command.args(&self.args);
-        let mut service = Service::new(
-            "redis-server",
-            command,
-            ([127, 0, 0, 1], port).into(),
-            dir.join("redis.log"),
-        )
-        .with_dir(dir)
-        .with_data(data)
-        .with_install_hint(INSTALL);
-        if let Some(bound) = self.start_timeout {
-            service = service.with_start_timeout(bound);
-        }
-        service.start()?;
+        let service = self
+            .setup
+            .start("redis-server", command, (port, dir, "redis.log"), |s| {
+                s.with_data(data).with_install_hint(INSTALL)
+            })?;
         Ok(RedisServer { service })
     }
 }
 
-/// A private redis-server on a free loopback port, stopped (SIGKILL) and its folder
-/// deleted on drop. It derefs to its [`Service`]: `stop`, `restart` (same port; without
-/// persistence every key is gone), `signal("STOP")`, `addr`…
+/// A private redis-server on a free loopback port (by default without persistence),
+/// stopped (SIGKILL) and its folder deleted on drop. It derefs to its [`Service`]: `stop`,
+/// `restart` (same port; without persistence every key is gone), `signal("STOP")`, `addr`…
 #[derive(Debug)]
 pub struct RedisServer {
     service: Service,
 }
 
 impl RedisServer {
-    /// How to start one with more settings.
-    pub fn builder() -> RedisServerBuilder {
-        RedisServerBuilder::default()
-    }
-
     /// Whether redis-server is installed; otherwise `false` after a loud `SKIPPED:` line
     /// (see [`have_program`]).
     ///
@@ -124,15 +89,6 @@ impl RedisServer {
     #[must_use]
     pub fn installed() -> bool {
         have_program("redis-server", INSTALL)
-    }
-
-    /// One without persistence.
-    ///
-    /// # Errors
-    ///
-    /// As [`RedisServerBuilder::start`].
-    pub fn start() -> Result<Self, ServiceError> {
-        Self::builder().start()
     }
 
     /// One without persistence, with more redis-server arguments.
@@ -151,7 +107,7 @@ impl RedisServer {
     }
 }
 
-wraps_service!(RedisServer);
+wraps_service!(RedisServer, RedisServerBuilder);
 
 /// Forms a cluster of masters without replicas from fresh cluster nodes
 /// ([`RedisServerBuilder::cluster_node`]; the slots split evenly, `redis-cli --cluster
