@@ -390,7 +390,7 @@ impl BlobFencedResource {
             match self.call(upload).await {
                 Ok(_) => return Ok(FencedWrite::Written),
                 Err(Call::Failed(f)) if lost_race(&f) => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(leasing_azure::lost_round_pause(attempt)).await;
                 }
                 Err(c) => return Err(self.error("write", Some(key), c)),
             }
@@ -460,13 +460,6 @@ fn lost_race(f: &Failure) -> bool {
         (f.status(), f.code()),
         (Some(412), Some("ConditionNotMet") | None) | (Some(409), Some("BlobAlreadyExists"))
     )
-}
-
-/// A short random pause after a lost round, growing with the attempt (at most 64 ms).
-fn backoff(attempt: usize) -> Duration {
-    let cap = 2u64 << attempt.min(5);
-    let r = u64::try_from(uuid::Uuid::new_v4().as_u128() % u128::from(cap)).unwrap_or(0);
-    Duration::from_millis(r + 1)
 }
 
 impl FencedResource for BlobFencedResource {
@@ -555,7 +548,7 @@ mod tests {
         assert!(!lost_race(&s(412, Some("LeaseIdMissing"))));
         assert!(!lost_race(&s(403, None)));
         for a in 0..BlobFencedResource::WRITE_ATTEMPTS {
-            assert!(backoff(a) <= Duration::from_millis(65));
+            assert!(leasing_azure::lost_round_pause(a) <= Duration::from_millis(65));
         }
     }
 

@@ -472,7 +472,7 @@ impl CosmosFencedResource {
                         || m.failure == Failure::Conflict
                         || (m.failure == Failure::NotFound && exists) =>
                 {
-                    tokio::time::sleep(backoff(attempt)).await;
+                    tokio::time::sleep(leasing_azure::lost_round_pause(attempt)).await;
                 }
                 Err(m) if m.failure == Failure::NotFound => {
                     return Err(missing(&self.inner.database, &self.inner.container_name))
@@ -517,13 +517,6 @@ fn exists<T>(r: std::result::Result<T, Mapped>) -> Result<()> {
 /// An item the resource cannot read (written by something else, or edited by hand).
 fn corrupt(what: &str, detail: impl fmt::Display) -> LeaseError {
     LeaseError::unavailable(format!("cosmos db: {what}: unreadable item: {detail}"))
-}
-
-/// A short random pause after a lost round, growing with the attempt (at most 64 ms).
-fn backoff(attempt: usize) -> Duration {
-    let cap = 2u64 << attempt.min(5);
-    let r = u64::try_from(uuid::Uuid::new_v4().as_u128() % u128::from(cap)).unwrap_or(0);
-    Duration::from_millis(r + 1)
 }
 
 impl FencedResource for CosmosFencedResource {
@@ -582,7 +575,7 @@ mod tests {
             assert_eq!(e.field(), Some("key"));
         }
         for a in 0..CosmosFencedResource::WRITE_ATTEMPTS {
-            assert!(backoff(a) <= Duration::from_millis(65));
+            assert!(leasing_azure::lost_round_pause(a) <= Duration::from_millis(65));
         }
     }
 }

@@ -2,12 +2,9 @@
 //! time (the cursor is the last name of the page).
 
 use crate::document::LeaseDocument;
-use crate::error::{self, Failure};
+use crate::error;
 use crate::provider::CosmosLeaseProvider;
-use crate::store::DocAndClock;
-use azure_data_cosmos::options::QueryOptions;
 use azure_data_cosmos::{FeedScope, Query};
-use futures::StreamExt;
 use leasing_abstractions::{LeasePage, ListRequest, Result};
 
 impl CosmosLeaseProvider {
@@ -20,35 +17,12 @@ impl CosmosLeaseProvider {
         .with_parameter("@prefix", &request.prefix)
         .and_then(|q| q.with_parameter("@after", &after))
         .map_err(|e| error::corrupt("list", e))?;
-        let fut = async {
-            let iter = container
-                .query_items::<DocAndClock>(
-                    query,
-                    FeedScope::full_container(),
-                    Some(QueryOptions::default()),
-                )
-                .await?;
-            let mut pages = iter.into_pages();
-            let mut rows = Vec::new();
-            let mut ru = 0.0;
-            while let Some(page) = pages.next().await {
-                let page = page?;
-                ru += page
-                    .headers()
-                    .request_charge()
-                    .map_or(0.0, |c| f64::from(*c));
-                rows.extend(page.into_items());
-            }
-            Ok((rows, ru))
+        let Some(rows) = self
+            .query_docs("list", container, query, FeedScope::full_container())
+            .await?
+        else {
+            return Ok(LeasePage::new(Vec::new(), None));
         };
-        let (rows, ru) = match self.call("list", fut).await {
-            Ok(v) => v,
-            Err(m) if m.failure == Failure::NotFound => {
-                return Ok(LeasePage::new(Vec::new(), None))
-            }
-            Err(m) => return Err(m.error),
-        };
-        self.charge("list", ru);
         let mut held: Vec<LeaseDocument> = rows
             .into_iter()
             .filter(|r| r.doc.held_at(r.now))

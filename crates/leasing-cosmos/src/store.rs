@@ -146,13 +146,31 @@ impl CosmosLeaseProvider {
         .with_parameter("@id", &id)
         .and_then(|q| q.with_parameter("@pk", &pk))
         .map_err(|e| error::corrupt("query", e))?;
+        let Some(rows) = self
+            .query_docs("read", container, query, FeedScope::partition(pk))
+            .await?
+        else {
+            // No container (yet, or any more): nothing is held.
+            return Ok(None);
+        };
+        Ok(rows.into_iter().next().map(|r| Observed {
+            doc: r.doc,
+            now_ms: r.now,
+        }))
+    }
+
+    /// Every row of `query` in `scope` (all its pages) under one call deadline, with the
+    /// request charge counted as `what`; `None` when the container does not exist.
+    pub(crate) async fn query_docs(
+        &self,
+        what: &'static str,
+        container: &ContainerClient,
+        query: Query,
+        scope: FeedScope,
+    ) -> Result<Option<Vec<DocAndClock>>> {
         let fut = async {
             let iter = container
-                .query_items::<DocAndClock>(
-                    query,
-                    FeedScope::partition(pk),
-                    Some(QueryOptions::default()),
-                )
+                .query_items::<DocAndClock>(query, scope, Some(QueryOptions::default()))
                 .await?;
             let mut pages = iter.into_pages();
             let mut rows = Vec::new();
@@ -167,17 +185,13 @@ impl CosmosLeaseProvider {
             }
             Ok((rows, ru))
         };
-        let (rows, ru) = match self.call("read", fut).await {
+        let (rows, ru) = match self.call(what, fut).await {
             Ok(v) => v,
-            // No container (yet, or any more): nothing is held.
             Err(m) if m.failure == Failure::NotFound => return Ok(None),
             Err(m) => return Err(m.error),
         };
-        self.charge("read", ru);
-        Ok(rows.into_iter().next().map(|r| Observed {
-            doc: r.doc,
-            now_ms: r.now,
-        }))
+        self.charge(what, ru);
+        Ok(Some(rows))
     }
 
     /// Point read of the document (no clock).
