@@ -99,7 +99,9 @@ impl BlobLeaseProviderBuilder {
     ///      and `AZURE_CLIENT_ID`), else workload identity (`AZURE_FEDERATED_TOKEN_FILE`
     ///      set), else managed identity (`IDENTITY_ENDPOINT` or `MSI_ENDPOINT` set; on a VM
     ///      with only IMDS, set `LEASING_BLOB_CREDENTIAL=managed-identity`), else the
-    ///      developer tools (Azure CLI, then Azure Developer CLI).
+    ///      developer tools (Azure CLI, then Azure Developer CLI). Chosen from the
+    ///      environment, not by trying each: the order `leasing-azure` defines for both
+    ///      Azure providers (`LEASING_COSMOS_CREDENTIAL` on Cosmos DB).
     ///
     /// `LEASING_BLOB_CONTAINER` sets the container.
     ///
