@@ -3,9 +3,10 @@
 //! clients reach them) and [`connect`] (what a client process does with that). The fault
 //! schedule, the clients and the checker are shared.
 
-use crate::servers::{form_cluster, free_port, AzuriteServer, CosmosServer, RedisServer, Server};
+use crate::servers::Server;
 use leasing_abstractions::LeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
+use leasing_testkit::services::{form_cluster, AzuriteServer, CosmosEmulator, RedisServer};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -139,37 +140,39 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
             let mut v: Vec<Box<dyn Server>> = Vec::new();
             for _ in 0..n {
                 let d = dir.clone();
-                let s = tokio::task::spawn_blocking(move || RedisServer::start_new(d))
-                    .await
-                    .map_err(|e| e.to_string())??;
-                v.push(Box::new(s));
+                let s = tokio::task::spawn_blocking(move || {
+                    RedisServer::builder().dir(d).persistent().start()
+                })
+                .await
+                .map_err(|e| e.to_string())??;
+                v.push(Box::new(s.into_service()));
             }
             (v, |a| format!("redis://{a}"))
         }
         "blob" => {
-            let s = tokio::task::spawn_blocking(move || AzuriteServer::start_new(dir))
-                .await
-                .map_err(|e| e.to_string())??;
-            (vec![Box::new(s)], AzuriteServer::connection_string)
+            let s = tokio::task::spawn_blocking(move || {
+                AzuriteServer::builder().dir(dir).persistent().start()
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+            (
+                vec![Box::new(s.into_service())],
+                AzuriteServer::connection_string_for,
+            )
         }
         "cosmos" => {
-            // The proxy first: the emulator advertises the proxy's port as its endpoint,
-            // or the SDK would go around the proxy after its first call.
-            let port = free_port()?;
-            let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
-                .await
-                .map_err(|e| format!("proxy: {e}"))?;
-            let advertise = proxy.addr().port();
-            let s =
-                tokio::task::spawn_blocking(move || CosmosServer::start_new(dir, port, advertise))
-                    .await
-                    .map_err(|e| e.to_string())??;
-            let direct = CosmosServer::connection_string(s.addr());
+            // The emulator advertises the proxy's port as its endpoint, or the SDK would
+            // go around the proxy after its first call.
+            let (s, proxy) = CosmosEmulator::builder()
+                .dir(dir)
+                .start_behind_proxy()
+                .await?;
+            let direct = CosmosEmulator::connection_string_for(s.addr());
+            let spec = CosmosEmulator::connection_string_for(proxy.addr());
             let slot = Slot {
-                server: Arc::new(Mutex::new(Box::new(s))),
+                server: Arc::new(Mutex::new(Box::new(s.into_service()))),
                 proxy,
             };
-            let spec = CosmosServer::connection_string(slot.proxy.addr());
             return finish(backend, vec![slot], spec, &direct, lease).await;
         }
         "redis-cluster" => {
@@ -177,10 +180,11 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
             // answers with the nodes' own addresses (MOVED, CLUSTER SLOTS), which a proxy
             // in front would not rewrite, so no network faults here (the proxies stay idle).
             let nodes = tokio::task::spawn_blocking(move || {
+                let node = || RedisServer::builder().dir(&dir).persistent().cluster_node();
                 let nodes = (0..3)
-                    .map(|_| RedisServer::start_cluster_node(dir.clone()))
+                    .map(|_| node().start())
                     .collect::<Result<Vec<_>, _>>()?;
-                form_cluster(&nodes.iter().map(Server::addr).collect::<Vec<_>>())?;
+                form_cluster(&nodes.iter().map(|n| n.addr()).collect::<Vec<_>>())?;
                 Ok::<_, String>(nodes)
             })
             .await
@@ -192,7 +196,7 @@ pub(crate) async fn start(backend: &str, dir: &Path, lease: Duration) -> Result<
                 .join(",");
             let mut slots = Vec::new();
             for n in nodes {
-                slots.push(Slot::new(Box::new(n)).await?);
+                slots.push(Slot::new(Box::new(n.into_service())).await?);
             }
             return finish(backend, slots, urls.clone(), &urls, lease).await;
         }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::{skip_if_missing, CosmosEmulator};
 use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
 use leasing_abstractions::{ErrorKind, LeaseManager, LeaseOptions, LeaseProvider};
 use leasing_cosmos::{CosmosFencedResource, CosmosLeaseProvider};
@@ -135,16 +136,12 @@ impl Counter {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_per_call() {
     let mut counter = Counter::bind().await;
-    let port = counter.addr.port().to_string();
-    let Some(emu) = common::Emulator::start_with(&["--advertise-port", &port]) else {
+    let advertised = CosmosEmulator::builder().advertise_port(counter.addr.port());
+    let Some(emu) = skip_if_missing(advertised.start()) else {
         return;
     };
-    counter.relay_to(SocketAddr::from(([127, 0, 0, 1], emu.port)));
-    let cs = format!(
-        "AccountEndpoint=http://{}/;AccountKey={};",
-        counter.addr,
-        common::KEY
-    );
+    counter.relay_to(emu.addr());
+    let cs = CosmosEmulator::connection_string_for(counter.addr);
     let r = items(&common::provider(&cs, "rt").await).await;
     let key = common::unique("rt");
     // Warm up (the SDK reads the partition-key ranges on first use of a container).
@@ -330,7 +327,7 @@ async fn a_refused_key_is_unauthorized_and_never_printed() {
 /// The emulator goes away under a built resource: typed, retryable errors, no panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_service_is_unavailable() {
-    let Some(mut emu) = common::Emulator::start() else {
+    let Some(mut emu) = skip_if_missing(CosmosEmulator::start()) else {
         return;
     };
     let p = CosmosLeaseProvider::builder()
@@ -388,7 +385,7 @@ async fn creating_twice_finds_what_is_there() {
 /// `ProviderUnavailable`; when it answers again, writes go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_stops_answering_fails_at_the_call_timeout() {
-    let Some(emu) = common::Emulator::start() else {
+    let Some(emu) = skip_if_missing(CosmosEmulator::start()) else {
         return;
     };
     let p = CosmosLeaseProvider::builder()

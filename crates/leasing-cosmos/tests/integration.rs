@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Emulator;
+use common::{skip_if_missing, CosmosEmulator};
 use futures::future::join_all;
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, LeaseEvent, LeaseManager, LeaseOptions, LeaseProvider, LeaseState,
@@ -334,7 +334,8 @@ async fn endpoints_and_keys_the_sdk_cannot_use_are_configuration_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_region_write_accounts_are_refused_unless_opted_in() {
-    let Some(emu) = Emulator::start_with(&["--multi-write"]) else {
+    let Some(emu) = skip_if_missing(CosmosEmulator::builder().args(["--multi-write"]).start())
+    else {
         return;
     };
     let e = CosmosLeaseProvider::builder()
@@ -366,7 +367,7 @@ fn manager(p: CosmosLeaseProvider, duration: Duration) -> LeaseManager {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emulator_restart_mid_lease_is_a_loss_and_tokens_keep_rising() {
-    let Some(mut emu) = Emulator::start() else {
+    let Some(mut emu) = skip_if_missing(CosmosEmulator::start()) else {
         return;
     };
     let p = CosmosLeaseProvider::builder()
@@ -382,7 +383,7 @@ async fn an_emulator_restart_mid_lease_is_a_loss_and_tokens_keep_rising() {
     // Fencing tokens of a recreated document start from the service clock in seconds:
     // let the old document be at least a second old (see docs: operator deletion).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    emu.restart(); // in memory: every database is gone
+    emu.restart().expect("restart the emulator"); // in memory: every database is gone
     let reason = tokio::time::timeout(secs(10), lease.lost())
         .await
         .expect("the holder must be told it lost the lease");
@@ -409,16 +410,12 @@ async fn an_emulator_restart_mid_lease_is_a_loss_and_tokens_keep_rising() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_network_cut_shorter_than_the_slack_keeps_the_lease_and_latency_is_tolerated() {
-    let Some(mut emu) = Emulator::start_with_proxy().await else {
+    let Some((_emu, proxy)) = skip_if_missing(CosmosEmulator::builder().start_behind_proxy().await)
+    else {
         return;
     };
-    let proxy = emu.proxy.take().expect("proxy");
     let p = CosmosLeaseProvider::builder()
-        .connection_string(format!(
-            "AccountEndpoint=http://{}/;AccountKey={};",
-            proxy.addr(),
-            common::KEY
-        ))
+        .connection_string(CosmosEmulator::connection_string_for(proxy.addr()))
         .call_timeout(Duration::from_millis(800))
         .build()
         .await
@@ -532,7 +529,7 @@ async fn a_token_credential_works_on_an_existing_container() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_service_is_retryable_on_every_path() {
-    let Some(mut emu) = Emulator::start() else {
+    let Some(mut emu) = skip_if_missing(CosmosEmulator::start()) else {
         return;
     };
     let build = |create: bool| {

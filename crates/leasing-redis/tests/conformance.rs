@@ -132,8 +132,8 @@ async fn redlock_over_five_passes_the_suite() {
 async fn redlock_with_two_of_five_down_passes_the_suite() {
     let Some(shared) = redlock_urls() else { return };
     // Three shared instances plus two private ones that we stop before the run.
-    let mut a = RedisServer::start();
-    let mut b = RedisServer::start();
+    let mut a = RedisServer::start().expect("start redis-server");
+    let mut b = RedisServer::start().expect("start redis-server");
     let mut urls: Vec<String> = shared.into_iter().take(3).collect();
     urls.push(a.url());
     urls.push(b.url());

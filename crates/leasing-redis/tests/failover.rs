@@ -113,12 +113,12 @@ fn overlap_ms(holder_lost: Instant, contender_got: Instant) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_without_persistence_overlap_before_and_after_the_restart_fence() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
     let d = Duration::from_secs(3);
     for fence in [Duration::ZERO, d] {
-        let mut server = RedisServer::start();
+        let mut server = RedisServer::start().expect("start redis-server");
         let holder = provider(&server.url(), fence).await;
         let manager = LeaseManager::new(Arc::new(holder), renewing_options(d)).expect("manager");
         let name = unique("restart-fence");
@@ -126,7 +126,7 @@ async fn restart_without_persistence_overlap_before_and_after_the_restart_fence(
         // Just after a renewal would be the worst case; any moment will do.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let lost = lost_at(&lease, d * 3);
-        server.restart();
+        server.restart().expect("restart redis-server");
         let (got, token) = contend(&server.url(), fence, &name, d).await;
         let lost = lost.await.expect("watcher");
         let overlap = overlap_ms(lost, got);
@@ -148,16 +148,17 @@ async fn restart_without_persistence_overlap_before_and_after_the_restart_fence(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_a_replica_that_missed_grants_keeps_fencing_and_exclusion() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
     let d = Duration::from_secs(3);
     for fence in [Duration::ZERO, d] {
-        let mut primary = RedisServer::start();
+        let mut primary = RedisServer::start().expect("start redis-server");
         // The replica reaches its primary through the fault proxy, to be cut off.
         let link = FaultProxy::start(primary.addr()).await.expect("proxy");
         let port = link.addr().port().to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port])
+            .expect("start the replica");
         common::wait_replica_synced(&replica.url()).await;
         // Clients reach "the service" through a front door that moves on failover.
         let front = FrontDoor::start(primary.addr()).await;
@@ -323,7 +324,7 @@ async fn grant_when_unfenced(p: &RedisLeaseProvider, req: &AcquireRequest) -> Le
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_failover_to_a_replica_that_missed_a_grant_keeps_fencing() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
     let d = Duration::from_secs(3);
@@ -345,22 +346,16 @@ async fn cluster_failover_overlap(d: Duration, fence: Duration) -> f64 {
     // Three masters with one replica each, on free ports (cluster bus ports chosen too).
     let mut servers: Vec<RedisServer> = (0..6)
         .map(|_| {
-            let bus = common::free_port().to_string();
-            RedisServer::start_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-                "--cluster-node-timeout",
-                "2000",
-                "--cluster-port",
-                &bus,
-            ])
+            RedisServer::builder()
+                .cluster_node()
+                .args(["--cluster-node-timeout", "2000"])
+                .start()
+                .expect("start a cluster node")
         })
         .collect();
     let addrs: Vec<String> = servers
         .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port))
+        .map(|s| format!("127.0.0.1:{}", s.port()))
         .collect();
     let created = std::process::Command::new("redis-cli")
         .args(["--cluster", "create"])
@@ -699,10 +694,13 @@ async fn copy_lease(from: &str, to: &str, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_on_a_replaced_server_is_lost_even_when_its_key_is_there() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let (a, b) = (RedisServer::start(), RedisServer::start());
+    let (a, b) = (
+        RedisServer::start().expect("start redis-server"),
+        RedisServer::start().expect("start redis-server"),
+    );
     let front = FrontDoor::start(a.addr()).await;
     let p = provider(&front.url(), Duration::ZERO).await;
     let d = Duration::from_secs(10);
@@ -754,10 +752,12 @@ async fn listing_rejects_a_cursor_from_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let mut servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let mut servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
     let fence = Duration::from_secs(2);
     let build = || {
@@ -781,7 +781,7 @@ async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals
     let g = p.try_acquire(&req).await.expect("acquire").expect("free");
     // One server restarts without its data: the lease still has a majority; that server
     // refuses the renewal (another run) and grants nothing during its fence.
-    servers[0].restart();
+    servers[0].restart().expect("restart redis-server");
     p.renew(&g).await.expect("a majority still holds it");
     let other = build().await.expect("build");
     assert!(
@@ -789,7 +789,7 @@ async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals
         "the name is still held on a majority"
     );
     // A second server restarts: the majority is gone, the holder is told at once.
-    servers[1].restart();
+    servers[1].restart().expect("restart redis-server");
     let e = p.renew(&g).await.expect_err("lost");
     assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Lost, "{e}");
     // And nobody is granted the name while two of three servers are fenced (refused as

@@ -49,10 +49,10 @@ async fn wait_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_lease_is_reported_lost_never_silently() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::start().expect("start redis-server");
     let p = common::connect_with_timeout(server.url(), Duration::from_millis(300)).await;
     let d = Duration::from_secs(3);
     let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
@@ -62,7 +62,7 @@ async fn restart_mid_lease_is_reported_lost_never_silently() {
     // Down for a while, then back without the data (no persistence).
     server.stop();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    server.restart();
+    server.restart().expect("restart redis-server");
     let lost_at = wait_state(&lease, LeaseState::Lost, d * 2).await;
     // The holder learned of the loss before its lease could have expired on its own clock
     // (renewals before the outage extend the deadline, never shorten it).
@@ -79,10 +79,10 @@ async fn restart_mid_lease_is_reported_lost_never_silently() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
     let p = RedisLeaseProvider::builder()
         .url(format!("redis://{}", proxy.addr()))
@@ -126,10 +126,10 @@ async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
     let via_proxy = common::connect_with_timeout(
         format!("redis://{}", proxy.addr()),
@@ -168,10 +168,10 @@ async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
     let p = common::connect_with_timeout(
         format!("redis://{}", proxy.addr()),
@@ -222,10 +222,10 @@ async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::start().expect("start redis-server");
     let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
     let name = unique("fence-restart");
     let r = req(&name, Duration::from_secs(5));
@@ -236,7 +236,7 @@ async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
         last = g.fencing_token;
         p.release(&g).await.expect("release");
     }
-    server.restart();
+    server.restart().expect("restart redis-server");
     let mut after = None;
     for _ in 0..50 {
         match p.try_acquire(&r).await {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{have_redis_server, RedisServer};
+use common::RedisServer;
 use leasing_abstractions::{AcquireRequest, LeaseProvider, ListRequest, Metadata};
 use leasing_redis::RedlockLeaseProvider;
 use std::time::Duration;
@@ -52,10 +52,10 @@ fn check(pages: &[Vec<String>], limit: usize, want: &[String]) {
 
 #[tokio::test]
 async fn a_single_server_keeps_to_the_page_limit() {
-    if !have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let p = common::connect(server.url()).await;
     let names = hold_five(&p).await;
     for limit in [1, 2, 5, 100] {
@@ -77,10 +77,12 @@ async fn a_single_server_keeps_to_the_page_limit() {
 
 #[tokio::test]
 async fn redlock_keeps_to_the_page_limit() {
-    if !have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let servers: Vec<RedisServer> = (0..3)
+        .map(|_| RedisServer::start().expect("start redis-server"))
+        .collect();
     let p = RedlockLeaseProvider::builder()
         .urls(servers.iter().map(RedisServer::url).collect::<Vec<_>>())
         .build()

@@ -52,10 +52,10 @@ async fn publishes(c: &mut redis::aio::MultiplexedConnection) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribes_only_while_someone_waits_and_publishes_only_when_contended() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let server = RedisServer::start();
+    let server = RedisServer::start().expect("start redis-server");
     let build = || RedisLeaseProvider::builder().url(server.url()).build();
     let holder = build().await.expect("holder");
     let waiting: Arc<dyn LeaseProvider> = Arc::new(build().await.expect("waiter"));
@@ -128,10 +128,10 @@ async fn subscribes_only_while_someone_waits_and_publishes_only_when_contended()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_come_back_after_a_restart_and_wake_the_waiters() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
-    let mut server = RedisServer::start();
+    let mut server = RedisServer::start().expect("start redis-server");
     let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
     let q = common::connect(server.url()).await;
     let name = unique("resub");
@@ -152,7 +152,7 @@ async fn subscriptions_come_back_after_a_restart_and_wake_the_waiters() {
     // The fresh subscription wakes the waiter once (a release may have gone unheard).
     let woke = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
     assert_eq!(woke.expect("woken").expect("message"), name);
-    server.restart();
+    server.restart().expect("restart redis-server");
     let woke = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
     assert_eq!(
         woke.expect("woken after the restart").expect("message"),

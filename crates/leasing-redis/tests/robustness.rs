@@ -69,11 +69,14 @@ async fn durations_of_any_size_never_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_with_a_wrong_password_is_unauthorized() {
-    if !common::have_redis_server() {
+    if !RedisServer::installed() {
         return;
     }
     let servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start_with(&["--requirepass", "right-password"]))
+        .map(|_| {
+            RedisServer::start_with(&["--requirepass", "right-password"])
+                .expect("start redis-server")
+        })
         .collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
     let p = RedlockLeaseProvider::builder()

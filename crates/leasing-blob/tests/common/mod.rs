@@ -1,25 +1,10 @@
 //! Shared helpers of the integration tests: service discovery and providers on Azurite.
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(dead_code, unreachable_pub, missing_docs, unused_imports)]
 
 use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use std::time::Duration;
 
-/// The value of `var`, or `None` after a loud SKIPPED line. Under
-/// `LEASING_REQUIRE_SERVICES=1` a missing variable fails the test.
-pub fn service_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if required() => panic!("{var} is not set but LEASING_REQUIRE_SERVICES=1: start Azurite with scripts/azurite-up.sh and source target/services/azurite.env"),
-        _ => {
-            eprintln!("SKIPPED: {var} is not set; start Azurite with scripts/azurite-up.sh and source target/services/azurite.env");
-            None
-        }
-    }
-}
-
-pub fn required() -> bool {
-    std::env::var("LEASING_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
+pub use leasing_testkit::services::{service_env, skip_if_missing, AzuriteServer};
 
 pub fn unique(test: &str) -> String {
     format!("{test}-{}", uuid::Uuid::new_v4().simple())
@@ -161,81 +146,4 @@ pub fn sas_provider(url: &str, container: &str) -> BlobLeaseProvider {
             .expect("config"),
     )
     .expect("build")
-}
-
-/// A private Azurite (plain HTTP, in memory) on its own port (each test that starts one
-/// uses a different port of 10001-10009), killed on drop; `restart` keeps the port and
-/// forgets every container.
-pub struct Azurite {
-    pub port: u16,
-    bin: String,
-    child: Option<std::process::Child>,
-}
-
-impl Azurite {
-    /// Starts one, or `None` (SKIPPED) when `LEASING_AZURITE_BIN` is not set.
-    pub fn start(port: u16) -> Option<Self> {
-        let bin = service_env("LEASING_AZURITE_BIN")?;
-        assert!(
-            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-            "port {port} for a private Azurite is taken"
-        );
-        let mut me = Self {
-            port,
-            bin,
-            child: None,
-        };
-        me.spawn();
-        Some(me)
-    }
-
-    fn spawn(&mut self) {
-        let dir = std::env::temp_dir().join(format!("leasing-azurite-{}", self.port));
-        std::fs::create_dir_all(&dir).expect("azurite dir");
-        let child = std::process::Command::new(&self.bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort"])
-            .arg(self.port.to_string())
-            .args(["--inMemoryPersistence", "--disableTelemetry", "--silent"])
-            .current_dir(&dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start azurite");
-        self.child = Some(child);
-        let started = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "azurite did not open port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/devstoreaccount1", self.port)
-    }
-
-    pub fn addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
-    }
-}
-
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }

@@ -32,34 +32,27 @@ pub struct Backend {
     pub duration: &'static str,
 }
 
-/// The backend `label`, from the service environment; `None` (skip) when it is not set
-/// up, unless `LEASING_REQUIRE_SERVICES` is set (then a missing server fails the test).
+/// The backend `label`, from the service environment; `None` after a SKIPPED line when it
+/// is not set up (a failure under `LEASING_REQUIRE_SERVICES=1`).
 pub fn backend(label: &'static str) -> Option<Backend> {
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let (spec, duration) = match label {
-        "redis" => (var("LEASING_REDIS_URL"), "3s"),
-        "redlock" => (var("LEASING_REDLOCK_URLS"), "3s"),
-        "blob" => (
-            var("LEASING_AZURITE_CONNECTION_STRING").map(|c| format!("blob:{c}")),
-            "15s",
-        ),
-        "cosmos" => (var("LEASING_COSMOS_CONNECTION_STRING"), "3s"),
+    let (var, duration) = match label {
+        "redis" => ("LEASING_REDIS_URL", "3s"),
+        "redlock" => ("LEASING_REDLOCK_URLS", "3s"),
+        "blob" => ("LEASING_AZURITE_CONNECTION_STRING", "15s"),
+        "cosmos" => ("LEASING_COSMOS_CONNECTION_STRING", "3s"),
         other => panic!("unknown backend {other}"),
     };
-    match spec {
-        Some(spec) => Some(Backend {
-            label,
-            spec,
-            duration,
-        }),
-        None if std::env::var_os("LEASING_REQUIRE_SERVICES").is_some() => {
-            panic!("{label}: its server is not set up (run scripts/*-up.sh and source target/services/*.env)")
-        }
-        None => {
-            eprintln!("skipped: {label} is not set up");
-            None
-        }
-    }
+    let value = leasing_testkit::services::service_env(var)?;
+    let spec = if label == "blob" {
+        format!("blob:{value}")
+    } else {
+        value
+    };
+    Some(Backend {
+        label,
+        spec,
+        duration,
+    })
 }
 
 /// A unique lease name.
