@@ -14,13 +14,12 @@
 use crate::error::{LeaseError, Result};
 use crate::provider::{
     AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
-    ProviderCapabilities,
+    ProviderLayer,
 };
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::broadcast;
 
 /// The provider operations faults can target: `try_acquire` (`Acquire`), `renew` and
 /// each grant of `renew_many` (`Renew`), `release`, `inspect`, `break_lease`, `list`.
@@ -201,14 +200,11 @@ fn injected(op: Operation) -> LeaseError {
     LeaseError::unavailable(format!("injected fault: {op:?} unavailable"))
 }
 
-#[deny(clippy::missing_trait_methods)]
-impl LeaseProvider for FaultInjectingProvider {
-    fn provider_name(&self) -> &'static str {
-        self.inner.provider_name()
-    }
-
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.inner.capabilities()
+/// The operations draw faults; the name, the capabilities and the release notifications
+/// are the inner provider's (forwarded by the layer).
+impl ProviderLayer for FaultInjectingProvider {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &*self.inner
     }
 
     fn try_acquire<'a>(
@@ -297,11 +293,9 @@ impl LeaseProvider for FaultInjectingProvider {
         })
     }
 
-    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
-        self.inner.release_notifications(name)
-    }
-
     fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         Box::pin(async move { self.run(Operation::List, self.inner.list(request)).await })
     }
 }
+
+crate::provider_layer!(FaultInjectingProvider);

@@ -2,6 +2,7 @@
 
 pub mod election;
 pub mod error;
+#[cfg(feature = "testing")]
 pub mod fault;
 pub mod fence;
 pub mod health;
@@ -31,8 +32,11 @@ pub(crate) use options::RenewalPolicy;
 pub use options::{clock_drift, AcquireOptions, LeaseDuration, LeaseOptions};
 pub use provider::{
     AcquireRequest, BoxFuture, GrantVersion, LeaseExpiry, LeaseGrant, LeaseInfo, LeasePage,
-    LeaseProvider, ListRequest, ProviderCapabilities, ProviderLayer,
+    LeaseProvider, ListRequest, ProviderCapabilities,
 };
+// `ProviderLayer` stays at `provider::ProviderLayer` only: in the root, a glob import
+// (`use leasing_abstractions::*`) would bring both traits into scope and make every call
+// on a layer type ambiguous.
 pub use telemetry::TelemetryOptions;
 pub use validate::validate_request;
 

@@ -111,7 +111,9 @@ pub(crate) fn map_err(err: RedisError, op: Op, name: Option<&str>) -> LeaseError
         .strip_prefix(code.as_str())
         .map(|r| r.trim_start_matches([':', '-', ' ']))
         .unwrap_or(&text)
-        .trim();
+        .trim()
+        // redis-rs renders a bare code as `BUSY: "BUSY"`.
+        .trim_matches('"');
     let message = if reason.is_empty() || reason == code {
         format!("redis {} failed: {code}", op.as_str())
     } else {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{service_env, unique, RedisServer};
+use common::{raw, service_env, unique, RedisServer};
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, LeaseManager, LeaseOptions, LeaseProvider, Metadata,
 };
@@ -79,18 +79,69 @@ async fn redlock_with_a_wrong_password_is_unauthorized() {
         })
         .collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    let p = RedlockLeaseProvider::builder()
+    // Every server refuses the credentials at build: Unauthorized, not "unavailable".
+    let e = RedlockLeaseProvider::builder()
         .urls(&urls)
         .password("wrong-password")
         .build()
         .await
-        .expect("lazy build");
-    let e = p
-        .try_acquire(&req(&unique("rl-wrongpass")))
-        .await
-        .expect_err("wrong password");
+        .expect_err("wrong password on every server");
     assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
     assert!(!e.to_string().contains("wrong-password"), "{e}");
+    assert!(!e.to_string().contains("right-password"), "{e}");
+    // Credentials that stop working after the build: a user deleted on every server
+    // (Redis disconnects its clients), so every reconnect is refused.
+    let authed: Vec<String> = servers
+        .iter()
+        .map(|s| s.url().replacen("redis://", "redis://:right-password@", 1))
+        .collect();
+    for u in &authed {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("leaser")
+            .arg("on")
+            .arg(">leaser-password")
+            .arg("~*")
+            .arg("&*")
+            .arg("+@all")
+            .query_async(&mut c)
+            .await
+            .expect("ACL SETUSER");
+    }
+    let p = RedlockLeaseProvider::builder()
+        .urls(&urls)
+        .username("leaser")
+        .password("leaser-password")
+        .build()
+        .await
+        .expect("build with a user every server knows");
+    for u in &authed {
+        let mut c = raw(u).await;
+        let _: () = redis::cmd("ACL")
+            .arg("DELUSER")
+            .arg("leaser")
+            .query_async(&mut c)
+            .await
+            .expect("ACL DELUSER");
+    }
+    // The first calls may meet the dropped connections (unavailable); once the clients
+    // reconnect, every server refuses the credentials.
+    let mut e = None;
+    for _ in 0..100 {
+        let err = p
+            .try_acquire(&req(&unique("rl-wrongpass")))
+            .await
+            .expect_err("the user is gone");
+        if err.kind() == ErrorKind::Unauthorized {
+            e = Some(err);
+            break;
+        }
+        assert_eq!(err.kind(), ErrorKind::ProviderUnavailable, "{err}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = e.expect("every server refuses the deleted user once reconnected");
+    assert!(!e.to_string().contains("leaser-password"), "{e}");
     // The manager does not retry it until a timeout.
     let m = LeaseManager::new(
         Arc::new(p),

@@ -395,7 +395,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// To wrap a provider and change one method, implement the trait on the wrapper and
 /// forward the rest to the inner provider under `#[deny(clippy::missing_trait_methods)]`,
-/// as the impls for `Arc<P>` and `Box<P>` and [`FaultInjectingProvider`](crate::fault::FaultInjectingProvider)
+/// as the impls for `Arc<P>` and `Box<P>` and `FaultInjectingProvider` (feature `testing`)
 /// do, so that a method added to the trait later cannot be dropped silently.
 ///
 /// Implementations must meet the guarantees of docs/guarantees.md, which

@@ -575,14 +575,17 @@ async fn retry_reconnect(
 /// Retries inside one call of a cluster connection (redirections, re-routing).
 const CLUSTER_RETRIES: u32 = 3;
 
-/// `INFO` is refused for good: not permitted, or not a known command (an `ERR` reply).
+/// `INFO` is refused for good: not permitted (`NOPERM`), or not a known command (an `ERR
+/// unknown command` reply: renamed or disabled). Any other `ERR` may pass (the check stays
+/// due and is made again), so it never switches the checks off.
 fn info_refused(e: &RedisError) -> bool {
-    matches!(
-        e.kind(),
-        redis::ErrorKind::Server(
-            redis::ServerErrorKind::NoPerm | redis::ServerErrorKind::ResponseError
-        )
-    )
+    match e.kind() {
+        redis::ErrorKind::Server(redis::ServerErrorKind::NoPerm) => true,
+        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => e
+            .detail()
+            .is_some_and(|d| d.to_ascii_lowercase().contains("unknown command")),
+        _ => false,
+    }
 }
 
 pub(crate) fn is_noscript(e: &redis::RedisError) -> bool {
@@ -603,6 +606,10 @@ mod tests {
         };
         assert!(info_refused(&wire("NOPERM no permissions to run 'info'")));
         assert!(info_refused(&wire("ERR unknown command 'INFO'")));
+        assert!(info_refused(&wire("ERR unknown command 'info', with args beginning with: ")));
+        // Another ERR may pass: the checks stay on and the check is made again.
+        assert!(!info_refused(&wire("ERR max number of clients reached")));
+        assert!(!info_refused(&wire("ERR")));
         assert!(!info_refused(&wire("BUSY Redis is busy running a script")));
         assert!(!info_refused(&wire("LOADING Redis is loading the dataset")));
     }

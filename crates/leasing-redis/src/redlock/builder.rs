@@ -135,10 +135,20 @@ impl RedlockLeaseProviderBuilder {
             .filter_map(|(p, url)| p.as_ref().map(|e| format!("{url}: {e}")))
             .collect();
         // A minority down is what Redlock is for; no majority answering is a dead endpoint,
-        // reported now like a dead server on every other backend.
+        // reported now like a dead server on every other backend — or, when every server
+        // that did not answer refused the credentials, as that (retrying will not help).
         let answered = provider.nodes.len() - down.len();
         if answered < provider.quorum {
-            return Err(LeaseError::unavailable(format!(
+            let refused = probes
+                .iter()
+                .flatten()
+                .all(|e| e.kind() == ErrorKind::Unauthorized);
+            let kind = if refused {
+                ErrorKind::Unauthorized
+            } else {
+                ErrorKind::ProviderUnavailable
+            };
+            return Err(LeaseError::new(kind, format!(
                 "only {answered} of {} Redis servers answered within {limit:?}, a majority ({}) is needed: {}",
                 provider.nodes.len(),
                 provider.quorum,
