@@ -311,8 +311,8 @@ where
 mod tests {
     use super::*;
     use crate::credential::AccessToken;
-    use std::time::SystemTime;
     use leasing_abstractions::ErrorKind;
+    use std::time::SystemTime;
 
     #[test]
     fn debug_redacts_secrets() {
