@@ -173,9 +173,20 @@ fn a_redis_server_with_a_bad_argument_fails_at_once_with_its_log() {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a bad directive started"),
     };
+    eprintln!("{e}");
     assert!(e.contains("redis-server did not start"), "{e}");
     assert!(e.contains("it exited"), "{e}");
     assert!(e.contains("no-such-directive"), "the log says why: {e}");
+    let log = e
+        .split("of its log ")
+        .nth(1)
+        .and_then(|l| l.split(':').next())
+        .expect("log path");
+    assert!(
+        Path::new(log).exists(),
+        "the log of a failed start stays: {e}"
+    );
+    let _ = std::fs::remove_dir_all(Path::new(log).parent().expect("folder"));
 }
 
 #[test]
@@ -452,6 +463,24 @@ fn a_cosmos_emulator_stand_in_starts_with_its_flags() {
         "{log}"
     );
     drop(e.into_service());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_cosmos_launcher_that_fails_shows_what_node_said() {
+    let dir = scratch("cosmos-fails");
+    let e = CosmosEmulator::builder()
+        .launcher(dir.join("no-such-launcher.js"))
+        .modules(fake_modules(&dir))
+        .start()
+        .expect_err("no launcher");
+    assert!(!e.is_missing());
+    let e = e.to_string();
+    assert!(e.contains("the Cosmos emulator did not start"), "{e}");
+    assert!(
+        e.contains("no-such-launcher.js"),
+        "node says what it could not find: {e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -44,7 +44,7 @@ impl Setup {
     }
 
     /// Starts `command` with the extra arguments as the server `name` on `port`, its log
-    /// `log` in `dir` (which it owns), after `configure`.
+    /// `log` in `dir` (which it owns, and keeps when the start fails), after `configure`.
     pub(super) fn start(
         self,
         name: &str,
@@ -59,7 +59,10 @@ impl Setup {
         if let Some(bound) = self.start_timeout {
             service = service.with_start_timeout(bound);
         }
-        service.start()?;
+        if let Err(e) = service.start() {
+            service.keep_dir(); // the whole log stays for a look
+            return Err(e);
+        }
         Ok(service)
     }
 }

@@ -122,6 +122,11 @@ impl Service {
         self
     }
 
+    /// Leave its folder when dropped.
+    pub(super) fn keep_dir(&mut self) {
+        self.dir = None;
+    }
+
     /// Where it listens.
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
