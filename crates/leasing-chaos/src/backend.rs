@@ -51,12 +51,14 @@ pub(crate) fn in_process(backend: &str) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct Stealing(pub(crate) leasing_abstractions::InMemoryLeaseProvider);
 
-impl LeaseProvider for Stealing {
+/// Only the name and the acquisition differ; everything else (renewals, batches, release
+/// notifications, listing) is the in-memory provider's, forwarded by the layer.
+impl leasing_abstractions::provider::ProviderLayer for Stealing {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.0
+    }
     fn provider_name(&self) -> &'static str {
         "stealing"
-    }
-    fn capabilities(&self) -> leasing_abstractions::ProviderCapabilities {
-        self.0.capabilities()
     }
     fn try_acquire<'a>(
         &'a self,
@@ -70,34 +72,9 @@ impl LeaseProvider for Stealing {
             self.0.try_acquire(request).await
         })
     }
-    fn renew<'a>(
-        &'a self,
-        grant: &'a leasing_abstractions::LeaseGrant,
-    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<()>> {
-        self.0.renew(grant)
-    }
-    fn release<'a>(
-        &'a self,
-        grant: &'a leasing_abstractions::LeaseGrant,
-    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<()>> {
-        self.0.release(grant)
-    }
-    fn inspect<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> leasing_abstractions::BoxFuture<
-        'a,
-        leasing_abstractions::Result<Option<leasing_abstractions::LeaseInfo>>,
-    > {
-        self.0.inspect(name)
-    }
-    fn break_lease<'a>(
-        &'a self,
-        name: &'a str,
-    ) -> leasing_abstractions::BoxFuture<'a, leasing_abstractions::Result<bool>> {
-        self.0.break_lease(name)
-    }
 }
+
+leasing_abstractions::provider_layer!(Stealing);
 
 /// A server the runner may fault, and the proxy clients reach it through.
 pub(crate) struct Slot {
