@@ -18,6 +18,7 @@
 
 mod backend;
 mod client;
+mod faults;
 mod handoff;
 mod opts;
 mod run;
