@@ -95,6 +95,9 @@ impl LeaseProvider for Counted {
     ) -> Option<tokio::sync::broadcast::Receiver<String>> {
         self.inner.release_notifications(name)
     }
+    fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        self.inner.renew_now_signals()
+    }
     fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         self.inner.list(r)
     }

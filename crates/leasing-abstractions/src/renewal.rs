@@ -23,7 +23,7 @@ use futures::FutureExt;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Span;
@@ -87,7 +87,10 @@ impl Ctx {
             revive = self.held().into_iter().filter(|l| !l.ended()).collect();
         }
         if let Some(rx) = chan.rx.take() {
-            tokio::spawn(run(Arc::clone(&self.provider), rx));
+            // Subscribed here, not in the task: a signal sent before the task first runs
+            // still counts.
+            let signals = self.provider.renew_now_signals();
+            tokio::spawn(run(Arc::clone(&self.provider), rx, signals));
         }
         self.registry
             .lock()
@@ -161,7 +164,11 @@ struct Scheduler {
     rng: fastrand::Rng,
 }
 
-async fn run(provider: Arc<dyn LeaseProvider>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+async fn run(
+    provider: Arc<dyn LeaseProvider>,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    mut renew_now: Option<broadcast::Receiver<()>>,
+) {
     let mut s = Scheduler {
         provider,
         entries: HashMap::new(),
@@ -178,6 +185,11 @@ async fn run(provider: Arc<dyn LeaseProvider>, mut rx: mpsc::UnboundedReceiver<C
                 Some(cmd) => s.command(cmd),
                 None => break,
             },
+            signal = recv_opt(&mut renew_now) => match signal {
+                Err(broadcast::error::RecvError::Closed) => renew_now = None,
+                // A lagged receiver missed signals: one renewal round answers them all.
+                Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => s.renew_all_now(),
+            },
             Some(done) = s.in_flight.join_next(), if !s.in_flight.is_empty() => {
                 // A renewal task only ends by returning: it is never aborted while we run.
                 if let Ok(done) = done {
@@ -186,6 +198,16 @@ async fn run(provider: Arc<dyn LeaseProvider>, mut rx: mpsc::UnboundedReceiver<C
             }
             () = sleep_until_opt(next) => s.dispatch_due(),
         }
+    }
+}
+
+/// The next signal, or never when the provider gives none.
+async fn recv_opt(
+    rx: &mut Option<broadcast::Receiver<()>>,
+) -> std::result::Result<(), broadcast::error::RecvError> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -245,6 +267,27 @@ impl Scheduler {
             e.queued = Some((at, eligible));
             self.queue.insert((at, key));
             self.eligible.insert((eligible, key));
+        }
+    }
+
+    /// The provider asked for every lease to be renewed now: each auto-renewed lease that
+    /// is waiting for its turn is due at once (those in flight are being renewed already;
+    /// manual leases are renewed by their holders).
+    fn renew_all_now(&mut self) {
+        let now = Instant::now();
+        let waiting: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.queued.is_some() && e.lease.policy.is_some())
+            .map(|(&k, _)| k)
+            .collect();
+        for key in waiting {
+            if let Some((due, eligible)) = self.entries.get_mut(&key).and_then(|e| e.queued.take())
+            {
+                self.queue.remove(&(due, key));
+                self.eligible.remove(&(eligible, key));
+            }
+            self.enqueue(key, now);
         }
     }
 

@@ -287,6 +287,9 @@ impl LeaseProvider for NoNotices {
     fn release_notifications(&self, _: &str) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
     }
+    fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        None
+    }
     fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         self.0.list(r)
     }

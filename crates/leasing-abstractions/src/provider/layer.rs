@@ -44,6 +44,9 @@ macro_rules! forward_provider {
             fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
                 (**self).release_notifications(name)
             }
+            fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+                (**self).renew_now_signals()
+            }
             fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
                 (**self).list(request)
             }
@@ -120,6 +123,11 @@ pub trait ProviderLayer: Send + Sync + Debug + 'static {
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
         self.inner().release_notifications(name)
     }
+
+    /// See [`LeaseProvider::renew_now_signals`].
+    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+        self.inner().renew_now_signals()
+    }
     /// See [`LeaseProvider::list`].
     fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         self.inner().list(request)
@@ -181,6 +189,9 @@ macro_rules! provider_layer {
                 name: &str,
             ) -> Option<$crate::__private::broadcast::Receiver<String>> {
                 $crate::provider::ProviderLayer::release_notifications(self, name)
+            }
+            fn renew_now_signals(&self) -> Option<$crate::__private::broadcast::Receiver<()>> {
+                $crate::provider::ProviderLayer::renew_now_signals(self)
             }
             fn list<'a>(
                 &'a self,

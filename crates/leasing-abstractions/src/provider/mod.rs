@@ -486,6 +486,18 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
         None
     }
 
+    /// A signal that every lease this provider granted should be renewed now rather than
+    /// at its scheduled time; `None` (the default) if the provider never asks.
+    ///
+    /// For a provider that can tell that a server went away and is answering again (it may
+    /// have restarted and forgotten what it granted): the renewals that follow find out at
+    /// once whether each grant survived, and a lost one is reported `Lost` within a round
+    /// trip of the server's return instead of at its next scheduled renewal. The manager
+    /// subscribes once, before it renews anything; a lagged receiver counts as one signal.
+    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+        None
+    }
+
     /// One page of the leases currently held whose names start with `request.prefix`,
     /// each under its original lease name. Providers that implement it say so in
     /// [`ProviderCapabilities::listing`]. The default is an

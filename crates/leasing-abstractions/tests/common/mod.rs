@@ -128,6 +128,9 @@ impl LeaseProvider for Counting {
         self.subscriptions.fetch_add(1, Ordering::SeqCst);
         self.inner.release_notifications(name)
     }
+    fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
+        self.inner.renew_now_signals()
+    }
     fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
         self.inner.list(r)
     }
