@@ -442,8 +442,7 @@ fn fake_modules(dir: &Path) -> PathBuf {
 fn a_cosmos_emulator_stand_in_starts_with_its_flags() {
     let dir = scratch("cosmos");
     let e = CosmosEmulator::builder()
-        .launcher(fake_server(&dir))
-        .modules(fake_modules(&dir))
+        .installed_at(fake_server(&dir), fake_modules(&dir))
         .dir(&dir)
         .advertise_port(4321)
         .args(["--multi-write"])
@@ -470,8 +469,7 @@ fn a_cosmos_emulator_stand_in_starts_with_its_flags() {
 fn a_cosmos_launcher_that_fails_shows_what_node_said() {
     let dir = scratch("cosmos-fails");
     let e = CosmosEmulator::builder()
-        .launcher(dir.join("no-such-launcher.js"))
-        .modules(fake_modules(&dir))
+        .installed_at(dir.join("no-such-launcher.js"), fake_modules(&dir))
         .start()
         .expect_err("no launcher");
     assert!(!e.is_missing());
@@ -488,8 +486,7 @@ fn a_cosmos_launcher_that_fails_shows_what_node_said() {
 async fn a_cosmos_emulator_stand_in_behind_its_proxy() {
     let dir = scratch("cosmos-proxy");
     let (e, proxy) = CosmosEmulator::builder()
-        .launcher(fake_server(&dir))
-        .modules(fake_modules(&dir))
+        .installed_at(fake_server(&dir), fake_modules(&dir))
         .start_behind_proxy()
         .await
         .expect("start");
@@ -512,7 +509,7 @@ async fn a_cosmos_emulator_stand_in_behind_its_proxy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cosmos_emulator_is_missing_where_it_is_not_installed() {
     let e = CosmosEmulator::builder()
-        .modules("/nonexistent/node_modules")
+        .installed_at("/nonexistent/launch.js", "/nonexistent/node_modules")
         .start_behind_proxy()
         .await
         .expect_err("missing");

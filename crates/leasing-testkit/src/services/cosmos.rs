@@ -27,23 +27,17 @@ pub struct CosmosEmulatorBuilder {
 impl CosmosEmulatorBuilder {
     setup_setters!();
 
-    /// The launcher script node runs; by default `LEASING_COSMOS_EMULATOR_LAUNCHER`, else
-    /// `scripts/cosmos-emulator/launch.js`.
-    pub fn launcher(mut self, launcher: impl Into<PathBuf>) -> Self {
+    /// The launcher script node runs and the `node_modules` that holds
+    /// `@vercel/cosmosdb-server`; by default `LEASING_COSMOS_EMULATOR_LAUNCHER` and
+    /// `LEASING_COSMOS_EMULATOR_MODULES`, else where scripts/cosmos-up.sh puts them
+    /// (`scripts/cosmos-emulator/launch.js`, `target/cosmos-emulator/node_modules`).
+    pub fn installed_at(
+        mut self,
+        launcher: impl Into<PathBuf>,
+        modules: impl Into<PathBuf>,
+    ) -> Self {
         self.launcher = Some(launcher.into());
-        self
-    }
-
-    /// The `node_modules` that holds `@vercel/cosmosdb-server`; by default
-    /// `LEASING_COSMOS_EMULATOR_MODULES`, else `target/cosmos-emulator/node_modules`.
-    pub fn modules(mut self, modules: impl Into<PathBuf>) -> Self {
         self.modules = Some(modules.into());
-        self
-    }
-
-    /// Listen on `port` instead of a free one.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = Some(port);
         self
     }
 
@@ -120,7 +114,10 @@ impl CosmosEmulatorBuilder {
         let proxy = FaultProxy::start(([127, 0, 0, 1], port).into())
             .await
             .map_err(|e| ServiceError::failed(format!("proxy: {e}")))?;
-        let builder = self.port(port).advertise_port(proxy.addr().port());
+        let builder = Self {
+            port: Some(port),
+            ..self.advertise_port(proxy.addr().port())
+        };
         let emulator = tokio::task::spawn_blocking(move || builder.start())
             .await
             .map_err(|e| ServiceError::failed(format!("starting the emulator: {e}")))??;
