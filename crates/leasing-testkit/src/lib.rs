@@ -13,6 +13,11 @@
 //!
 //! Each check panics with a message naming the guarantee it found broken, like an
 //! assertion in a test.
+//!
+//! [`services`] finds the shared servers the tests use (with a SKIPPED line, or a failure
+//! under `LEASING_REQUIRE_SERVICES=1`, when one is not set up) and starts private ones a
+//! test may stop and restart: redis-server, Azurite, the Cosmos emulator. [`proxy`] puts a
+//! fault-injecting TCP proxy in front of any of them.
 
 pub mod checker;
 pub mod conformance;
