@@ -16,6 +16,7 @@ mod redlock;
 mod releases;
 mod scripts;
 mod subscriber;
+mod watcher;
 
 pub use builder::RedisLeaseProviderBuilder;
 pub use config::{

@@ -55,6 +55,9 @@ pub(crate) fn finite(req_duration: leasing_abstractions::LeaseDuration) -> Durat
     req_duration.as_finite().unwrap_or(MAX_DURATION)
 }
 
+/// Signals a watcher may queue before a manager reads them (more is one renewal round).
+pub(crate) const RENEW_NOW_CAPACITY: usize = 4;
+
 /// Leases on one Redis server, or on one Redis Cluster
 /// ([`cluster_urls`](RedisLeaseProviderBuilder::cluster_urls); every key of a name shares
 /// one hash slot through the `{<name>}` tag, and redis-rs' cluster connection routes each
@@ -85,6 +88,9 @@ pub struct RedisLeaseProvider {
     config: RedisConfig,
     owner: String,
     releases: Arc<Releases>,
+    /// Sent by the node's watcher when its server answers again after going away; `None`
+    /// in cluster mode (no watcher there).
+    renew_now: Option<broadcast::Sender<()>>,
 }
 
 impl std::fmt::Debug for RedisLeaseProvider {
@@ -116,16 +122,22 @@ impl RedisLeaseProvider {
         config.validate()?;
         crate::config::warn_if_unfenced(&config);
         let releases = Arc::new(Releases::new());
-        let node = if config.cluster_urls.is_empty() {
-            Node::connect(&config, &config.url, releases.clone(), false).await?
+        let (node, renew_now) = if config.cluster_urls.is_empty() {
+            let renew_now = broadcast::channel(RENEW_NOW_CAPACITY).0;
+            let node = Node::connect(&config, &config.url, releases.clone(), &renew_now, false);
+            (node.await?, Some(renew_now))
         } else {
-            Node::connect_cluster(&config, releases.clone()).await?
+            (
+                Node::connect_cluster(&config, releases.clone()).await?,
+                None,
+            )
         };
         Ok(Self {
             node: [Arc::new(node)],
             owner: owner_id(),
             config,
             releases,
+            renew_now,
         })
     }
 
@@ -281,6 +293,10 @@ impl LeaseProvider for RedisLeaseProvider {
 
     fn capabilities(&self) -> ProviderCapabilities {
         capabilities(self.config.max_renew_batch)
+    }
+
+    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+        self.renew_now.as_ref().map(broadcast::Sender::subscribe)
     }
 
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {

@@ -103,7 +103,7 @@ async fn serve(
     }
 }
 
-async fn pubsub(config: &RedisConfig, url: &str) -> Result<redis::aio::PubSub> {
+pub(crate) async fn pubsub(config: &RedisConfig, url: &str) -> Result<redis::aio::PubSub> {
     let auth = match &config.credential {
         Some(c) => Some(
             c.get_token()

@@ -37,12 +37,15 @@ pub(crate) struct Node {
     retention_ms: u64,
     /// Identity checks and the restart fence (one server; in cluster mode no identity
     /// checks: a renewal on a promoted node that lacks the lease finds no key, `Lost`).
-    identity: Option<Identity>,
+    identity: Option<Arc<Identity>>,
     /// The restart fence in cluster mode, checked inside the acquire script on the node
     /// that grants (see [`ClusterFence`]); `None` on one server and when the fence is off.
     cluster_fence: Option<ClusterFence>,
     redacted_url: String,
     _subscriber: AbortOnDropHandle<()>,
+    /// One server: notices at once when the server closes the connection (see
+    /// [`watch`](crate::watcher::watch)); `None` in cluster mode.
+    _watcher: Option<AbortOnDropHandle<()>>,
 }
 
 impl std::fmt::Debug for Node {
@@ -125,6 +128,7 @@ impl Node {
         config: &RedisConfig,
         url: &str,
         releases: Arc<Releases>,
+        renew_now: &tokio::sync::broadcast::Sender<()>,
         lazy: bool,
     ) -> Result<Self> {
         crate::config::validate_url(url)?;
@@ -165,15 +169,23 @@ impl Node {
         };
         // Idle (no connection) until a waiter asks for release notifications.
         let sub = subscriber(config.clone(), vec![url.to_owned()], releases);
+        let identity = Arc::new(Identity::new(config.restart_fence));
+        let watcher = crate::watcher::watch(
+            config.clone(),
+            url.to_owned(),
+            Arc::clone(&identity),
+            renew_now.clone(),
+        );
         let node = Self {
             conn: Conn::Single(conn),
             prefix: config.key_prefix.clone(),
             call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
-            identity: Some(Identity::new(config.restart_fence)),
+            identity: Some(identity),
             cluster_fence: None,
             redacted_url,
             _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
+            _watcher: Some(AbortOnDropHandle::new(tokio::spawn(watcher))),
         };
         if !lazy {
             // Who the server is, and whether it is inside its restart fence.
@@ -261,6 +273,7 @@ impl Node {
             call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
             identity: None,
+            _watcher: None,
             cluster_fence: ClusterFence::new(config),
             redacted_url,
             _subscriber: AbortOnDropHandle::new(tokio::spawn(sub)),
@@ -304,7 +317,7 @@ impl Node {
             Err(_) => Failure::Timeout(limit),
         };
         if failure.is_connection() {
-            self.identity.iter().for_each(Identity::suspect);
+            self.identity.iter().for_each(|i| i.suspect());
         }
         Err(failure)
     }
@@ -409,13 +422,13 @@ impl Node {
 
     /// The node's epoch (0 in cluster mode).
     pub(crate) fn epoch(&self) -> u64 {
-        self.identity.as_ref().map_or(0, Identity::epoch)
+        self.identity.as_ref().map_or(0, |i| i.epoch())
     }
 
     /// Runs the acquire script. `Some` when granted.
     pub(crate) async fn acquire(&self, a: Acquire<'_>, limit: Duration) -> Result<Option<Granted>> {
         self.check(Op::Acquire, a.name, limit).await?;
-        if let Some(left) = self.identity.as_ref().and_then(Identity::fenced_for) {
+        if let Some(left) = self.identity.as_ref().and_then(|i| i.fenced_for()) {
             return Err(LeaseError::unavailable(format!(
                 "restart fence: the server restarted or changed recently and grants nothing for another {left:?}"
             ))
@@ -606,7 +619,9 @@ mod tests {
         };
         assert!(info_refused(&wire("NOPERM no permissions to run 'info'")));
         assert!(info_refused(&wire("ERR unknown command 'INFO'")));
-        assert!(info_refused(&wire("ERR unknown command 'info', with args beginning with: ")));
+        assert!(info_refused(&wire(
+            "ERR unknown command 'info', with args beginning with: "
+        )));
         // Another ERR may pass: the checks stay on and the check is made again.
         assert!(!info_refused(&wire("ERR max number of clients reached")));
         assert!(!info_refused(&wire("ERR")));

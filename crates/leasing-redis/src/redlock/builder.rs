@@ -181,10 +181,11 @@ impl RedlockLeaseProviderBuilder {
         self.config.validate()?;
         crate::config::warn_if_unfenced(&self.config);
         let releases = Arc::new(Releases::new());
+        let renew_now = broadcast::channel(crate::provider::RENEW_NOW_CAPACITY).0;
         let mut nodes = Vec::with_capacity(self.urls.len());
         for url in &self.urls {
             nodes.push(Arc::new(
-                Node::connect(&self.config, url, releases.clone(), true).await?,
+                Node::connect(&self.config, url, releases.clone(), &renew_now, true).await?,
             ));
         }
         Ok(RedlockLeaseProvider {
@@ -194,6 +195,7 @@ impl RedlockLeaseProviderBuilder {
             config: self.config,
             owner: owner_id(),
             releases,
+            renew_now,
         })
     }
 }

@@ -50,6 +50,8 @@ pub struct RedlockLeaseProvider {
     config: RedisConfig,
     owner: String,
     releases: Arc<Releases>,
+    /// Sent by a server's watcher when it answers again after going away.
+    renew_now: broadcast::Sender<()>,
 }
 
 impl std::fmt::Debug for RedlockLeaseProvider {
@@ -372,6 +374,10 @@ impl LeaseProvider for RedlockLeaseProvider {
 
     fn capabilities(&self) -> ProviderCapabilities {
         capabilities(self.config.max_renew_batch)
+    }
+
+    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+        Some(self.renew_now.subscribe())
     }
 
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
