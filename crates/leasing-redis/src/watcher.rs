@@ -29,25 +29,22 @@ pub(crate) async fn watch(
     identity: Arc<Identity>,
     renew_now: broadcast::Sender<()>,
 ) {
-    let channel = format!("{}watch", config.key_prefix);
     let mut away = false;
     let mut pause = MIN_PAUSE;
     loop {
         match pubsub(&config, &url).await {
-            Ok(mut conn) => {
-                // Subscribed, the connection is read all the time: its end is noticed at
-                // once. Nothing is ever published on the channel.
-                if conn.subscribe(&channel).await.is_ok() {
-                    pause = MIN_PAUSE;
-                    if away {
-                        identity.suspect();
-                        tracing::debug!("a Redis server is back: renewing every lease now");
-                        // No receiver (no manager yet) is fine: nothing to renew.
-                        let _ = renew_now.send(());
-                    }
-                    let mut messages = conn.into_on_message();
-                    while messages.next().await.is_some() {}
+            Ok(conn) => {
+                // The connection's reader runs all the time, so its end is noticed at once;
+                // nothing is subscribed (and nothing ever arrives).
+                pause = MIN_PAUSE;
+                if away {
+                    identity.suspect();
+                    tracing::debug!("a Redis server is back: renewing every lease now");
+                    // No receiver (no manager yet) is fine: nothing to renew.
+                    let _ = renew_now.send(());
                 }
+                let mut messages = conn.into_on_message();
+                while messages.next().await.is_some() {}
                 identity.suspect();
                 away = true;
             }
