@@ -212,6 +212,32 @@ mod tests {
         }
     }
 
+    /// Without the emulator relaxations (HTTP/2 and binary encoding stay on), a port
+    /// where nothing listens fails the connect, retryably, naming the endpoint.
+    #[tokio::test]
+    async fn connecting_without_the_emulator_relaxations_reports_a_dead_endpoint() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let endpoint = format!("http://127.0.0.1:{port}/");
+        let parsed = AccountEndpoint::from(validate_endpoint_with(&endpoint, None).expect("url"));
+        let key = Auth::Key(azure_core::credentials::Secret::new("a2V5"));
+        let e = connect(
+            &endpoint,
+            parsed,
+            &key,
+            false,
+            Duration::from_secs(2),
+            #[cfg(feature = "fault_injection")]
+            Vec::new(),
+        )
+        .await
+        .expect_err("nothing listens");
+        assert!(e.is_retryable(), "{e}");
+        assert!(e.to_string().contains(&endpoint), "{e}");
+    }
+
     #[test]
     fn operation_options() {
         assert_eq!(
