@@ -752,13 +752,9 @@ async fn listing_rejects_a_cursor_from_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals() {
-    if !RedisServer::installed() {
+    let Some((mut servers, urls)) = common::private_servers(3, &[]) else {
         return;
-    }
-    let mut servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start().expect("start redis-server"))
-        .collect();
-    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    };
     let fence = Duration::from_secs(2);
     let build = || {
         leasing_redis::RedlockLeaseProvider::builder()

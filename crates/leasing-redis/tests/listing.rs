@@ -77,14 +77,11 @@ async fn a_single_server_keeps_to_the_page_limit() {
 
 #[tokio::test]
 async fn redlock_keeps_to_the_page_limit() {
-    if !RedisServer::installed() {
+    let Some((_servers, urls)) = common::private_servers(3, &[]) else {
         return;
-    }
-    let servers: Vec<RedisServer> = (0..3)
-        .map(|_| RedisServer::start().expect("start redis-server"))
-        .collect();
+    };
     let p = RedlockLeaseProvider::builder()
-        .urls(servers.iter().map(RedisServer::url).collect::<Vec<_>>())
+        .urls(urls)
         .build()
         .await
         .expect("redlock");

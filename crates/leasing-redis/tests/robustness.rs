@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{raw, service_env, unique, RedisServer};
+use common::{raw, service_env, unique};
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, LeaseManager, LeaseOptions, LeaseProvider, Metadata,
 };
@@ -69,16 +69,10 @@ async fn durations_of_any_size_never_panic() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_with_a_wrong_password_is_unauthorized() {
-    if !RedisServer::installed() {
+    let Some((servers, urls)) = common::private_servers(3, &["--requirepass", "right-password"])
+    else {
         return;
-    }
-    let servers: Vec<RedisServer> = (0..3)
-        .map(|_| {
-            RedisServer::start_with(&["--requirepass", "right-password"])
-                .expect("start redis-server")
-        })
-        .collect();
-    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    };
     // Every server refuses the credentials at build: Unauthorized, not "unavailable".
     let e = RedlockLeaseProvider::builder()
         .urls(&urls)

@@ -11,6 +11,19 @@ pub fn unique(test: &str) -> String {
     format!("{test}-{}", uuid::Uuid::new_v4().simple())
 }
 
+/// `n` private servers (no persistence, `args` added) and their URLs, or `None` after a
+/// SKIPPED line when redis-server is not installed.
+pub fn private_servers(n: usize, args: &[&str]) -> Option<(Vec<RedisServer>, Vec<String>)> {
+    if !RedisServer::installed() {
+        return None;
+    }
+    let servers: Vec<RedisServer> = (0..n)
+        .map(|_| RedisServer::start_with(args).expect("start redis-server"))
+        .collect();
+    let urls = servers.iter().map(RedisServer::url).collect();
+    Some((servers, urls))
+}
+
 /// A raw redis-rs connection for assertions and admin commands.
 pub async fn raw(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
