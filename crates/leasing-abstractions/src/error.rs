@@ -38,6 +38,12 @@ pub enum ErrorKind {
     Configuration,
     /// The provider does not support the operation (listing, infinite leases…).
     Unsupported,
+    /// The backend answered something the provider does not understand (a status or
+    /// reply it has no rule for, a record it cannot read), or something failed that
+    /// cannot be classified (a provider that panicked). The same on every backend and
+    /// every operation. Not retryable unless the backend marked it temporary
+    /// ([`LeaseError::with_temporary`]).
+    Unexpected,
 }
 
 impl ErrorKind {
@@ -54,6 +60,7 @@ impl ErrorKind {
             ErrorKind::InvalidArgument => "invalid_argument",
             ErrorKind::Configuration => "configuration",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Unexpected => "unexpected",
         }
     }
 }
@@ -120,6 +127,8 @@ pub struct LeaseError {
     lease_id: Option<String>,
     field: Option<&'static str>,
     operation: Option<Operation>,
+    /// Set by the backend when it knows better than the kind's default.
+    temporary: Option<bool>,
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -133,6 +142,7 @@ impl LeaseError {
             lease_id: None,
             field: None,
             operation: None,
+            temporary: None,
             source: None,
         }
     }
@@ -234,14 +244,23 @@ impl LeaseError {
         self.field
     }
 
-    /// Whether trying the same operation again may succeed: true for
+    /// Marks the error temporary (trying again may succeed) or permanent, overriding the
+    /// kind's default; for a backend that knows more than the kind says (an
+    /// [`Unexpected`](ErrorKind::Unexpected) answer that a retry clears).
+    pub fn with_temporary(mut self, temporary: bool) -> Self {
+        self.temporary = Some(temporary);
+        self
+    }
+
+    /// Whether trying the same operation again may succeed: what the backend set with
+    /// [`with_temporary`](Self::with_temporary), else true for
     /// [`Conflict`](ErrorKind::Conflict), [`ProviderUnavailable`](ErrorKind::ProviderUnavailable)
-    /// and [`Renewal`](ErrorKind::Renewal); false for everything else.
+    /// and [`Renewal`](ErrorKind::Renewal), false for everything else.
     pub fn is_retryable(&self) -> bool {
-        matches!(
+        self.temporary.unwrap_or(matches!(
             self.kind,
             ErrorKind::Conflict | ErrorKind::ProviderUnavailable | ErrorKind::Renewal
-        )
+        ))
     }
 }
 
@@ -271,6 +290,7 @@ impl fmt::Debug for LeaseError {
             .field("lease_id", &self.lease_id)
             .field("field", &self.field)
             .field("operation", &self.operation)
+            .field("temporary", &self.temporary)
             .field("source", &self.source.as_ref().map(|s| s.to_string()))
             .finish()
     }
@@ -307,11 +327,16 @@ mod tests {
             ErrorKind::InvalidArgument,
             ErrorKind::Configuration,
             ErrorKind::Unsupported,
+            ErrorKind::Unexpected,
         ] {
             let e = LeaseError::new(kind, "x");
             assert_eq!(e.is_retryable(), retryable.contains(&kind), "{kind}");
             assert!(!kind.as_str().is_empty());
+            // The backend's word overrides the kind's default, both ways.
+            assert!(e.clone().with_temporary(true).is_retryable(), "{kind}");
+            assert!(!e.with_temporary(false).is_retryable(), "{kind}");
         }
+        assert_eq!(ErrorKind::Unexpected.to_string(), "unexpected");
     }
 
     #[test]

@@ -374,7 +374,7 @@ impl Scheduler {
             let results = match call.await {
                 Err(_) => vec![
                     Err(LeaseError::new(
-                        ErrorKind::Renewal,
+                        ErrorKind::Unexpected,
                         "the provider panicked while renewing",
                     ));
                     n
@@ -382,7 +382,7 @@ impl Scheduler {
                 Ok(Ok(r)) if r.len() == n => r,
                 Ok(Ok(r)) => vec![
                     Err(LeaseError::new(
-                        ErrorKind::Renewal,
+                        ErrorKind::Unexpected,
                         format!("provider returned {} results for {n} renewals", r.len()),
                     ));
                     n

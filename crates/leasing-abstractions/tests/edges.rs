@@ -189,12 +189,12 @@ async fn waiters_ignore_other_names_and_retry_after_missed_notifications() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_provider_is_an_acquisition_error_not_a_crash() {
+async fn a_panicking_provider_is_an_unexpected_error_not_a_crash() {
     let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
     plain.panic_on_acquire.store(true, Ordering::SeqCst);
     let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
     let e = m.acquire("job").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Acquisition);
+    assert_eq!(e.kind(), ErrorKind::Unexpected);
     assert_eq!(e.lease_name(), Some("job"));
 }
 
@@ -210,7 +210,7 @@ async fn a_provider_answering_too_few_renewals_puts_leases_at_risk() {
     assert_eq!(a.state(), LeaseState::AtRisk);
     match ev.recv().await.unwrap() {
         LeaseEvent::RenewalFailed { error, .. } => {
-            assert_eq!(error.kind(), ErrorKind::Renewal);
+            assert_eq!(error.kind(), ErrorKind::Unexpected);
             assert!(error.to_string().contains("0 results for 1"), "{error}");
         }
         other => panic!("{other:?}"),

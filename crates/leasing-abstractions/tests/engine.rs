@@ -432,7 +432,7 @@ impl LeaseProvider for Refusing {
         Box::pin(async move { Ok(()) })
     }
     fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        Box::pin(async move { Err(LeaseError::new(ErrorKind::Acquisition, "weird")) })
+        Box::pin(async move { Err(LeaseError::new(ErrorKind::Unexpected, "weird")) })
     }
     fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
         Box::pin(async move { Ok(false) })

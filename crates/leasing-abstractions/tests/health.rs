@@ -80,7 +80,7 @@ async fn probe_is_healthy_under_contention_and_degraded_on_other_errors() {
     assert!(r.description.contains("contention"));
     let r = probe_provider(
         &Odd(Err(LeaseError::new(
-            ErrorKind::Acquisition,
+            ErrorKind::Unexpected,
             "corrupt record",
         ))),
         secs(1.0),

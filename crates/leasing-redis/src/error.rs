@@ -43,7 +43,7 @@ impl Op {
 /// | `NOAUTH`, `WRONGPASS`, authentication failure, `NOPERM` (also inside the `Io` error of a cluster's initial connection) | `Unauthorized` |
 /// | invalid client configuration (bad URL, TLS setup); while connecting, a peer that does not speak RESP (`Parse`: an HTTP port) or an `ERR` reply to the set-up (`SELECT` of a database that does not exist) | `Configuration` |
 /// | an unparseable reply on an established connection | `ProviderUnavailable` (retryable) |
-/// | anything else | `Renewal` while renewing, `Acquisition` otherwise |
+/// | anything else (`WRONGTYPE`, an unknown `ERR`, a reply of the wrong shape) | `Unexpected`, on every operation (not retryable) |
 pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
     let code = err.code().unwrap_or("");
     if matches!(code, "NOAUTH" | "WRONGPASS") {
@@ -94,8 +94,7 @@ pub(crate) fn classify(err: &RedisError, op: Op) -> ErrorKind {
             | ServerErrorKind::Ask,
         ) => ErrorKind::ProviderUnavailable,
         // (redis-rs 1.8 reports timeouts, refused and dropped connections as `Io`.)
-        _ if op == Op::Renew => ErrorKind::Renewal,
-        _ => ErrorKind::Acquisition,
+        _ => ErrorKind::Unexpected,
     }
 }
 
@@ -256,17 +255,17 @@ mod tests {
             (
                 wire("WRONGTYPE Operation against a key holding the wrong kind of value"),
                 Op::Renew,
-                Renewal,
+                Unexpected,
             ),
             (
                 wire("WRONGTYPE Operation against a key holding the wrong kind of value"),
                 Op::Acquire,
-                Acquisition,
+                Unexpected,
             ),
             (
                 wire("NOSCRIPT No matching script."),
                 Op::Inspect,
-                Acquisition,
+                Unexpected,
             ),
             (
                 wire("BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."),
@@ -311,14 +310,14 @@ mod tests {
             (
                 (redis::ErrorKind::UnexpectedReturnType, "type").into(),
                 Op::Renew,
-                Renewal,
+                Unexpected,
             ),
             (
                 wire("ERR DB index is out of range"),
                 Op::Connect,
                 Configuration,
             ),
-            (wire("ERR unknown"), Op::Acquire, Acquisition),
+            (wire("ERR unknown"), Op::Acquire, Unexpected),
             (
                 (redis::ErrorKind::Parse, "not RESP").into(),
                 Op::Connect,
@@ -385,11 +384,8 @@ mod tests {
             classify(&server("WRONGPASS"), Op::Renew),
             ErrorKind::Unauthorized
         );
-        assert_eq!(classify(&server("ERR"), Op::Renew), ErrorKind::Renewal);
-        assert_eq!(
-            classify(&server("ERR"), Op::Inspect),
-            ErrorKind::Acquisition
-        );
+        assert_eq!(classify(&server("ERR"), Op::Renew), ErrorKind::Unexpected);
+        assert_eq!(classify(&server("ERR"), Op::Inspect), ErrorKind::Unexpected);
         let cfg: RedisError = (redis::ErrorKind::InvalidClientConfig, "bad url").into();
         assert_eq!(classify(&cfg, Op::Connect), ErrorKind::Configuration);
         let auth: RedisError = (redis::ErrorKind::AuthenticationFailed, "no").into();

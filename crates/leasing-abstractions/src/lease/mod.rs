@@ -482,7 +482,7 @@ impl Lease {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(s.deadline_error()),
             Err(_) => Err(LeaseError::new(
-                crate::ErrorKind::Renewal,
+                crate::ErrorKind::Unexpected,
                 "the provider panicked while renewing",
             )),
         }

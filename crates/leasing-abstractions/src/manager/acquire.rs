@@ -206,7 +206,7 @@ impl LeaseManager {
             .with_source(e)),
             Some(Ok(result)) => result.map_err(|e| e.or_lease(&request.name, None)),
             Some(Err(_)) => Err(LeaseError::new(
-                ErrorKind::Acquisition,
+                ErrorKind::Unexpected,
                 "the acquisition task panicked",
             )
             .with_lease_name(&request.name)),

@@ -141,7 +141,7 @@ impl LeaseManager {
     /// `InvalidArgument` for a bad name, before any call; `Timeout` when the timeout passes,
     /// whose message gives the whole timeout and the attempts made and whose [`source`](std::error::Error::source) is what the last attempt met
     /// (`Conflict`: the name was held; or the backend's error); `Unauthorized`,
-    /// `Configuration` or `Acquisition` on a failure that waiting cannot fix. Transient
+    /// `Configuration` or `Unexpected` on a failure that waiting cannot fix. Transient
     /// backend failures are retried until the timeout.
     ///
     /// # Cancellation safety
@@ -417,7 +417,7 @@ impl LeaseManager {
                 }
                 Some(_) => {
                     return Err(LeaseError::new(
-                        ErrorKind::Acquisition,
+                        ErrorKind::Unexpected,
                         "the provider returned the same listing cursor twice",
                     )
                     .with_operation(Operation::List))

@@ -60,7 +60,7 @@ impl ClusterFence {
                 )))
             }
             Some(other) => Err(LeaseError::new(
-                leasing_abstractions::ErrorKind::Acquisition,
+                leasing_abstractions::ErrorKind::Unexpected,
                 format!(
                     "redis acquire answered with an unexpected reply of {} numbers",
                     other.len()
@@ -178,7 +178,7 @@ mod tests {
             let e = f.decode(Some(odd)).expect_err("unexpected");
             assert_eq!(
                 e.kind(),
-                leasing_abstractions::ErrorKind::Acquisition,
+                leasing_abstractions::ErrorKind::Unexpected,
                 "{e}"
             );
         }

@@ -180,7 +180,7 @@ fn per_item(results: Result<Vec<RedisResult<bool>>>, items: &[Renewal<'_>]) -> V
             .iter()
             .map(|i| {
                 Err(LeaseError::new(
-                    leasing_abstractions::ErrorKind::Renewal,
+                    leasing_abstractions::ErrorKind::Unexpected,
                     "redis answered a renewal batch with the wrong number of replies",
                 )
                 .with_lease_name(i.name))
@@ -214,7 +214,7 @@ mod tests {
         let r = per_item(Ok(vec![Ok(true), Err(wrongtype)]), &items);
         assert!(matches!(r[0], Ok(true)));
         let e = r[1].as_ref().expect_err("wrongtype");
-        assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Renewal);
+        assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Unexpected);
         assert_eq!(e.lease_name(), Some("b"));
         // A short reply is an error for every item, never a shorter result list.
         let r = per_item(Ok(vec![Ok(true)]), &items);
