@@ -21,6 +21,7 @@
 
 pub mod checker;
 pub mod conformance;
+pub mod errors;
 pub mod fenced;
 pub mod history;
 pub mod proxy;
