@@ -134,17 +134,16 @@ impl RedlockLeaseProviderBuilder {
             .zip(&provider.urls)
             .filter_map(|(p, url)| p.as_ref().map(|e| format!("{url}: {e}")))
             .collect();
-        // A minority down is what Redlock is for; no majority answering is a dead endpoint,
-        // reported now like a dead server on every other backend — or, when every server
-        // that did not answer refused the credentials, as that (retrying will not help).
+        // A minority down is what Redlock is for; no majority answering fails the build now,
+        // like a dead server on every other backend.
         let answered = provider.nodes.len() - down.len();
         if answered < provider.quorum {
-            let refused = probes
-                .iter()
-                .flatten()
-                .all(|e| e.kind() == ErrorKind::Unauthorized);
-            let kind = if refused {
-                ErrorKind::Unauthorized
+            // Every server that failed failed the same way (refused the credentials,
+            // answered something unexpected): that is the error; else "unavailable".
+            let mut kinds = probes.iter().flatten().map(LeaseError::kind);
+            let first = kinds.next().unwrap_or(ErrorKind::ProviderUnavailable);
+            let kind = if kinds.all(|k| k == first) {
+                first
             } else {
                 ErrorKind::ProviderUnavailable
             };
