@@ -92,6 +92,12 @@ pub enum Operation {
     Break,
     /// Listing held leases.
     List,
+    /// Building a provider: connecting, checking the endpoint and the credentials.
+    Connect,
+    /// Reading an item of a fenced resource.
+    FencedRead,
+    /// Writing an item of a fenced resource.
+    FencedWrite,
 }
 
 impl Operation {
@@ -104,6 +110,9 @@ impl Operation {
             Operation::Inspect => "inspect",
             Operation::Break => "break",
             Operation::List => "list",
+            Operation::Connect => "connect",
+            Operation::FencedRead => "fenced_read",
+            Operation::FencedWrite => "fenced_write",
         }
     }
 }

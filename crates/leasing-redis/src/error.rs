@@ -3,37 +3,9 @@
 use leasing_abstractions::{ErrorKind, LeaseError};
 use redis::{RedisError, ServerErrorKind};
 
-/// Which lease operation failed; decides the kind of a non-transient failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Connect,
-    Acquire,
-    Renew,
-    Release,
-    Inspect,
-    Break,
-    List,
-    /// A write to a fenced resource.
-    FencedWrite,
-    /// A read of a fenced resource.
-    FencedRead,
-}
-
-impl Op {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Op::Connect => "connect",
-            Op::Acquire => "acquire",
-            Op::Renew => "renew",
-            Op::Release => "release",
-            Op::Inspect => "inspect",
-            Op::Break => "break",
-            Op::List => "list",
-            Op::FencedWrite => "fenced write",
-            Op::FencedRead => "fenced read",
-        }
-    }
-}
+/// Which operation failed (the core's: it decides the kind of a non-transient failure
+/// and names the operation in messages).
+pub(crate) use leasing_abstractions::Operation as Op;
 
 /// The kind a redis error is reported as:
 ///
