@@ -286,54 +286,61 @@ impl RedisLeaseProvider {
     }
 }
 
-impl LeaseProvider for RedisLeaseProvider {
-    fn provider_name(&self) -> &'static str {
-        "redis"
-    }
-
-    fn capabilities(&self) -> ProviderCapabilities {
-        capabilities(self.config.max_renew_batch)
-    }
-
-    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
-        self.renew_now.as_ref().map(broadcast::Sender::subscribe)
-    }
-
-    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
-        Some(self.releases.receiver(name))
-    }
-
-    fn try_acquire<'a>(
-        &'a self,
-        request: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        Box::pin(self.do_try_acquire(request))
-    }
-
-    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.do_renew(grant))
-    }
-
-    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-        Box::pin(self.do_renew_many(grants))
-    }
-
-    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.do_release(grant))
-    }
-
-    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        Box::pin(self.do_inspect(name))
-    }
-
-    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.do_break_lease(name))
-    }
-
-    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
-        Box::pin(self.do_list(request))
-    }
+/// The `LeaseProvider` impl of a Redis provider: its name, its renew-now sender, and the
+/// operations forwarded (boxed) to its `do_*` methods. Shared by the single-server and
+/// Redlock providers, which differ only in those.
+macro_rules! redis_lease_provider {
+    ($ty:ty, $name:literal, |$this:ident| $renew_now:expr) => {
+        impl LeaseProvider for $ty {
+            fn provider_name(&self) -> &'static str {
+                $name
+            }
+            fn capabilities(&self) -> ProviderCapabilities {
+                $crate::provider::capabilities(self.config.max_renew_batch)
+            }
+            fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
+                let $this = self;
+                $renew_now
+            }
+            fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
+                Some(self.releases.receiver(name))
+            }
+            fn try_acquire<'a>(
+                &'a self,
+                request: &'a AcquireRequest,
+            ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+                Box::pin(self.do_try_acquire(request))
+            }
+            fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+                Box::pin(self.do_renew(grant))
+            }
+            fn renew_many<'a>(
+                &'a self,
+                grants: &'a [Arc<LeaseGrant>],
+            ) -> BoxFuture<'a, Vec<Result<()>>> {
+                Box::pin(self.do_renew_many(grants))
+            }
+            fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+                Box::pin(self.do_release(grant))
+            }
+            fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+                Box::pin(self.do_inspect(name))
+            }
+            fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
+                Box::pin(self.do_break_lease(name))
+            }
+            fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
+                Box::pin(self.do_list(request))
+            }
+        }
+    };
 }
+pub(crate) use redis_lease_provider;
+
+redis_lease_provider!(RedisLeaseProvider, "redis", |p| p
+    .renew_now
+    .as_ref()
+    .map(broadcast::Sender::subscribe));
 
 pub(crate) fn lost(grant: &LeaseGrant) -> LeaseError {
     LeaseError::lost(

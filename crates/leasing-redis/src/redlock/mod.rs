@@ -5,9 +5,7 @@ use crate::config::{redact_url, RedisConfig};
 use crate::ghost::{release_in_background, GhostGuard};
 use crate::listing::{scan_until_found, stale_cursor, Cursor};
 use crate::node::{Acquire, Granted, Node, Renewal};
-use crate::provider::{
-    capabilities, finite, grant_epochs, lease_info, lost, owner_id, MAX_DURATION,
-};
+use crate::provider::{finite, grant_epochs, lease_info, lost, owner_id, MAX_DURATION};
 use crate::record::{encode_rest, system_time_ms, RawInfo};
 use crate::releases::Releases;
 use futures::future::join_all;
@@ -367,54 +365,9 @@ impl RedlockLeaseProvider {
     }
 }
 
-impl LeaseProvider for RedlockLeaseProvider {
-    fn provider_name(&self) -> &'static str {
-        "redlock"
-    }
-
-    fn capabilities(&self) -> ProviderCapabilities {
-        capabilities(self.config.max_renew_batch)
-    }
-
-    fn renew_now_signals(&self) -> Option<broadcast::Receiver<()>> {
-        Some(self.renew_now.subscribe())
-    }
-
-    fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
-        Some(self.releases.receiver(name))
-    }
-
-    fn try_acquire<'a>(
-        &'a self,
-        request: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        Box::pin(self.do_try_acquire(request))
-    }
-
-    fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.do_renew(grant))
-    }
-
-    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-        Box::pin(self.do_renew_many(grants))
-    }
-
-    fn release<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(self.do_release(grant))
-    }
-
-    fn inspect<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        Box::pin(self.do_inspect(name))
-    }
-
-    fn break_lease<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(self.do_break_lease(name))
-    }
-
-    fn list<'a>(&'a self, request: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
-        Box::pin(self.do_list(request))
-    }
-}
+crate::provider::redis_lease_provider!(RedlockLeaseProvider, "redlock", |p| Some(
+    p.renew_now.subscribe()
+));
 
 #[cfg(test)]
 mod tests {
