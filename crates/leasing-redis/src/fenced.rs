@@ -79,9 +79,10 @@ fn check_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// A reply the script never gives: `Unexpected`, as everywhere (the error contract).
 fn bad_reply(what: &str, reply: &str) -> LeaseError {
     LeaseError::new(
-        ErrorKind::ProviderUnavailable,
+        ErrorKind::Unexpected,
         format!("redis fenced {what}: unexpected reply {reply:?}"),
     )
 }
