@@ -375,11 +375,30 @@ async fn a_panicking_renewal_is_a_failed_renewal_not_an_unwatched_lease() {
 async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_out() {
     let rig = rig(opts(30.0).with_acquire_timeout(secs(120.0)));
     // The answer takes 28 s: past 30 s × 0.9, the lease may have expired meanwhile.
+    // With a caller's timeout past the window, the late answer arrives and is refused.
     rig.faults
         .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
-    let e = rig.manager.try_acquire("job").await.unwrap_err();
+    let e = rig
+        .manager
+        .try_acquire_with("job", AcquireOptions::new().timeout(Some(secs(60.0))))
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
     assert!(e.to_string().contains("safety deadline"), "{e}");
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.unwrap().is_none(),
+        "the late grant was released"
+    );
+    // Without one, the core stops waiting at the safety window (27 s) and releases the
+    // grant when it comes.
+    rig.faults
+        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    let asked = Instant::now();
+    let e = rig.manager.try_acquire("job").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(Instant::now() - asked, secs(27.0), "bounded by the window");
+    tokio::time::sleep(secs(2.0)).await;
     settle().await;
     assert!(
         rig.store.inspect("job").await.unwrap().is_none(),
@@ -389,8 +408,8 @@ async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_o
     rig.faults
         .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
     let lease = rig.manager.acquire("job").await.unwrap();
-    assert_eq!(lease.fencing_token(), 3);
-    assert_eq!(rig.faults.calls(Operation::Acquire), 3);
+    assert_eq!(lease.fencing_token(), 4);
+    assert_eq!(rig.faults.calls(Operation::Acquire), 4);
 }
 
 #[tokio::test(start_paused = true)]

@@ -26,8 +26,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 mod acquire;
 mod builder;
 
-pub use builder::LeaseManagerBuilder;
 use acquire::timeout_error;
+pub use builder::LeaseManagerBuilder;
 
 /// Acquires leases from one provider and renews them.
 ///
@@ -244,9 +244,10 @@ impl LeaseManager {
     }
 
     /// One attempt with per-call overrides. A timeout override bounds the wait for that
-    /// one attempt's answer (`Timeout` if it does not come in time; zero waits for it in
-    /// full, as in [`acquire`](Self::acquire)); without one the attempt is bounded by the
-    /// provider's own call timeout only.
+    /// one attempt's answer (`Timeout` if it does not come in time); without one (or with
+    /// zero) the wait is bounded by the lease's safety window (30 s for an infinite lease):
+    /// a grant arriving later could already have expired, so it is released and the call
+    /// ends in `Timeout`.
     ///
     /// # Errors
     /// As [`try_acquire`](Self::try_acquire).
@@ -279,17 +280,23 @@ impl LeaseManager {
         let (request, policy) = self.prepare(name, options)?;
         let span = crate::spans::acquire(&request, self.provider().provider_name());
         let started = Instant::now();
+        // The core bounds every attempt: by the caller's timeout, else by the lease's
+        // safety window (a grant that arrives later is released, never handed out).
         let deadline = match bound {
-            Some(t) if t.is_zero() => Some(self.whole_attempt(&request, started)),
-            Some(t) => Some(after(started, t)),
-            None => None,
+            Some(t) if !t.is_zero() => after(started, t),
+            _ => self.whole_attempt(&request, started),
         };
         let result = self
-            .attempt(&request, deadline)
+            .attempt(&request, Some(deadline))
             .instrument(span.clone())
             .await
             .map_err(|e| match e.kind() {
-                ErrorKind::Timeout => timeout_error(&request.name, bound.unwrap_or_default(), 1, e),
+                ErrorKind::Timeout => timeout_error(
+                    &request.name,
+                    deadline.saturating_duration_since(started),
+                    1,
+                    e,
+                ),
                 _ => e,
             })
             .map_err(|e| e.with_operation(Operation::Acquire));
