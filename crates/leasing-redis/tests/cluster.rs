@@ -5,11 +5,8 @@
 
 mod common;
 
-use common::{raw, service_env, unique};
-use leasing_abstractions::{
-    AcquireRequest, BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseManager, LeaseOptions,
-    LeaseProvider, Metadata,
-};
+use common::{keyslot, raw, req, service_env, unique};
+use leasing_abstractions::{BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseProvider};
 use leasing_redis::{AccessToken, RedisLeaseProvider, TokenCredential};
 use leasing_testkit::conformance::{run_all, Subject};
 use redis::cluster_routing::Slot;
@@ -25,44 +22,16 @@ fn cluster_urls() -> Option<Vec<String>> {
     service_env("LEASING_REDIS_CLUSTER_URLS").map(|v| v.split(',').map(str::to_owned).collect())
 }
 
-fn req(name: &str, d: Duration) -> AcquireRequest {
-    AcquireRequest::new(name, d, Metadata::new())
-}
-
 /// The master of every slot: `(first slot, last slot, "host:port")` from `CLUSTER SLOTS`.
 async fn slot_owners(seed: &str) -> Vec<(i64, i64, String)> {
     let mut c = raw(seed).await;
-    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(&mut c)
+    common::cluster_slots(&mut c)
         .await
-        .expect("cluster slots");
-    slots
         .into_iter()
-        .map(|range| {
-            // [first, last, [ip, port, id, …], replicas…]
-            let range: Vec<redis::Value> = redis::from_redis_value(range).expect("slot range");
-            let first: i64 = redis::from_redis_value(range[0].clone()).expect("first");
-            let last: i64 = redis::from_redis_value(range[1].clone()).expect("last");
-            let master: Vec<redis::Value> =
-                redis::from_redis_value(range[2].clone()).expect("master");
-            let ip: String = redis::from_redis_value(master[0].clone()).expect("ip");
-            let port: i64 = redis::from_redis_value(master[1].clone()).expect("port");
-            (first, last, format!("{ip}:{port}"))
-        })
+        .map(|r| (r.first, r.last, r.master))
         .collect()
 }
 
-async fn keyslot(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query_async(c)
-        .await
-        .expect("keyslot")
-}
-
-/// The master (`host:port`) that holds `key`.
 async fn owner_of(
     c: &mut redis::aio::MultiplexedConnection,
     owners: &[(i64, i64, String)],
@@ -348,51 +317,30 @@ async fn a_waiting_acquirer_on_the_cluster_wakes_on_release_not_on_polling() {
         name = unique("cluster-handoff");
     }
     let build = || RedisLeaseProvider::builder().cluster_urls(&urls).build();
-    let slow_polling = LeaseOptions::default()
-        .with_acquire_retry_interval(Duration::from_secs(20))
-        .with_acquire_timeout(Duration::from_secs(30));
-    let a =
-        LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
-    let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");
-    let held = a.acquire(&name).await.expect("acquire");
-    let waiter = {
-        let name = name.clone();
-        tokio::spawn(async move {
-            let l = b.acquire(&name).await.expect("waiter acquires");
-            (Instant::now(), l.fencing_token(), l.release().await)
-        })
-    };
+    let (a, b) = (build().await.expect("a"), build().await.expect("b"));
     // Let the waiter find the name held and subscribe.
     let channel = format!("lease:{{{name}}}:released");
-    let started = Instant::now();
-    loop {
-        let (_, n): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg(&channel)
-            .query_async(&mut admin)
-            .await
-            .expect("numsub");
-        if n == 1 {
-            break;
+    let settle = move || async move {
+        let started = Instant::now();
+        loop {
+            let (_, n): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(&channel)
+                .query_async(&mut admin)
+                .await
+                .expect("numsub");
+            if n == 1 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "never subscribed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "never subscribed"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let first = held.fencing_token();
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let (got_at, token, rel) = waiter.await.expect("join");
-    rel.expect("release");
-    assert!(token > first);
-    assert!(
-        got_at - released_at < Duration::from_secs(5),
-        "hand-off took {:?}: woken by polling, not by the release",
-        got_at - released_at
-    );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    common::assert_release_wakes_the_waiter(a, b, &name, settle).await;
 }
 
 async fn acl_on_every_master(seed: &str, args: &[&str]) {

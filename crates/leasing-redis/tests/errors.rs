@@ -9,7 +9,6 @@ use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
 use leasing_testkit::errors::{check_conflict_and_lost, check_situation, Situation};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn refused() -> String {
     format!("redis://127.0.0.1:{}", common::free_port())
@@ -17,32 +16,7 @@ fn refused() -> String {
 
 /// A loopback "server" that answers every command with an error code no rule knows.
 async fn nonsense() -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    let commands = buf[..n]
-                        .split(|b| *b == b'\n')
-                        .filter(|l| l.first() == Some(&b'*'))
-                        .count()
-                        .max(1);
-                    for _ in 0..commands {
-                        if s.write_all(b"-WEIRD no rule for this\r\n").await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
+    let (addr, task) = common::answering_server(b"-WEIRD no rule for this\r\n").await;
     (format!("redis://{addr}"), task)
 }
 

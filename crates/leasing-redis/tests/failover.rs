@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{raw, service_env, unique, FrontDoor, RedisServer};
+use common::{keyslot, raw, renewing_options, service_env, unique, FrontDoor, RedisServer};
 use leasing_abstractions::{
-    AcquireRequest, ErrorKind, Lease, LeaseGrant, LeaseManager, LeaseOptions, LeaseProvider,
-    LeaseState, ListRequest, Metadata,
+    AcquireRequest, ErrorKind, Lease, LeaseGrant, LeaseManager, LeaseProvider, LeaseState,
+    ListRequest, Metadata,
 };
 use leasing_redis::RedisLeaseProvider;
 use leasing_testkit::proxy::FaultProxy;
@@ -16,15 +16,6 @@ use redis::cluster_routing::Slot;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-fn renewing_options(d: Duration) -> LeaseOptions {
-    LeaseOptions::default()
-        .with_default_lease_duration(d)
-        .with_auto_renew_interval(d / 3)
-        .with_auto_renew_retry_interval(Duration::from_millis(100))
-        .with_auto_renew_max_retries(3u32)
-        .with_acquire_timeout(Duration::from_secs(10))
-}
 
 async fn provider(url: &str, fence: Duration) -> RedisLeaseProvider {
     RedisLeaseProvider::builder()
@@ -547,15 +538,6 @@ fn slot_tag(key: &str) -> u32 {
         .expect("every slot has a tag")
 }
 
-async fn keyslot(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
-    redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(key)
-        .query_async(c)
-        .await
-        .expect("keyslot")
-}
-
 /// After the promoted replica (at `promoted`) granted `name` once its fence had passed:
 /// a never-used name in the same hash slot is granted at once (the slot's marker already
 /// dates from `first_notice`, server ms), while a never-used name in another slot of the
@@ -639,21 +621,10 @@ async fn my_slots(c: &mut redis::aio::MultiplexedConnection) -> Vec<std::ops::Ra
         .query_async(c)
         .await
         .expect("myid");
-    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
-        .arg("SLOTS")
-        .query_async(c)
+    common::cluster_slots(c)
         .await
-        .expect("slots");
-    ranges
         .into_iter()
-        .filter_map(|range| {
-            let range: Vec<redis::Value> = redis::from_redis_value(range).expect("range");
-            let first: i64 = redis::from_redis_value(range[0].clone()).expect("first");
-            let last: i64 = redis::from_redis_value(range[1].clone()).expect("last");
-            let m: Vec<redis::Value> = redis::from_redis_value(range[2].clone()).expect("m");
-            let id: String = redis::from_redis_value(m[2].clone()).expect("id");
-            (id == me).then_some(first..=last)
-        })
+        .filter_map(|r| (r.master_id == me).then_some(r.first..=r.last))
         .collect()
 }
 

@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::{raw, service_env, unique, RedisServer};
+use common::{exists, raw, renewing_options, req, service_env, unique, RedisServer};
 use leasing_abstractions::{
-    AcquireRequest, BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseManager, LeaseOptions,
-    LeaseProvider, LeaseState, Metadata,
+    AcquireRequest, BoxError, BoxFuture, ErrorKind, LeaseGrant, LeaseManager, LeaseProvider,
+    LeaseState, Metadata,
 };
 use leasing_redis::{AccessToken, RedisLeaseProvider, RedlockLeaseProvider, TokenCredential};
 use leasing_testkit::proxy::FaultProxy;
@@ -15,19 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
-
-fn req(name: &str, d: Duration) -> AcquireRequest {
-    AcquireRequest::new(name, d, Metadata::new())
-}
-
-fn renewing_options(d: Duration) -> LeaseOptions {
-    LeaseOptions::default()
-        .with_default_lease_duration(d)
-        .with_auto_renew_interval(d / 3)
-        .with_auto_renew_retry_interval(Duration::from_millis(100))
-        .with_auto_renew_max_retries(3u32)
-        .with_acquire_timeout(Duration::from_secs(10))
-}
 
 async fn wait_state(
     lease: &leasing_abstractions::Lease,
@@ -49,11 +36,9 @@ async fn wait_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_lease_is_reported_lost_never_silently() {
-    if !RedisServer::installed() {
+    let Some((mut server, p)) = common::private_server(Duration::from_millis(300)).await else {
         return;
-    }
-    let mut server = RedisServer::start().expect("start redis-server");
-    let p = common::connect_with_timeout(server.url(), Duration::from_millis(300)).await;
+    };
     let d = Duration::from_secs(3);
     let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
     let name = unique("restart");
@@ -126,16 +111,10 @@ async fn lease_survives_a_short_outage_without_data_loss_or_is_reported_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
-    if !RedisServer::installed() {
+    let Some((server, proxy, via_proxy)) = common::behind_proxy(Duration::from_millis(200)).await
+    else {
         return;
-    }
-    let server = RedisServer::start().expect("start redis-server");
-    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
-    let via_proxy = common::connect_with_timeout(
-        format!("redis://{}", proxy.addr()),
-        Duration::from_millis(200),
-    )
-    .await;
+    };
     let direct = common::connect(server.url()).await;
     let d = Duration::from_secs(2);
     let manager = LeaseManager::new(Arc::new(via_proxy), renewing_options(d)).expect("manager");
@@ -168,16 +147,9 @@ async fn network_cut_is_reported_lost_before_another_client_can_acquire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
-    if !RedisServer::installed() {
+    let Some((_server, proxy, p)) = common::behind_proxy(Duration::from_millis(400)).await else {
         return;
-    }
-    let server = RedisServer::start().expect("start redis-server");
-    let proxy = FaultProxy::start(server.addr()).await.expect("proxy");
-    let p = common::connect_with_timeout(
-        format!("redis://{}", proxy.addr()),
-        Duration::from_millis(400),
-    )
-    .await;
+    };
     proxy.set_latency(Duration::from_millis(30));
     let name = unique("latency");
     let g = p
@@ -222,11 +194,9 @@ async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
-    if !RedisServer::installed() {
+    let Some((mut server, p)) = common::private_server(Duration::from_millis(500)).await else {
         return;
-    }
-    let mut server = RedisServer::start().expect("start redis-server");
-    let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
+    };
     let name = unique("fence-restart");
     let r = req(&name, Duration::from_secs(5));
     let mut last = 0;
@@ -377,6 +347,16 @@ async fn acl_password_rotation_through_the_credential_hook() {
     acl(&mut admin, &["DELUSER", &user]).await;
 }
 
+/// `e` is of `kind`, and neither it, its debug form nor its source shows `secret`.
+fn assert_kind_without_secret(e: &leasing_abstractions::LeaseError, kind: ErrorKind, secret: &str) {
+    assert_eq!(e.kind(), kind, "{e}");
+    let text = format!(
+        "{e} {e:?} {:?}",
+        std::error::Error::source(e).map(|s| s.to_string())
+    );
+    assert!(!text.contains(secret), "{text}");
+}
+
 #[tokio::test]
 async fn failed_connections_never_show_the_password() {
     let secret = "Sup3rS3cretPw";
@@ -389,12 +369,7 @@ async fn failed_connections_never_show_the_password() {
         .build()
         .await
         .expect_err("nothing listens there");
-    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
-    let text = format!(
-        "{e} {e:?} {:?}",
-        std::error::Error::source(&e).map(|s| s.to_string())
-    );
-    assert!(!text.contains(secret), "{text}");
+    assert_kind_without_secret(&e, ErrorKind::ProviderUnavailable, secret);
     let e = RedisLeaseProvider::builder()
         .url("http://x")
         .build()
@@ -411,12 +386,7 @@ async fn failed_connections_never_show_the_password() {
         .build()
         .await
         .expect_err("wrong password");
-    assert_eq!(e.kind(), ErrorKind::Unauthorized, "{e}");
-    let text = format!(
-        "{e} {e:?} {:?}",
-        std::error::Error::source(&e).map(|s| s.to_string())
-    );
-    assert!(!text.contains(secret), "{text}");
+    assert_kind_without_secret(&e, ErrorKind::Unauthorized, secret);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -425,34 +395,12 @@ async fn a_waiting_acquirer_wakes_on_release_not_on_polling() {
         return;
     };
     let build = || RedisLeaseProvider::builder().url(&url).build();
-    let slow_polling = LeaseOptions::default()
-        .with_acquire_retry_interval(Duration::from_secs(20))
-        .with_acquire_timeout(Duration::from_secs(30));
-    let a =
-        LeaseManager::new(Arc::new(build().await.expect("a")), slow_polling.clone()).expect("a");
-    let b = LeaseManager::new(Arc::new(build().await.expect("b")), slow_polling).expect("b");
+    let (a, b) = (build().await.expect("a"), build().await.expect("b"));
     let name = unique("handoff");
-    let held = a.acquire(&name).await.expect("acquire");
-    let waiter = {
-        let name = name.clone();
-        tokio::spawn(async move {
-            let l = b.acquire(&name).await.expect("waiter acquires");
-            (Instant::now(), l.fencing_token(), l.release().await)
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let first = held.fencing_token();
-    let released_at = Instant::now();
-    held.release().await.expect("release");
-    let (got_at, token, rel) = waiter.await.expect("join");
-    rel.expect("release");
-    assert!(token > first);
-    // Far below the 20 s polling interval: the release notification woke the waiter.
-    assert!(
-        got_at - released_at < Duration::from_secs(5),
-        "hand-off took {:?}",
-        got_at - released_at
-    );
+    common::assert_release_wakes_the_waiter(a, b, &name, || {
+        tokio::time::sleep(Duration::from_millis(300))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,59 +617,31 @@ async fn redlock_raises_the_first_server_to_a_token_chosen_by_the_others() {
 
 #[tokio::test]
 async fn redlock_without_a_majority_is_unavailable_and_cleans_up() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+    let Some((up, p)) = common::redlock_without_a_majority("127.0.0.1").await else {
         return;
     };
-    let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
-    let mut all = up.clone();
-    // Three servers that answer the build (it needs a majority) and are down after it.
-    let gone = common::GoneAfterBuild::start(3, &up[0], "127.0.0.1").await;
-    all.extend(gone.urls.iter().cloned());
-    let p = RedlockLeaseProvider::builder()
-        .urls(&all)
-        .call_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .expect("build");
-    gone.cut();
     let name = unique("rl-minority");
     let r = req(&name, Duration::from_secs(5));
     let e = p.try_acquire(&r).await.expect_err("no majority");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
     for u in &up {
-        let mut c = raw(u).await;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(format!("lease:{{{name}}}"))
-            .query_async(&mut c)
-            .await
-            .expect("exists");
-        assert!(!exists, "a partial acquisition was left on {u}");
+        assert!(
+            !exists(u, &name).await,
+            "a partial acquisition was left on {u}"
+        );
     }
-    assert_eq!(
-        p.inspect(&name).await.expect_err("no majority").kind(),
-        ErrorKind::ProviderUnavailable
-    );
-    assert_eq!(
-        p.break_lease(&name).await.expect_err("no majority").kind(),
-        ErrorKind::ProviderUnavailable
-    );
     let fake = LeaseGrant::new(&r, "nope", 1, SystemTime::now(), Instant::now());
-    assert_eq!(
-        p.renew(&fake).await.expect_err("no majority").kind(),
-        ErrorKind::ProviderUnavailable
-    );
-    assert_eq!(
-        p.release(&fake).await.expect_err("no majority").kind(),
-        ErrorKind::ProviderUnavailable
-    );
+    for (op, result) in [
+        ("inspect", p.inspect(&name).await.map(drop)),
+        ("break_lease", p.break_lease(&name).await.map(drop)),
+        ("renew", p.renew(&fake).await.map(drop)),
+        ("release", p.release(&fake).await.map(drop)),
+    ] {
+        let e = result.expect_err("no majority");
+        assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{op}: {e}");
+    }
     // All servers down: the first phase cannot find any server.
-    let dead = common::GoneAfterBuild::start(3, &up[0], "127.0.0.1").await;
-    let p = RedlockLeaseProvider::builder()
-        .urls(&dead.urls)
-        .build()
-        .await
-        .expect("build");
-    dead.cut();
+    let p = common::redlock_all_down(3, &up[0]).await;
     assert_eq!(
         p.try_acquire(&r).await.expect_err("down").kind(),
         ErrorKind::ProviderUnavailable
@@ -750,14 +670,8 @@ async fn redlock_split_votes_are_cleaned_up_and_report_contention() {
         .await
         .expect("contention is not an error")
         .is_none());
-    let mut c = raw(&urls[0]).await;
-    let exists: bool = redis::cmd("EXISTS")
-        .arg(format!("lease:{{{name}}}"))
-        .query_async(&mut c)
-        .await
-        .expect("exists");
     assert!(
-        !exists,
+        !exists(&urls[0], &name).await,
         "the partial acquisition on the first server was not cleaned up"
     );
     assert!(p
@@ -852,50 +766,52 @@ async fn competing_processes_hold_the_lease_one_at_a_time() {
         .expect("del");
 }
 
-/// The first four of the sorted shared Redlock servers plus `extra`.
-fn redlock_with(extra: String) -> Option<Vec<String>> {
+/// The shared Redlock servers, sorted.
+fn shared_sorted() -> Option<Vec<String>> {
     let urls = service_env("LEASING_REDLOCK_URLS")?;
     let mut all: Vec<String> = urls.split(',').map(str::to_owned).collect();
     all.sort();
+    Some(all)
+}
+
+/// A fault proxy in front of the server at `url` (`redis://ip:port`).
+async fn proxy_to(url: &str) -> FaultProxy {
+    let target: std::net::SocketAddr = url.trim_start_matches("redis://").parse().expect("addr");
+    FaultProxy::start(target).await.expect("proxy")
+}
+
+/// A Redlock provider on `urls` with a per-call deadline of `call_timeout`.
+async fn redlock_with_deadline(urls: &[String], call_timeout: Duration) -> RedlockLeaseProvider {
+    RedlockLeaseProvider::builder()
+        .urls(urls)
+        .call_timeout(call_timeout)
+        .build()
+        .await
+        .expect("build")
+}
+
+/// The first four of the sorted shared Redlock servers plus `extra`.
+fn redlock_with(extra: String) -> Option<Vec<String>> {
+    let mut all = shared_sorted()?;
     all.truncate(4);
     all.push(extra);
     Some(all)
 }
 
-async fn exists(url: &str, name: &str) -> bool {
-    let mut c = raw(url).await;
-    redis::cmd("EXISTS")
-        .arg(format!("lease:{{{name}}}"))
-        .query_async(&mut c)
-        .await
-        .expect("exists")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_releases_a_ghost_left_by_a_slow_first_server() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+    let Some(shared) = shared_sorted() else {
         return;
     };
-    let mut shared: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    shared.sort();
     // The first shared server behind a slow proxy; the proxy's ephemeral port sorts
     // before the shared servers' 64xx, so it is the first server of the first phase.
-    let target: std::net::SocketAddr = shared[0]
-        .trim_start_matches("redis://")
-        .parse()
-        .expect("addr");
-    let proxy = FaultProxy::start(target).await.expect("proxy");
+    let proxy = proxy_to(&shared[0]).await;
     let slow = format!("redis://{}", proxy.addr());
     let mut all = vec![slow.clone()];
     all.extend(shared[1..].iter().cloned());
     all.sort();
     assert_eq!(all[0], slow, "the proxy must sort first");
-    let p = RedlockLeaseProvider::builder()
-        .urls(&all)
-        .call_timeout(Duration::from_millis(100))
-        .build()
-        .await
-        .expect("build");
+    let p = redlock_with_deadline(&all, Duration::from_millis(100)).await;
     let name = unique("rl-ghost");
     // Someone else holds the name on the second server, which then decides: held.
     let mut c = raw(&shared[1]).await;
@@ -946,17 +862,11 @@ async fn redlock_releases_a_ghost_left_by_a_slow_first_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_with_a_blackholed_server_acquires_early_and_keeps_renewing() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
+    let Some(shared) = shared_sorted() else {
         return;
     };
-    let mut shared: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    shared.sort();
     let direct = &shared[..4];
-    let target: std::net::SocketAddr = shared[4]
-        .trim_start_matches("redis://")
-        .parse()
-        .expect("addr");
-    let proxy = FaultProxy::start(target).await.expect("proxy");
+    let proxy = proxy_to(&shared[4]).await;
     proxy.partition();
     let d = Duration::from_secs(2);
     let validity = d - leasing_abstractions::clock_drift(d);
@@ -964,12 +874,7 @@ async fn redlock_with_a_blackholed_server_acquires_early_and_keeps_renewing() {
     // phase) or first (its ephemeral port sorts before 64xx: the sequential phase).
     for host in ["localhost", "127.0.0.1"] {
         let urls = redlock_with(format!("redis://{host}:{}", proxy.addr().port())).expect("urls");
-        let p = RedlockLeaseProvider::builder()
-            .urls(&urls)
-            .call_timeout(Duration::from_secs(2))
-            .build()
-            .await
-            .expect("build");
+        let p = redlock_with_deadline(&urls, Duration::from_secs(2)).await;
         let name = unique("rl-blackhole");
         let g = p
             .try_acquire(&req(&name, d))
@@ -1000,12 +905,7 @@ async fn redlock_with_a_blackholed_server_acquires_early_and_keeps_renewing() {
     }
     // Auto-renewal under the core's safety deadline: held for three durations.
     let urls = redlock_with(format!("redis://localhost:{}", proxy.addr().port())).expect("urls");
-    let p = RedlockLeaseProvider::builder()
-        .urls(&urls)
-        .call_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("build");
+    let p = redlock_with_deadline(&urls, Duration::from_secs(2)).await;
     let manager = LeaseManager::new(Arc::new(p), renewing_options(d)).expect("manager");
     let name = unique("rl-blackhole-renew");
     let lease = manager.acquire(&name).await.expect("acquire");
@@ -1029,18 +929,7 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     // A counter just below a multiple of 1e8 that is ahead of the server clock (tokens are
     // max(counter + 1, clock µs)), so the next token is that multiple.
     let want = next_multiple_of_1e8_ahead_of_the_clock();
-    let _: () = redis::cmd("SET")
-        .arg(format!("lease:{{{name}}}:fence"))
-        .arg((want - 1).to_string())
-        .query_async(&mut c)
-        .await
-        .expect("set");
-    let g = p
-        .try_acquire(&req(&name, Duration::from_secs(5)))
-        .await
-        .expect("acquire")
-        .expect("free");
-    assert_eq!(g.fencing_token, want);
+    let g = grant_after_counter(&p, &mut c, &name, want).await;
     let info = p.inspect(&name).await.expect("inspect").expect("held");
     assert_eq!(info.fencing_token, want);
     let record: String = redis::cmd("GET")
@@ -1056,9 +945,7 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     );
     p.release(&g).await.expect("release");
     // Redlock raises counters through the floor (a SET written by the script).
-    if let Some(urls) = service_env("LEASING_REDLOCK_URLS") {
-        let mut urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-        urls.sort();
+    if let Some(urls) = shared_sorted() {
         let rl = RedlockLeaseProvider::builder()
             .urls(&urls)
             .build()
@@ -1067,18 +954,7 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
         let name = unique("fmt-1e8-rl");
         let mut first = raw(&urls[0]).await;
         let want = next_multiple_of_1e8_ahead_of_the_clock() + 100_000_000;
-        let _: () = redis::cmd("SET")
-            .arg(format!("lease:{{{name}}}:fence"))
-            .arg((want - 1).to_string())
-            .query_async(&mut first)
-            .await
-            .expect("set");
-        let g = rl
-            .try_acquire(&req(&name, Duration::from_secs(5)))
-            .await
-            .expect("acquire")
-            .expect("free");
-        assert_eq!(g.fencing_token, want);
+        let g = grant_after_counter(&rl, &mut first, &name, want).await;
         // Every server ends up storing the token exactly (the slower ones once they
         // answer).
         let started = Instant::now();
@@ -1121,6 +997,29 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
         );
         rl.release(&g).await.expect("release");
     }
+}
+
+/// Sets the fencing counter of `name` (on the server of `c`) to one below `want`, then
+/// acquires `name` from `p`: the grant must carry `want` exactly.
+async fn grant_after_counter(
+    p: &impl LeaseProvider,
+    c: &mut redis::aio::MultiplexedConnection,
+    name: &str,
+    want: u64,
+) -> LeaseGrant {
+    let _: () = redis::cmd("SET")
+        .arg(format!("lease:{{{name}}}:fence"))
+        .arg((want - 1).to_string())
+        .query_async(c)
+        .await
+        .expect("set");
+    let g = p
+        .try_acquire(&req(name, Duration::from_secs(5)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(g.fencing_token, want);
+    g
 }
 
 /// The next multiple of 1e8 µs at least 100 s ahead of this machine's clock (the servers

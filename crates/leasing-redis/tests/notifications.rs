@@ -8,7 +8,7 @@ use common::{raw, service_env, unique, RedisServer};
 use leasing_abstractions::{
     AcquireRequest, ErrorKind, LeaseGrant, LeaseManager, LeaseOptions, LeaseProvider, Metadata,
 };
-use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
+use leasing_redis::RedisLeaseProvider;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -128,11 +128,9 @@ async fn subscribes_only_while_someone_waits_and_publishes_only_when_contended()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_come_back_after_a_restart_and_wake_the_waiters() {
-    if !RedisServer::installed() {
+    let Some((mut server, p)) = common::private_server(Duration::from_millis(500)).await else {
         return;
-    }
-    let mut server = RedisServer::start().expect("start redis-server");
-    let p = common::connect_with_timeout(server.url(), Duration::from_millis(500)).await;
+    };
     let q = common::connect(server.url()).await;
     let name = unique("resub");
     let channel = format!("lease:{{{name}}}:released");
@@ -209,35 +207,20 @@ async fn a_damaged_lease_fails_alone_in_a_renewal_pipeline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redlock_without_a_majority_after_the_first_grant_cleans_up() {
-    let Some(urls) = service_env("LEASING_REDLOCK_URLS") else {
-        return;
-    };
     // Two live servers sort first ("redis://127…" < "redis://localhost…"), so the first
     // phase succeeds and the second finds only one more server.
-    let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
-    let mut all = up.clone();
-    // Three servers that answer the build (it needs a majority) and are down after it.
-    let gone = common::GoneAfterBuild::start(3, &up[0], "localhost").await;
-    all.extend(gone.urls.iter().cloned());
-    let p = RedlockLeaseProvider::builder()
-        .urls(&all)
-        .call_timeout(Duration::from_millis(300))
-        .build()
-        .await
-        .expect("build");
-    gone.cut();
+    let Some((up, p)) = common::redlock_without_a_majority("localhost").await else {
+        return;
+    };
     let name = unique("rl-phase-b");
     let e = p.try_acquire(&req(&name)).await.expect_err("no majority");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
     assert!(e.to_string().contains("a majority of 3"), "{e}");
     for u in &up {
-        let mut c = raw(u).await;
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(format!("lease:{{{name}}}"))
-            .query_async(&mut c)
-            .await
-            .expect("exists");
-        assert!(!exists, "the partial acquisition was left on {u}");
+        assert!(
+            !common::exists(u, &name).await,
+            "the partial acquisition was left on {u}"
+        );
     }
 }
 
@@ -249,13 +232,7 @@ async fn a_lone_server_down_is_unavailable() {
     let live = urls.split(',').next().expect("a url").to_owned();
     // One server, so the first phase ends with every server failed and no early exit; up
     // for the build (which needs it to answer), down after it.
-    let gone = common::GoneAfterBuild::start(1, &live, "127.0.0.1").await;
-    let p = RedlockLeaseProvider::builder()
-        .urls(&gone.urls)
-        .build()
-        .await
-        .expect("build");
-    gone.cut();
+    let p = common::redlock_all_down(1, &live).await;
     assert_eq!(p.quorum(), 1);
     let e = p
         .try_acquire(&req(&unique("lone")))

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{raw, unique, RedisServer};
-use leasing_abstractions::{LeaseManager, LeaseOptions, LostReason};
+use leasing_abstractions::{Lease, LeaseManager, LeaseOptions, LeaseProvider, LostReason};
 use leasing_redis::{RedisLeaseProvider, RedlockLeaseProvider};
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +40,33 @@ async fn answering(url: &str) -> Instant {
     }
 }
 
+/// A manager on `provider` and its lease of a fresh name for [`LEASE`].
+async fn holding(provider: impl LeaseProvider + 'static) -> (LeaseManager, Lease) {
+    let manager = LeaseManager::new(
+        Arc::new(provider),
+        LeaseOptions::default().with_default_lease_duration(LEASE),
+    )
+    .expect("manager");
+    let lease = manager.acquire(&unique("notice")).await.expect("acquire");
+    (manager, lease)
+}
+
+/// Waits until `url` answers again, then until the holder is told (within
+/// [`TOLD_WITHIN`]) that its lease was revoked; `what` and `which` name the case and the
+/// server in the timing line.
+async fn assert_told_of_the_restart(lease: &Lease, url: &str, what: &str, which: &str) {
+    let up = answering(url).await;
+    let reason = tokio::time::timeout(TOLD_WITHIN, lease.lost())
+        .await
+        .expect("the holder is told of the restart long before its next renewal");
+    let told = Instant::now();
+    eprintln!(
+        "{what}: holder told {:.1} ms after {which} answered again",
+        told.saturating_duration_since(up).as_secs_f64() * 1e3
+    );
+    assert!(matches!(reason, LostReason::Revoked(_)), "{reason:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_without_persistence_is_told_at_once_on_one_server() {
     if !RedisServer::installed() {
@@ -51,23 +78,15 @@ async fn a_restart_without_persistence_is_told_at_once_on_one_server() {
         .build()
         .await
         .expect("build");
-    let manager = LeaseManager::new(
-        Arc::new(provider),
-        LeaseOptions::default().with_default_lease_duration(LEASE),
-    )
-    .expect("manager");
-    let lease = manager.acquire(&unique("notice")).await.expect("acquire");
+    let (manager, lease) = holding(provider).await;
     server.restart_wiped().expect("restart without its data");
-    let up = answering(&server.url()).await;
-    let reason = tokio::time::timeout(TOLD_WITHIN, lease.lost())
-        .await
-        .expect("the holder is told of the restart long before its next renewal");
-    let told = Instant::now();
-    eprintln!(
-        "one server, restart without persistence: holder told {:.1} ms after the server answered again",
-        told.saturating_duration_since(up).as_secs_f64() * 1e3
-    );
-    assert!(matches!(reason, LostReason::Revoked(_)), "{reason:?}");
+    assert_told_of_the_restart(
+        &lease,
+        &server.url(),
+        "one server, restart without persistence",
+        "the server",
+    )
+    .await;
     assert!(!lease.is_held());
     // The name is free on the restarted server: the next holder gets it.
     let next = manager.try_acquire(lease.name()).await.expect("acquire");
@@ -88,26 +107,18 @@ async fn a_redlock_majority_restarted_without_persistence_is_told_at_once() {
         .build()
         .await
         .expect("build");
-    let manager = LeaseManager::new(
-        Arc::new(provider),
-        LeaseOptions::default().with_default_lease_duration(LEASE),
-    )
-    .expect("manager");
-    let lease = manager.acquire(&unique("notice")).await.expect("acquire");
+    let (_manager, lease) = holding(provider).await;
     // Two of three lose the grant: the lease no longer has a majority.
     for s in &mut servers[..2] {
         s.restart_wiped().expect("restart without its data");
     }
-    let up = answering(&urls[1]).await;
-    let reason = tokio::time::timeout(TOLD_WITHIN, lease.lost())
-        .await
-        .expect("the holder is told of the restart long before its next renewal");
-    let told = Instant::now();
-    eprintln!(
-        "Redlock, 2 of 3 restarted without persistence: holder told {:.1} ms after the second answered again",
-        told.saturating_duration_since(up).as_secs_f64() * 1e3
-    );
-    assert!(matches!(reason, LostReason::Revoked(_)), "{reason:?}");
+    assert_told_of_the_restart(
+        &lease,
+        &urls[1],
+        "Redlock, 2 of 3 restarted without persistence",
+        "the second",
+    )
+    .await;
     let mut c = raw(&urls[2]).await;
     let _: Option<String> = redis::cmd("GET")
         .arg("unused")

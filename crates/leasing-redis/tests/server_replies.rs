@@ -1,48 +1,17 @@
 //! Replies a healthy test server never gives, through the public API: a server that
 //! answers every command with a bare error code, and one whose ACL refuses `INFO`.
 
+mod common;
+
 use leasing_abstractions::{LeaseManager, LeaseOptions};
 use leasing_redis::RedisLeaseProvider;
 use leasing_testkit::services::service_env;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A loopback "server" that answers each command it reads with `reply`.
-async fn answering(reply: &'static [u8]) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                    // One reply per command: a command is a RESP array (`*<n>\r\n`).
-                    let commands = buf[..n]
-                        .split(|b| *b == b'\n')
-                        .filter(|l| l.first() == Some(&b'*'))
-                        .count()
-                        .max(1);
-                    for _ in 0..commands {
-                        if s.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
-        }
-    });
-    (addr, task)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bare_error_code_is_named_without_an_empty_reason() {
-    let (addr, server) = answering(b"-BUSY\r\n").await;
+    let (addr, server) = common::answering_server(b"-BUSY\r\n").await;
     let e = RedisLeaseProvider::builder()
         .url(format!("redis://{addr}"))
         .connect_timeout(Duration::from_secs(5))
@@ -52,8 +21,14 @@ async fn a_bare_error_code_is_named_without_an_empty_reason() {
         .expect_err("a server that only answers BUSY");
     let text = e.to_string();
     assert!(text.contains("BUSY"), "the code is named: {text}");
-    assert!(!text.contains("BUSY:"), "no empty reason after the code: {text}");
-    assert!(text.contains(&addr.to_string()), "the server is named: {text}");
+    assert!(
+        !text.contains("BUSY:"),
+        "no empty reason after the code: {text}"
+    );
+    assert!(
+        text.contains(&addr.to_string()),
+        "the server is named: {text}"
+    );
     server.abort();
 }
 

@@ -175,3 +175,226 @@ impl GoneAfterBuild {
         }
     }
 }
+
+/// A request for `name` with duration `d` and no metadata.
+pub fn req(name: &str, d: Duration) -> leasing_abstractions::AcquireRequest {
+    leasing_abstractions::AcquireRequest::new(name, d, leasing_abstractions::Metadata::new())
+}
+
+/// Options that renew every third of `d` and retry a failed renewal three times.
+pub fn renewing_options(d: Duration) -> leasing_abstractions::LeaseOptions {
+    leasing_abstractions::LeaseOptions::default()
+        .with_default_lease_duration(d)
+        .with_auto_renew_interval(d / 3)
+        .with_auto_renew_retry_interval(Duration::from_millis(100))
+        .with_auto_renew_max_retries(3u32)
+        .with_acquire_timeout(Duration::from_secs(10))
+}
+
+/// A private server, a fault proxy in front of it and a provider (per-call deadline
+/// `call_timeout`) that talks through the proxy; `None` when redis-server is not installed.
+pub async fn behind_proxy(
+    call_timeout: Duration,
+) -> Option<(
+    RedisServer,
+    leasing_testkit::proxy::FaultProxy,
+    leasing_redis::RedisLeaseProvider,
+)> {
+    if !RedisServer::installed() {
+        return None;
+    }
+    let server = RedisServer::start().expect("start redis-server");
+    let proxy = leasing_testkit::proxy::FaultProxy::start(server.addr())
+        .await
+        .expect("proxy");
+    let p = connect_with_timeout(format!("redis://{}", proxy.addr()), call_timeout).await;
+    Some((server, proxy, p))
+}
+
+/// `CLUSTER KEYSLOT key` on the node of `c`.
+pub async fn keyslot(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(c)
+        .await
+        .expect("keyslot")
+}
+
+/// One range of `CLUSTER SLOTS`: the slots `first..=last` and their master.
+pub struct SlotRange {
+    pub first: i64,
+    pub last: i64,
+    /// The master as `host:port`.
+    pub master: String,
+    pub master_id: String,
+}
+
+/// `CLUSTER SLOTS` on the node of `c`.
+pub async fn cluster_slots(c: &mut redis::aio::MultiplexedConnection) -> Vec<SlotRange> {
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(c)
+        .await
+        .expect("cluster slots");
+    ranges
+        .into_iter()
+        .map(|range| {
+            // [first, last, [ip, port, id, …], replicas…]
+            let range: Vec<redis::Value> = redis::from_redis_value(range).expect("slot range");
+            let first: i64 = redis::from_redis_value(range[0].clone()).expect("first");
+            let last: i64 = redis::from_redis_value(range[1].clone()).expect("last");
+            let master: Vec<redis::Value> =
+                redis::from_redis_value(range[2].clone()).expect("master");
+            let ip: String = redis::from_redis_value(master[0].clone()).expect("ip");
+            let port: i64 = redis::from_redis_value(master[1].clone()).expect("port");
+            let id: String = redis::from_redis_value(master[2].clone()).expect("id");
+            SlotRange {
+                first,
+                last,
+                master: format!("{ip}:{port}"),
+                master_id: id,
+            }
+        })
+        .collect()
+}
+
+/// Whether the lease `name` has a key on the server at `url`.
+pub async fn exists(url: &str, name: &str) -> bool {
+    let mut c = raw(url).await;
+    redis::cmd("EXISTS")
+        .arg(format!("lease:{{{name}}}"))
+        .query_async(&mut c)
+        .await
+        .expect("exists")
+}
+
+/// A Redlock provider over the first two servers of `LEASING_REDLOCK_URLS` and three more
+/// (addressed on `host`) that answer the build and are down after it: the two live URLs
+/// and the provider, or `None` when the variable is unset.
+pub async fn redlock_without_a_majority(
+    host: &str,
+) -> Option<(Vec<String>, leasing_redis::RedlockLeaseProvider)> {
+    let urls = service_env("LEASING_REDLOCK_URLS")?;
+    let up: Vec<String> = urls.split(',').take(2).map(str::to_owned).collect();
+    let mut all = up.clone();
+    // Three servers that answer the build (it needs a majority) and are down after it.
+    let gone = GoneAfterBuild::start(3, &up[0], host).await;
+    all.extend(gone.urls.iter().cloned());
+    let p = leasing_redis::RedlockLeaseProvider::builder()
+        .urls(&all)
+        .call_timeout(Duration::from_millis(300))
+        .build()
+        .await
+        .expect("build");
+    gone.cut();
+    Some((up, p))
+}
+
+/// A Redlock provider whose `n` servers answer the build (proxies to `live`, addressed on
+/// 127.0.0.1) and are all down after it.
+pub async fn redlock_all_down(n: usize, live: &str) -> leasing_redis::RedlockLeaseProvider {
+    let gone = GoneAfterBuild::start(n, live, "127.0.0.1").await;
+    let p = leasing_redis::RedlockLeaseProvider::builder()
+        .urls(&gone.urls)
+        .build()
+        .await
+        .expect("build");
+    gone.cut();
+    p
+}
+
+/// A hand-off through the release notification: `a` holds `name`, `b` waits for it with
+/// 20 s polling; `settle` runs while `b` waits (it lets `b` find the name held and
+/// subscribe). Asserts that `b` gets the name, with a higher token, long before the next
+/// poll.
+pub async fn assert_release_wakes_the_waiter<P, F>(
+    a: P,
+    b: P,
+    name: &str,
+    settle: impl FnOnce() -> F,
+) where
+    P: leasing_abstractions::LeaseProvider + 'static,
+    F: std::future::Future<Output = ()>,
+{
+    let slow_polling = leasing_abstractions::LeaseOptions::default()
+        .with_acquire_retry_interval(Duration::from_secs(20))
+        .with_acquire_timeout(Duration::from_secs(30));
+    let a = leasing_abstractions::LeaseManager::new(std::sync::Arc::new(a), slow_polling.clone())
+        .expect("a");
+    let b =
+        leasing_abstractions::LeaseManager::new(std::sync::Arc::new(b), slow_polling).expect("b");
+    let held = a.acquire(name).await.expect("acquire");
+    let waiter = {
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let l = b.acquire(&name).await.expect("waiter acquires");
+            (
+                tokio::time::Instant::now(),
+                l.fencing_token(),
+                l.release().await,
+            )
+        })
+    };
+    settle().await;
+    let first = held.fencing_token();
+    let released_at = tokio::time::Instant::now();
+    held.release().await.expect("release");
+    let (got_at, token, rel) = waiter.await.expect("join");
+    rel.expect("release");
+    assert!(token > first);
+    // Far below the 20 s polling interval: the release notification woke the waiter.
+    assert!(
+        got_at - released_at < Duration::from_secs(5),
+        "hand-off took {:?}: woken by polling, not by the release",
+        got_at - released_at
+    );
+}
+
+/// A loopback "server" that answers each command it reads with `reply`.
+pub async fn answering_server(
+    reply: &'static [u8],
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                    // One reply per command: a command is a RESP array (`*<n>\r\n`).
+                    let commands = buf[..n]
+                        .split(|b| *b == b'\n')
+                        .filter(|l| l.first() == Some(&b'*'))
+                        .count()
+                        .max(1);
+                    for _ in 0..commands {
+                        if s.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+/// A private server and a provider on it (per-call deadline `call_timeout`); `None` when
+/// redis-server is not installed.
+pub async fn private_server(
+    call_timeout: Duration,
+) -> Option<(RedisServer, leasing_redis::RedisLeaseProvider)> {
+    if !RedisServer::installed() {
+        return None;
+    }
+    let server = RedisServer::start().expect("start redis-server");
+    let p = connect_with_timeout(server.url(), call_timeout).await;
+    Some((server, p))
+}
