@@ -410,6 +410,17 @@ fn paused(client: &str, from: u64, to: u64) -> Record {
 fn killed(client: &str, at: u64) -> Record {
     Record::new(client, "", at, at, Op::Killed)
 }
+/// `h` checked, and found clean.
+fn clean_report(h: &[Record]) -> Report {
+    let report = check(h);
+    assert!(report.is_clean(), "{report}");
+    report
+}
+/// The longest free wait of `report` and when it began, in ns.
+fn free_wait(report: &Report) -> (u64, u64) {
+    let s = &report.stats;
+    (s.longest_free_wait_ns, s.longest_free_wait_at_ns)
+}
 /// The only violation of `kind`.
 fn only(report: &Report, kind: ViolationKind) -> &Violation {
     let of_kind: Vec<&Violation> = report
@@ -1052,13 +1063,7 @@ fn a_holder_stopped_after_its_last_belief_stopped_holding() {
         held("a", "l1", 1, 35, false),
         acq("b", "l2", 2, 15, 60),
     ];
-    let report = check(&h);
-    assert!(report.is_clean(), "{report}");
-    let s = &report.stats;
-    assert_eq!(
-        (s.longest_free_wait_ns, s.longest_free_wait_at_ns),
-        (40, 20)
-    );
+    assert_eq!(free_wait(&clean_report(&h)), (40, 20));
 }
 
 #[test]
@@ -1072,13 +1077,7 @@ fn a_pause_before_a_later_belief_or_after_the_end_changes_no_hold() {
         release("a", "l1", 1, 50),
         acq("b", "l2", 2, 15, 60),
     ];
-    let report = check(&h);
-    assert!(report.is_clean(), "{report}");
-    let s = &report.stats;
-    assert_eq!(
-        (s.longest_free_wait_ns, s.longest_free_wait_at_ns),
-        (10, 50)
-    );
+    assert_eq!(free_wait(&clean_report(&h)), (10, 50));
     // a released at 30 and was stopped at 50, after: the hold still ended at 30. b
     // waited from 40.
     let h = vec![
@@ -1088,13 +1087,7 @@ fn a_pause_before_a_later_belief_or_after_the_end_changes_no_hold() {
         paused("a", 50, 60),
         acq("b", "l2", 2, 40, 100),
     ];
-    let report = check(&h);
-    assert!(report.is_clean(), "{report}");
-    let s = &report.stats;
-    assert_eq!(
-        (s.longest_free_wait_ns, s.longest_free_wait_at_ns),
-        (60, 40)
-    );
+    assert_eq!(free_wait(&clean_report(&h)), (60, 40));
 }
 
 #[test]
@@ -1105,24 +1098,14 @@ fn a_retry_at_the_instant_a_wait_ends_is_no_gap_but_an_instant_hold_is() {
         wait("c", 50, 100),
         acq("d", "l1", 1, 200, 210),
     ];
-    let s = check(&h).stats;
-    assert_eq!(
-        (s.longest_free_wait_ns, s.longest_free_wait_at_ns),
-        (100, 0)
-    );
+    assert_eq!(free_wait(&check(&h)), (100, 0));
     // c waits from 0 to 100; d holds for the one instant 40 (released as granted).
     let h = vec![
         wait("c", 0, 100),
         acq("d", "l1", 1, 30, 40),
         release("d", "l1", 1, 40),
     ];
-    let report = check(&h);
-    assert!(report.is_clean(), "{report}");
-    let s = &report.stats;
-    assert_eq!(
-        (s.longest_free_wait_ns, s.longest_free_wait_at_ns),
-        (60, 40)
-    );
+    assert_eq!(free_wait(&clean_report(&h)), (60, 40));
 }
 
 #[test]
