@@ -58,19 +58,12 @@ struct Counted {
     renewals: AtomicU64,
 }
 
-#[deny(clippy::missing_trait_methods)]
-impl LeaseProvider for Counted {
+impl leasing_abstractions::provider::ProviderLayer for Counted {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.inner
+    }
     fn provider_name(&self) -> &'static str {
         "in-memory"
-    }
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.inner.capabilities()
-    }
-    fn try_acquire<'a>(
-        &'a self,
-        r: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        self.inner.try_acquire(r)
     }
     fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
         self.renewals.fetch_add(1, Ordering::Relaxed);
@@ -80,28 +73,8 @@ impl LeaseProvider for Counted {
         self.renewals.fetch_add(g.len() as u64, Ordering::Relaxed);
         self.inner.renew_many(g)
     }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.inner.release(g)
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        self.inner.inspect(n)
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.break_lease(n)
-    }
-    fn release_notifications(
-        &self,
-        name: &str,
-    ) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        self.inner.release_notifications(name)
-    }
-    fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
-        self.inner.renew_now_signals()
-    }
-    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
-        self.inner.list(r)
-    }
 }
+leasing_abstractions::provider_layer!(Counted);
 
 fn counted() -> Arc<Counted> {
     Arc::new(Counted {
@@ -147,6 +120,16 @@ async fn raw(n: u64, secs: u64) -> Row {
     }
 }
 
+/// Lets the leases on `p` run for `secs` s: the renewals that reached the store and the
+/// CPU time spent meanwhile.
+async fn run_for(p: &Counted, secs: u64) -> (u64, f64) {
+    let before = p.renewals.load(Ordering::Relaxed);
+    let cpu0 = cpu_seconds();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let cpu = cpu_seconds() - cpu0;
+    (p.renewals.load(Ordering::Relaxed) - before, cpu)
+}
+
 async fn engine(n: u64, secs: u64) -> Row {
     let p = counted();
     let m = LeaseManager::new(
@@ -162,11 +145,7 @@ async fn engine(n: u64, secs: u64) -> Row {
         leases.push(m.acquire(&format!("engine-{i}")).await.unwrap());
     }
     let rss = rss_bytes().saturating_sub(rss0) as f64 / n as f64;
-    let before = p.renewals.load(Ordering::Relaxed);
-    let cpu0 = cpu_seconds();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let cpu = cpu_seconds() - cpu0;
-    let renewals = p.renewals.load(Ordering::Relaxed) - before;
+    let (renewals, cpu) = run_for(&p, secs).await;
     let all_held = leases.iter().all(|l| l.state() == LeaseState::Held);
     Row {
         name: "engine (LeaseManager)",
@@ -198,11 +177,7 @@ async fn naive(n: u64, secs: u64) -> Row {
         }));
     }
     let rss = rss_bytes().saturating_sub(rss0) as f64 / n as f64;
-    let before = p.renewals.load(Ordering::Relaxed);
-    let cpu0 = cpu_seconds();
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    let cpu = cpu_seconds() - cpu0;
-    let renewals = p.renewals.load(Ordering::Relaxed) - before;
+    let (renewals, cpu) = run_for(&p, secs).await;
     for t in tasks {
         t.abort();
     }

@@ -13,6 +13,41 @@ fn opts(d: f64) -> LeaseOptions {
     LeaseOptions::default().with_default_lease_duration(secs(d))
 }
 
+/// Inside an `impl LeaseProvider`: the named methods, handed to `self.$inner` as they are.
+macro_rules! forward {
+    ($inner:tt: $($method:ident),+) => {
+        $(forward!(@ $inner $method);)+
+    };
+    (@ $inner:tt try_acquire) => {
+        fn try_acquire<'a>(
+            &'a self,
+            r: &'a AcquireRequest,
+        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+            self.$inner.try_acquire(r)
+        }
+    };
+    (@ $inner:tt renew) => {
+        fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.$inner.renew(g)
+        }
+    };
+    (@ $inner:tt release) => {
+        fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
+            self.$inner.release(g)
+        }
+    };
+    (@ $inner:tt inspect) => {
+        fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
+            self.$inner.inspect(n)
+        }
+    };
+    (@ $inner:tt break_lease) => {
+        fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
+            self.$inner.break_lease(n)
+        }
+    };
+}
+
 /// Delegates to the in-memory store but has no release notifications and no batch
 /// `renew_many` of its own (the trait's default), like a simple polling backend. It can
 /// also be told to answer renewals with the wrong number of results, or to panic.
@@ -68,15 +103,7 @@ impl LeaseProvider for Plain {
         // The trait's default: one renew per grant, concurrently.
         Box::pin(futures::future::join_all(g.iter().map(|g| self.renew(g))))
     }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.inner.release(g).await })
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        Box::pin(async move { self.inner.inspect(n).await })
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { self.inner.break_lease(n).await })
-    }
+    forward!(inner: release, inspect, break_lease);
 }
 
 /// Only `renew` is implemented beyond the required methods: exercises the trait's
@@ -91,24 +118,7 @@ impl LeaseProvider for Minimal {
     fn capabilities(&self) -> ProviderCapabilities {
         ProviderCapabilities::new(secs(0.001), secs(3600.0)).with_max_renew_batch(8)
     }
-    fn try_acquire<'a>(
-        &'a self,
-        r: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        self.0.try_acquire(r)
-    }
-    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.0.renew(g)
-    }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.0.release(g)
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        self.0.inspect(n)
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.0.break_lease(n)
-    }
+    forward!(0: try_acquire, renew, release, inspect, break_lease);
 }
 
 #[tokio::test(start_paused = true)]
@@ -198,23 +208,33 @@ async fn a_panicking_provider_is_an_unexpected_error_not_a_crash() {
     assert_eq!(e.lease_name(), Some("job"));
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_provider_answering_too_few_renewals_puts_leases_at_risk() {
+/// A lease `name` (30 s) on a [`Plain`] provider, whose renewals `fault` then breaks: 20 s
+/// on, the renewal failed and the lease is at risk. The provider, the manager, the lease
+/// and the error its first event (a failed renewal) carried.
+async fn renewal_failing(
+    name: &str,
+    fault: impl FnOnce(&Plain),
+) -> (Arc<Plain>, LeaseManager, Lease, LeaseError) {
     let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
-    let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
-    let a = m.acquire("a").await.unwrap();
-    let mut ev = a.events();
-    plain.short_results.store(true, Ordering::SeqCst);
+    let m = LeaseManager::new(plain.clone(), opts(30.0)).expect("manager");
+    let lease = m.acquire(name).await.expect("acquire");
+    let mut ev = lease.events();
+    fault(&plain);
     advance(secs(20.0)).await;
     settle().await;
-    assert_eq!(a.state(), LeaseState::AtRisk);
-    match ev.recv().await.unwrap() {
-        LeaseEvent::RenewalFailed { error, .. } => {
-            assert_eq!(error.kind(), ErrorKind::Unexpected);
-            assert!(error.to_string().contains("0 results for 1"), "{error}");
-        }
+    assert_eq!(lease.state(), LeaseState::AtRisk);
+    match ev.recv().await.expect("an event") {
+        LeaseEvent::RenewalFailed { error, .. } => (plain, m, lease, error),
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_answering_too_few_renewals_puts_leases_at_risk() {
+    let (plain, _m, a, error) =
+        renewal_failing("a", |p| p.short_results.store(true, Ordering::SeqCst)).await;
+    assert_eq!(error.kind(), ErrorKind::Unexpected);
+    assert!(error.to_string().contains("0 results for 1"), "{error}");
     plain.short_results.store(false, Ordering::SeqCst);
     advance(secs(1.0)).await;
     settle().await;
@@ -352,23 +372,27 @@ async fn only_waiters_subscribe_to_release_notifications() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_renewal_is_a_failed_renewal_not_an_unwatched_lease() {
-    let plain = Arc::new(Plain::new(InMemoryLeaseProvider::new()));
-    let m = LeaseManager::new(plain.clone(), opts(30.0)).unwrap();
-    let lease = m.acquire("job").await.unwrap();
-    let mut ev = lease.events();
-    plain.panic_on_renew.store(true, Ordering::SeqCst);
-    advance(secs(20.0)).await;
-    settle().await;
-    assert_eq!(lease.state(), LeaseState::AtRisk);
-    match ev.recv().await.unwrap() {
-        LeaseEvent::RenewalFailed { error, .. } => {
-            assert!(error.to_string().contains("panicked"), "{error}")
-        }
-        other => panic!("{other:?}"),
-    }
+    let (_plain, _m, lease, error) =
+        renewal_failing("job", |p| p.panic_on_renew.store(true, Ordering::SeqCst)).await;
+    assert!(error.to_string().contains("panicked"), "{error}");
     advance(secs(1.0)).await;
     settle().await;
     assert_eq!(lease.state(), LeaseState::Held, "the retry renewed it");
+}
+
+/// The next answer to an acquisition takes 28 s: past 30 s × 0.9.
+fn answer_next_acquire_in_28s(rig: &Rig) {
+    rig.faults
+        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+}
+
+/// Once spawned tasks ran, "job" is free in the store: the late grant was released.
+async fn assert_late_grant_released(rig: &Rig) {
+    settle().await;
+    assert!(
+        rig.store.inspect("job").await.expect("inspect").is_none(),
+        "the late grant was released"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -376,8 +400,7 @@ async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_o
     let rig = rig(opts(30.0).with_acquire_timeout(secs(120.0)));
     // The answer takes 28 s: past 30 s × 0.9, the lease may have expired meanwhile.
     // With a caller's timeout past the window, the late answer arrives and is refused.
-    rig.faults
-        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    answer_next_acquire_in_28s(&rig);
     let e = rig
         .manager
         .try_acquire_with("job", AcquireOptions::new().timeout(Some(secs(60.0))))
@@ -385,28 +408,18 @@ async fn a_grant_that_arrives_after_its_safety_deadline_is_released_not_handed_o
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
     assert!(e.to_string().contains("safety deadline"), "{e}");
-    settle().await;
-    assert!(
-        rig.store.inspect("job").await.unwrap().is_none(),
-        "the late grant was released"
-    );
+    assert_late_grant_released(&rig).await;
     // Without one, the core stops waiting at the safety window (27 s) and releases the
     // grant when it comes.
-    rig.faults
-        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    answer_next_acquire_in_28s(&rig);
     let asked = Instant::now();
     let e = rig.manager.try_acquire("job").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert_eq!(Instant::now() - asked, secs(27.0), "bounded by the window");
     tokio::time::sleep(secs(2.0)).await;
-    settle().await;
-    assert!(
-        rig.store.inspect("job").await.unwrap().is_none(),
-        "the late grant was released"
-    );
+    assert_late_grant_released(&rig).await;
     // acquire() treats it as a transient failure and tries again.
-    rig.faults
-        .script(Operation::Acquire, [Fault::Delay(secs(28.0))]);
+    answer_next_acquire_in_28s(&rig);
     let lease = rig.manager.acquire("job").await.unwrap();
     assert_eq!(lease.fencing_token(), 4);
     assert_eq!(rig.faults.calls(Operation::Acquire), 4);

@@ -406,24 +406,6 @@ fn rig_with(options: LeaseOptions) -> LeaseManager {
     LeaseManager::new(Arc::new(InMemoryLeaseProvider::new()), options).unwrap()
 }
 
-/// A provider without release notifications (as Blob and Cosmos): waiting candidates and
-/// observers poll every retry period.
-#[derive(Debug)]
-struct Silent(InMemoryLeaseProvider);
-
-impl leasing_abstractions::provider::ProviderLayer for Silent {
-    fn inner(&self) -> &dyn LeaseProvider {
-        &self.0
-    }
-    fn release_notifications(
-        &self,
-        _name: &str,
-    ) -> Option<tokio::sync::broadcast::Receiver<String>> {
-        None
-    }
-}
-leasing_abstractions::provider_layer!(Silent);
-
 #[tokio::test(start_paused = true)]
 async fn without_notifications_followers_and_observers_poll() {
     let m = LeaseManager::new(Arc::new(Silent(InMemoryLeaseProvider::new())), options()).unwrap();
@@ -537,20 +519,6 @@ async fn terms_and_handles_describe_themselves() {
 /// A campaign fails at once on an error that waiting cannot fix, and `run` returns it.
 #[tokio::test(start_paused = true)]
 async fn a_campaign_that_cannot_succeed_fails() {
-    #[derive(Debug)]
-    struct Refusing(InMemoryLeaseProvider);
-    impl leasing_abstractions::provider::ProviderLayer for Refusing {
-        fn inner(&self) -> &dyn LeaseProvider {
-            &self.0
-        }
-        fn try_acquire<'a>(
-            &'a self,
-            _: &'a AcquireRequest,
-        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-            Box::pin(async { Err(LeaseError::new(ErrorKind::Unauthorized, "no")) })
-        }
-    }
-    leasing_abstractions::provider_layer!(Refusing);
     let m = LeaseManager::new(Arc::new(Refusing(InMemoryLeaseProvider::new())), options()).unwrap();
     let e = candidate(&m, "a");
     assert_eq!(

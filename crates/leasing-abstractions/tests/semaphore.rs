@@ -264,20 +264,6 @@ async fn backend_failures() {
 /// waiter that times out while another holds the turnstile says so.
 #[tokio::test(start_paused = true)]
 async fn without_notifications_waiters_poll_and_queued_waiters_time_out() {
-    #[derive(Debug)]
-    struct Silent(InMemoryLeaseProvider);
-    impl leasing_abstractions::provider::ProviderLayer for Silent {
-        fn inner(&self) -> &dyn LeaseProvider {
-            &self.0
-        }
-        fn release_notifications(
-            &self,
-            _name: &str,
-        ) -> Option<tokio::sync::broadcast::Receiver<String>> {
-            None
-        }
-    }
-    leasing_abstractions::provider_layer!(Silent);
     let m = LeaseManager::new(Arc::new(Silent(InMemoryLeaseProvider::new())), options()).unwrap();
     let sem = Semaphore::builder(&m, "pool", 1)
         .retry_period(secs(1.0))
@@ -309,20 +295,6 @@ async fn without_notifications_waiters_poll_and_queued_waiters_time_out() {
 /// `try_acquire`, `available` and `acquire`.
 #[tokio::test(start_paused = true)]
 async fn refusals_end_the_wait() {
-    #[derive(Debug)]
-    struct Refusing(InMemoryLeaseProvider);
-    impl leasing_abstractions::provider::ProviderLayer for Refusing {
-        fn inner(&self) -> &dyn LeaseProvider {
-            &self.0
-        }
-        fn try_acquire<'a>(
-            &'a self,
-            _: &'a AcquireRequest,
-        ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-            Box::pin(async { Err(LeaseError::new(ErrorKind::Unauthorized, "no")) })
-        }
-    }
-    leasing_abstractions::provider_layer!(Refusing);
     let m = LeaseManager::new(Arc::new(Refusing(InMemoryLeaseProvider::new())), options()).unwrap();
     let sem = Semaphore::builder(&m, "pool", 3).build().unwrap();
     let start = Instant::now();

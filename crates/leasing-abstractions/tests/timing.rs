@@ -252,37 +252,9 @@ async fn polling_pauses_are_jittered_around_the_retry_interval() {
 #[derive(Debug)]
 struct NoNotices(InMemoryLeaseProvider);
 
-#[deny(clippy::missing_trait_methods)]
-impl LeaseProvider for NoNotices {
-    fn provider_name(&self) -> &'static str {
-        self.0.provider_name()
-    }
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.0.capabilities()
-    }
-    fn try_acquire<'a>(
-        &'a self,
-        r: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        self.0.try_acquire(r)
-    }
-    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.0.renew(g)
-    }
-    fn renew_many<'a>(
-        &'a self,
-        g: &'a [std::sync::Arc<LeaseGrant>],
-    ) -> BoxFuture<'a, Vec<Result<()>>> {
-        self.0.renew_many(g)
-    }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        self.0.release(g)
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        self.0.inspect(n)
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.0.break_lease(n)
+impl leasing_abstractions::provider::ProviderLayer for NoNotices {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.0
     }
     fn release_notifications(&self, _: &str) -> Option<tokio::sync::broadcast::Receiver<String>> {
         None
@@ -290,7 +262,5 @@ impl LeaseProvider for NoNotices {
     fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
         None
     }
-    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
-        self.0.list(r)
-    }
 }
+leasing_abstractions::provider_layer!(NoNotices);

@@ -69,6 +69,39 @@ pub async fn settle() {
     }
 }
 
+/// A provider without release notifications (as Blob and Cosmos): waiting candidates,
+/// observers and semaphore waiters poll every retry period.
+#[derive(Debug)]
+pub struct Silent(pub InMemoryLeaseProvider);
+
+impl leasing_abstractions::provider::ProviderLayer for Silent {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.0
+    }
+    fn release_notifications(&self, _name: &str) -> Option<broadcast::Receiver<String>> {
+        None
+    }
+}
+leasing_abstractions::provider_layer!(Silent);
+
+/// A provider that refuses every acquisition as `Unauthorized`: a failure that waiting
+/// cannot fix.
+#[derive(Debug)]
+pub struct Refusing(pub InMemoryLeaseProvider);
+
+impl leasing_abstractions::provider::ProviderLayer for Refusing {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &self.0
+    }
+    fn try_acquire<'a>(
+        &'a self,
+        _: &'a AcquireRequest,
+    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
+        Box::pin(async { Err(LeaseError::new(ErrorKind::Unauthorized, "no")) })
+    }
+}
+leasing_abstractions::provider_layer!(Refusing);
+
 /// Counts `renew_many` calls and their sizes, delegating to an inner provider.
 #[derive(Debug)]
 pub struct Counting {
@@ -91,22 +124,9 @@ impl Counting {
         self.batches.load(Ordering::SeqCst)
     }
 }
-#[deny(clippy::missing_trait_methods)]
-impl LeaseProvider for Counting {
-    fn provider_name(&self) -> &'static str {
-        self.inner.provider_name()
-    }
-    fn capabilities(&self) -> ProviderCapabilities {
-        self.inner.capabilities()
-    }
-    fn try_acquire<'a>(
-        &'a self,
-        r: &'a AcquireRequest,
-    ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
-        Box::pin(async move { self.inner.try_acquire(r).await })
-    }
-    fn renew<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.inner.renew(g).await })
+impl leasing_abstractions::provider::ProviderLayer for Counting {
+    fn inner(&self) -> &dyn LeaseProvider {
+        &*self.inner
     }
     fn renew_many<'a>(&'a self, g: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
         Box::pin(async move {
@@ -115,23 +135,9 @@ impl LeaseProvider for Counting {
             self.inner.renew_many(g).await
         })
     }
-    fn release<'a>(&'a self, g: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move { self.inner.release(g).await })
-    }
-    fn inspect<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-        Box::pin(async move { self.inner.inspect(n).await })
-    }
-    fn break_lease<'a>(&'a self, n: &'a str) -> BoxFuture<'a, Result<bool>> {
-        Box::pin(async move { self.inner.break_lease(n).await })
-    }
     fn release_notifications(&self, name: &str) -> Option<broadcast::Receiver<String>> {
         self.subscriptions.fetch_add(1, Ordering::SeqCst);
         self.inner.release_notifications(name)
     }
-    fn renew_now_signals(&self) -> Option<tokio::sync::broadcast::Receiver<()>> {
-        self.inner.renew_now_signals()
-    }
-    fn list<'a>(&'a self, r: &'a ListRequest) -> BoxFuture<'a, Result<LeasePage>> {
-        self.inner.list(r)
-    }
 }
+leasing_abstractions::provider_layer!(Counting);
