@@ -4,18 +4,10 @@ use leasing_abstractions::{ErrorKind, LeaseError};
 use leasing_azure::{chain, redact};
 use std::fmt;
 
-/// The operation a service error answered, which decides what some codes mean (a 409 on
-/// renew is a lost lease; on acquire it is someone else's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Op {
-    Acquire,
-    Renew,
-    Release,
-    Inspect,
-    Break,
-    List,
-    Setup,
-}
+/// The operation a service error answered (the core's), which decides what some codes
+/// mean (a 409 on renew is a lost lease; on acquire it is someone else's). `Connect` is the
+/// build's container check.
+pub(crate) use leasing_abstractions::Operation as Op;
 
 /// What an azure_core error says, with secrets removed: the status and `x-ms-error-code`
 /// of a service answer, or the redacted text of a transport failure.
@@ -98,8 +90,8 @@ impl std::error::Error for Failure {}
 /// - 401/403: `Unauthorized`; 400 (e.g. `InvalidHeaderValue` for a bad duration):
 ///   `InvalidArgument`;
 /// - 408, 429, 5xx, no answer at all, deadline passed: `ProviderUnavailable` (retryable);
-/// - anything else: `Acquisition` for acquire, `Renewal` for renew, otherwise
-///   `ProviderUnavailable`.
+/// - 404 to the build's container check: `Configuration` (no such account);
+/// - anything else: `Unexpected`, on every operation (not retryable).
 pub(crate) fn map_failure(op: Op, failure: Failure) -> LeaseError {
     let kind = match (&failure, failure.status(), failure.code()) {
         (Failure::Transport { .. }, ..) => ErrorKind::ProviderUnavailable,
@@ -112,12 +104,8 @@ pub(crate) fn map_failure(op: Op, failure: Failure) -> LeaseError {
         (_, Some(404), _) if op == Op::Renew => ErrorKind::Lost,
         (_, Some(409), Some("LeaseAlreadyPresent")) => ErrorKind::Conflict,
         (_, Some(400), _) => ErrorKind::InvalidArgument,
-        _ => match op {
-            Op::Acquire => ErrorKind::Acquisition,
-            Op::Renew => ErrorKind::Renewal,
-            Op::Setup => ErrorKind::Configuration,
-            _ => ErrorKind::ProviderUnavailable,
-        },
+        (_, Some(404), _) if op == Op::Connect => ErrorKind::Configuration,
+        _ => ErrorKind::Unexpected,
     };
     let message = match op {
         Op::Acquire => format!("blob acquire failed: {failure}"),
@@ -126,7 +114,8 @@ pub(crate) fn map_failure(op: Op, failure: Failure) -> LeaseError {
         Op::Inspect => format!("blob inspect failed: {failure}"),
         Op::Break => format!("blob break failed: {failure}"),
         Op::List => format!("blob list failed: {failure}"),
-        Op::Setup => format!("blob container setup failed: {failure}"),
+        Op::Connect => format!("blob container setup failed: {failure}"),
+        _ => format!("blob {op} failed: {failure}"),
     };
     let err = LeaseError::new(kind, message);
     match kind {
@@ -193,9 +182,9 @@ mod tests {
             (Op::Renew, status(412, "LeaseIdMissing"), Lost),
             (Op::Renew, status(404, "BlobNotFound"), Lost),
             (Op::Renew, status(404, ""), Lost),
-            (Op::Renew, status(409, "SomethingElse"), Renewal),
+            (Op::Renew, status(409, "SomethingElse"), Unexpected),
             (Op::Acquire, status(409, "LeaseAlreadyPresent"), Conflict),
-            (Op::Acquire, status(412, "ConditionNotMet"), Acquisition),
+            (Op::Acquire, status(412, "ConditionNotMet"), Unexpected),
             (
                 Op::Acquire,
                 status(400, "InvalidHeaderValue"),
@@ -211,9 +200,11 @@ mod tests {
             (Op::Break, status(500, ""), ProviderUnavailable),
             (Op::List, status(429, ""), ProviderUnavailable),
             (Op::Inspect, status(408, ""), ProviderUnavailable),
-            (Op::Release, status(418, ""), ProviderUnavailable),
-            (Op::Setup, status(418, ""), Configuration),
-            (Op::Inspect, status(404, ""), ProviderUnavailable),
+            (Op::Release, status(418, ""), Unexpected),
+            (Op::Connect, status(418, ""), Unexpected),
+            (Op::Connect, status(404, "ResourceNotFound"), Configuration),
+            (Op::Inspect, status(404, ""), Unexpected),
+            (Op::FencedWrite, status(418, ""), Unexpected),
             (
                 Op::Renew,
                 Failure::Transport {
@@ -227,7 +218,7 @@ mod tests {
                 Failure::Credential("no token".into()),
                 Unauthorized,
             ),
-            (Op::Acquire, Failure::Other("odd".into()), Acquisition),
+            (Op::Acquire, Failure::Other("odd".into()), Unexpected),
         ];
         for (op, failure, kind) in cases {
             let text = failure.to_string();

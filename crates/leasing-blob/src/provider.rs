@@ -78,7 +78,7 @@ impl BlobLeaseProvider {
         let endpoint = self.inner.config.endpoint.as_str().to_owned();
         let blob = self.inner.container.blob_client("leasing-build-check");
         let failure = match self
-            .call(Op::Setup, self.timeout(), blob.get_properties(None))
+            .call(Op::Connect, self.timeout(), blob.get_properties(None))
             .await
         {
             Ok(_) => return Ok(()),
@@ -103,7 +103,7 @@ impl BlobLeaseProvider {
             )
             .with_source(failure)),
             _ => {
-                let kind = map_failure(Op::Setup, failure.clone()).kind();
+                let kind = map_failure(Op::Connect, failure.clone()).kind();
                 Err(LeaseError::new(
                     kind,
                     format!("blob service at {endpoint} could not be used: {failure}"),
@@ -145,7 +145,7 @@ impl BlobLeaseProvider {
     async fn create_container(&self) -> Result<()> {
         let r = self
             .call(
-                Op::Setup,
+                Op::Connect,
                 self.timeout(),
                 self.inner
                     .container

@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: service discovery and providers on Azurite.
 #![allow(dead_code, unreachable_pub, missing_docs, unused_imports)]
 
+pub mod fake;
+
 use leasing_blob::{BlobLeaseProvider, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 use std::time::Duration;
 
