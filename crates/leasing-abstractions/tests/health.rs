@@ -47,9 +47,13 @@ async fn probe_is_unhealthy_when_the_backend_is_unreachable_or_hangs() {
 
 #[tokio::test(start_paused = true)]
 async fn probe_is_healthy_under_contention_and_degraded_on_other_errors() {
+    /// Answers every acquisition with its result; everything else goes to an empty store.
     #[derive(Debug)]
-    struct Odd(Result<Option<LeaseGrant>>);
-    impl LeaseProvider for Odd {
+    struct Odd(Result<Option<LeaseGrant>>, InMemoryLeaseProvider);
+    impl leasing_abstractions::provider::ProviderLayer for Odd {
+        fn inner(&self) -> &dyn LeaseProvider {
+            &self.1
+        }
         fn provider_name(&self) -> &'static str {
             "odd"
         }
@@ -62,24 +66,14 @@ async fn probe_is_healthy_under_contention_and_degraded_on_other_errors() {
         ) -> BoxFuture<'a, Result<Option<LeaseGrant>>> {
             Box::pin(async move { self.0.clone() })
         }
-        fn renew<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            Box::pin(async move { Ok(()) })
-        }
-        fn release<'a>(&'a self, _: &'a LeaseGrant) -> BoxFuture<'a, Result<()>> {
-            Box::pin(async move { Ok(()) })
-        }
-        fn inspect<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Option<LeaseInfo>>> {
-            Box::pin(async move { Ok(None) })
-        }
-        fn break_lease<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<bool>> {
-            Box::pin(async move { Ok(false) })
-        }
     }
-    let r = probe_provider(&Odd(Ok(None)), secs(1.0)).await;
+    leasing_abstractions::provider_layer!(Odd);
+    let odd = |answer| Odd(answer, InMemoryLeaseProvider::new());
+    let r = probe_provider(&odd(Ok(None)), secs(1.0)).await;
     assert_eq!(r.status, HealthStatus::Healthy);
     assert!(r.description.contains("contention"));
     let r = probe_provider(
-        &Odd(Err(LeaseError::new(
+        &odd(Err(LeaseError::new(
             ErrorKind::Unexpected,
             "corrupt record",
         ))),
@@ -89,7 +83,7 @@ async fn probe_is_healthy_under_contention_and_degraded_on_other_errors() {
     assert_eq!(r.status, HealthStatus::Degraded);
     assert_eq!(HealthStatus::Degraded.to_string(), "Degraded");
     let r = probe_provider(
-        &Odd(Err(LeaseError::new(ErrorKind::Unauthorized, "no"))),
+        &odd(Err(LeaseError::new(ErrorKind::Unauthorized, "no"))),
         secs(1.0),
     )
     .await;
