@@ -113,6 +113,30 @@ fn raw_client(url: &str, container: &str, sas: &str) -> BlobContainerClient {
     BlobContainerClient::new(url, None, Some(options)).unwrap()
 }
 
+/// A 60 s lease on the blob of lease `name` through the raw client, creating the blob
+/// when the first try fails: the blob's client and the lease id.
+async fn raw_acquire(
+    r: &BlobContainerClient,
+    name: &str,
+) -> (azure_storage_blob::BlobClient, String) {
+    let blob = r.blob_client(&format!("lease-{name}"));
+    let id = uuid::Uuid::new_v4().to_string();
+    let opts = BlobClientAcquireLeaseOptions {
+        proposed_lease_id: Some(id.clone()),
+        ..Default::default()
+    };
+    if blob.acquire_lease(60, Some(opts.clone())).await.is_err() {
+        blob.upload(
+            azure_core::http::RequestContent::from(Vec::<u8>::new()),
+            None,
+        )
+        .await
+        .unwrap();
+        blob.acquire_lease(60, Some(opts)).await.unwrap();
+    }
+    (blob, id)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let Ok(url) = std::env::var("LEASING_AZURITE_BLOB_URL") else {
@@ -155,21 +179,7 @@ async fn main() {
     let same_calls: Op = Arc::new(move |name: String| {
         let r = r.clone();
         Box::pin(async move {
-            let blob = r.blob_client(&format!("lease-{name}"));
-            let id = uuid::Uuid::new_v4().to_string();
-            let opts = BlobClientAcquireLeaseOptions {
-                proposed_lease_id: Some(id.clone()),
-                ..Default::default()
-            };
-            if blob.acquire_lease(60, Some(opts.clone())).await.is_err() {
-                blob.upload(
-                    azure_core::http::RequestContent::from(Vec::<u8>::new()),
-                    None,
-                )
-                .await
-                .unwrap();
-                blob.acquire_lease(60, Some(opts)).await.unwrap();
-            }
+            let (blob, id) = raw_acquire(&r, &name).await;
             let props = blob.get_properties(None).await.unwrap();
             let old: u64 = props
                 .metadata()
@@ -195,21 +205,7 @@ async fn main() {
     let bare: Op = Arc::new(move |name: String| {
         let r = r.clone();
         Box::pin(async move {
-            let blob = r.blob_client(&format!("lease-{name}"));
-            let id = uuid::Uuid::new_v4().to_string();
-            let opts = BlobClientAcquireLeaseOptions {
-                proposed_lease_id: Some(id.clone()),
-                ..Default::default()
-            };
-            if blob.acquire_lease(60, Some(opts.clone())).await.is_err() {
-                blob.upload(
-                    azure_core::http::RequestContent::from(Vec::<u8>::new()),
-                    None,
-                )
-                .await
-                .unwrap();
-                blob.acquire_lease(60, Some(opts)).await.unwrap();
-            }
+            let (blob, id) = raw_acquire(&r, &name).await;
             blob.release_lease(id, None).await.unwrap();
         })
     });
