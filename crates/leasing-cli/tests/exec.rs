@@ -174,22 +174,14 @@ fn break_once(b: &Backend) -> (f64, f64) {
     assert_eq!(status.code(), Some(76), "{err}");
     assert!(err.contains("the command was stopped"), "{err}");
     let l = lines(&log);
-    let last_alive = l
-        .iter()
-        .filter(|x| x.0 == "alive")
-        .map(|x| x.2)
-        .max()
-        .unwrap();
+    let last_alive = last_alive(&l);
     let on_lost = l.iter().find(|x| x.0 == "onlost").expect("--on-lost ran");
     assert_eq!(on_lost.1, n);
     assert!(
         on_lost.2 > last_alive,
         "--on-lost runs after the command is dead"
     );
-    assert!(
-        !running(&log.display().to_string()),
-        "the command must be dead"
-    );
+    assert_command_dead(&log, "the command must be dead");
     (last_alive.saturating_sub(broken_at) as f64 / 1e6, left)
 }
 
@@ -230,22 +222,11 @@ fn killing_leasing_kills_the_command_before_the_next_holder_starts(b: &Backend) 
     let _ = holder.wait();
     // The next holder, waiting for the lease to expire on the backend.
     run_next_holder(b, b.duration, &n, &log);
-    let l = lines(&log);
-    let last_alive = l
-        .iter()
-        .filter(|x| x.0 == "alive")
-        .map(|x| x.2)
-        .max()
-        .unwrap();
-    let next = l.iter().find(|x| x.0 == "next").unwrap().2;
-    assert!(
-        last_alive < next,
-        "the killed holder's command wrote after the next holder started"
+    let (last_alive, next) = alive_before_next(
+        &log,
+        "the killed holder's command wrote after the next holder started",
     );
-    assert!(
-        !running(&log.display().to_string()),
-        "the command must be dead"
-    );
+    assert_command_dead(&log, "the command must be dead");
     println!(
         "{}: SIGKILL of leasing to the command's death {:.0} ms; next holder started {:.0} ms after",
         b.label,
@@ -272,18 +253,7 @@ fn a_stopped_leasing_still_has_its_command_stopped_in_time() {
     run_next_holder(&b, "3s", &n, &log);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
     assert_eq!(wait(&mut holder).code(), Some(76));
-    let l = lines(&log);
-    let last_alive = l
-        .iter()
-        .filter(|x| x.0 == "alive")
-        .map(|x| x.2)
-        .max()
-        .unwrap();
-    let next = l.iter().find(|x| x.0 == "next").unwrap().2;
-    assert!(
-        last_alive < next,
-        "the stopped holder's command outlived its lease"
-    );
+    alive_before_next(&log, "the stopped holder's command outlived its lease");
 }
 
 per_backend!(a_network_cut_stops_the_command_before_the_next_holder_starts: redis, redlock, blob, cosmos);
@@ -462,22 +432,11 @@ fn a_network_cut_stops_the_command_before_the_next_holder_starts(b: &Backend) {
                 "quiet without --verbose: {err}"
             );
         }
-        let l = lines(&log);
-        let last_alive = l
-            .iter()
-            .filter(|x| x.0 == "alive")
-            .map(|x| x.2)
-            .max()
-            .unwrap();
-        let next = l.iter().find(|x| x.0 == "next").unwrap().2;
-        assert!(
-            last_alive < next,
-            "trial {trial}: the cut-off holder's command outlived its lease"
+        let (last_alive, next) = alive_before_next(
+            &log,
+            &format!("trial {trial}: the cut-off holder's command outlived its lease"),
         );
-        assert!(
-            !running(&log.display().to_string()),
-            "trial {trial}: the command must be dead"
-        );
+        assert_command_dead(&log, &format!("trial {trial}: the command must be dead"));
         deaths.push((
             (last_alive - cut_at) as f64 / 1e6,
             (next - last_alive) as f64 / 1e6,
@@ -681,10 +640,7 @@ fn a_zero_grace_kills_at_once_and_a_grace_sends_sigterm_first() {
             .lines()
             .any(|l| l == "term");
         assert_eq!(got_term, expect_term, "--grace {grace}");
-        assert!(
-            !running(&log.display().to_string()),
-            "--grace {grace}: the command must be dead"
-        );
+        assert_command_dead(&log, &format!("--grace {grace}: the command must be dead"));
     }
 }
 

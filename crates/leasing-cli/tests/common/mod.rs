@@ -198,3 +198,27 @@ pub fn running(needle: &str) -> bool {
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
         .any(|c| c.contains(needle) && c.starts_with("sh -c"))
 }
+
+/// The time of the last "alive" line in `l`.
+pub fn last_alive(l: &[(String, String, u128)]) -> u128 {
+    l.iter()
+        .filter(|x| x.0 == "alive")
+        .map(|x| x.2)
+        .max()
+        .unwrap()
+}
+
+/// The times of the holder's last "alive" line and of the next holder's "next" line in
+/// `log`; asserts that the first comes before the second (`msg` if not).
+pub fn alive_before_next(log: &std::path::Path, msg: &str) -> (u128, u128) {
+    let l = lines(log);
+    let last_alive = last_alive(&l);
+    let next = l.iter().find(|x| x.0 == "next").unwrap().2;
+    assert!(last_alive < next, "{msg}");
+    (last_alive, next)
+}
+
+/// Asserts that the command writing `log` is no longer running (`msg` if it is).
+pub fn assert_command_dead(log: &std::path::Path, msg: &str) {
+    assert!(!running(&log.display().to_string()), "{msg}");
+}
