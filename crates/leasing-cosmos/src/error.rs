@@ -42,8 +42,8 @@ pub(crate) fn parts(e: &CosmosError) -> (u16, Option<u16>, Option<Duration>) {
 ///   transport failures (no status from the wire): `ProviderUnavailable` (retryable);
 /// - 412 (ETag mismatch): `Lost` (the caller turns it into "held by another" when
 ///   acquiring); 409: `Conflict`; 404: `Lost` for renewals (the document is gone);
-/// - 401/403: `Unauthorized`; 400/413: `InvalidArgument`; anything else: `Acquisition`
-///   for an unexpected answer.
+/// - 401/403: `Unauthorized`; 400/413: `InvalidArgument`; anything else: `Unexpected`
+///   (not retryable), on every operation.
 ///
 /// The message carries the status, sub-status and what was being done, never a key or
 /// token (the SDK's errors carry neither, and we do not format its request).
@@ -109,7 +109,7 @@ pub(crate) fn map_status(
         ),
         _ => (
             Failure::Other,
-            ErrorKind::Acquisition,
+            ErrorKind::Unexpected,
             "unexpected answer from the service",
         ),
     };
@@ -170,7 +170,7 @@ pub(crate) fn deadline(what: &str, limit: Duration) -> LeaseError {
 /// A document the provider cannot read back (written by something else).
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> LeaseError {
     LeaseError::new(
-        ErrorKind::Acquisition,
+        ErrorKind::Unexpected,
         format!("cosmos db: {what}: the lease document is not one this provider wrote: {detail}"),
     )
 }
@@ -205,7 +205,7 @@ mod tests {
                 "{c}"
             );
         }
-        assert_eq!(kind(418).1, ErrorKind::Acquisition);
+        assert_eq!(kind(418).1, ErrorKind::Unexpected);
         let m = map_status(418, None, None, false, "renew");
         assert_eq!(m.error.kind(), ErrorKind::ProviderUnavailable);
         let m = map_status(0, None, None, true, "renew");
@@ -284,6 +284,6 @@ mod tests {
         assert_eq!(map(e, "acquire").error.kind(), ErrorKind::InvalidArgument);
         let d = deadline("renew", Duration::from_secs(2));
         assert!(d.is_retryable());
-        assert_eq!(corrupt("inspect", "x").kind(), ErrorKind::Acquisition);
+        assert_eq!(corrupt("inspect", "x").kind(), ErrorKind::Unexpected);
     }
 }

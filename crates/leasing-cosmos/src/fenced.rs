@@ -516,7 +516,10 @@ fn exists<T>(r: std::result::Result<T, Mapped>) -> Result<()> {
 
 /// An item the resource cannot read (written by something else, or edited by hand).
 fn corrupt(what: &str, detail: impl fmt::Display) -> LeaseError {
-    LeaseError::unavailable(format!("cosmos db: {what}: unreadable item: {detail}"))
+    LeaseError::new(
+        leasing_abstractions::ErrorKind::Unexpected,
+        format!("cosmos db: {what}: unreadable item: {detail}"),
+    )
 }
 
 impl FencedResource for CosmosFencedResource {

@@ -282,11 +282,12 @@ impl CosmosLeaseProvider {
     }
 }
 
-/// During acquisition, a 412/404 from an unexpected place is not "lost" but a failed
-/// acquisition; other kinds stay.
+/// During acquisition, a 412/404 from an unexpected place (the document changed or went
+/// between two steps) is not "lost": it is `Unexpected`, marked temporary (the next
+/// attempt reads the document again); other kinds stay.
 fn acquire_error(m: Mapped) -> LeaseError {
     if m.error.kind() == ErrorKind::Lost {
-        LeaseError::new(ErrorKind::Acquisition, m.error.message().to_owned())
+        LeaseError::new(ErrorKind::Unexpected, m.error.message().to_owned()).with_temporary(true)
     } else {
         m.error
     }
@@ -305,7 +306,11 @@ mod tests {
         assert_eq!(duration_ms(Duration::from_secs(2).into()), 2000);
         assert!(wall_ms() > 0);
         let err = acquire_error(error::map_status(412, None, None, true, "acquire"));
-        assert_eq!(err.kind(), ErrorKind::Acquisition);
+        assert_eq!(err.kind(), ErrorKind::Unexpected);
+        assert!(
+            err.is_retryable(),
+            "the next attempt reads the document again"
+        );
         let err = acquire_error(error::map_status(503, None, None, true, "acquire"));
         assert_eq!(err.kind(), ErrorKind::ProviderUnavailable);
     }
