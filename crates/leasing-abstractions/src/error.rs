@@ -22,10 +22,6 @@ pub enum ErrorKind {
     Conflict,
     /// Acquisition did not succeed within the acquire timeout.
     Timeout,
-    /// An unexpected failure while acquiring.
-    Acquisition,
-    /// A renewal failed for a reason that may be transient.
-    Renewal,
     /// The lease is definitively lost (taken over, expired, deleted). Terminal.
     Lost,
     /// The backend could not be reached or answered with a transient failure. Retryable.
@@ -52,8 +48,6 @@ impl ErrorKind {
         match self {
             ErrorKind::Conflict => "conflict",
             ErrorKind::Timeout => "timeout",
-            ErrorKind::Acquisition => "acquisition",
-            ErrorKind::Renewal => "renewal",
             ErrorKind::Lost => "lost",
             ErrorKind::ProviderUnavailable => "provider_unavailable",
             ErrorKind::Unauthorized => "unauthorized",
@@ -263,12 +257,12 @@ impl LeaseError {
 
     /// Whether trying the same operation again may succeed: what the backend set with
     /// [`with_temporary`](Self::with_temporary), else true for
-    /// [`Conflict`](ErrorKind::Conflict), [`ProviderUnavailable`](ErrorKind::ProviderUnavailable)
-    /// and [`Renewal`](ErrorKind::Renewal), false for everything else.
+    /// [`Conflict`](ErrorKind::Conflict) and
+    /// [`ProviderUnavailable`](ErrorKind::ProviderUnavailable), false for everything else.
     pub fn is_retryable(&self) -> bool {
         self.temporary.unwrap_or(matches!(
             self.kind,
-            ErrorKind::Conflict | ErrorKind::ProviderUnavailable | ErrorKind::Renewal
+            ErrorKind::Conflict | ErrorKind::ProviderUnavailable
         ))
     }
 }
@@ -320,16 +314,10 @@ mod tests {
 
     #[test]
     fn retryable_classification() {
-        let retryable = [
-            ErrorKind::Conflict,
-            ErrorKind::ProviderUnavailable,
-            ErrorKind::Renewal,
-        ];
+        let retryable = [ErrorKind::Conflict, ErrorKind::ProviderUnavailable];
         for kind in [
             ErrorKind::Conflict,
             ErrorKind::Timeout,
-            ErrorKind::Acquisition,
-            ErrorKind::Renewal,
             ErrorKind::Lost,
             ErrorKind::ProviderUnavailable,
             ErrorKind::Unauthorized,

@@ -75,7 +75,7 @@ pub struct RedisConfig {
     /// mode the check runs inside the acquire script on the master that grants: a node
     /// up for less than this, or promoted from a replica less than this before a name of
     /// the name's hash slot was first acquired there, refuses (`ProviderUnavailable`); the user needs `INFO`
-    /// (an ACL that refuses it fails every acquire with `Acquisition`, loudly, rather than
+    /// (an ACL that refuses it fails every acquire with `Unexpected`, loudly, rather than
     /// turning the fence off as on one server).
     pub restart_fence: Duration,
 }

@@ -263,7 +263,12 @@ impl LeaseManager {
 
 /// The `Timeout` of an acquisition: the whole timeout, the attempts, and what the last
 /// attempt met (kept as the source).
-pub(super) fn timeout_error(name: &str, timeout: Duration, attempts: u32, cause: LeaseError) -> LeaseError {
+pub(super) fn timeout_error(
+    name: &str,
+    timeout: Duration,
+    attempts: u32,
+    cause: LeaseError,
+) -> LeaseError {
     let tries = if attempts == 1 { "attempt" } else { "attempts" };
     LeaseError::new(
         ErrorKind::Timeout,

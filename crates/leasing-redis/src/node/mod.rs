@@ -198,7 +198,7 @@ impl Node {
 
     /// Tries a lazily connected node (Redlock) now, within `limit`: a server that refuses
     /// the settings (`SELECT` of a database that does not exist) is a `Configuration`
-    /// error, found at build rather than as an `Acquisition` error on every call. A server
+    /// error, found at build rather than as an `Unexpected` error on every call. A server
     /// that is down, fenced or refuses the credentials is not an error here (it may come
     /// up later, and the operations report it): it is returned as `Ok(Some(why))`, so that
     /// the caller can require a majority to answer.
