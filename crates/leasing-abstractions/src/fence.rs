@@ -93,7 +93,9 @@ pub enum FencedWrite {
 ///
 /// Implementations: [`InMemoryFencedResource`] here, `RedisFencedResource` in
 /// `leasing-redis`, `BlobFencedResource` in `leasing-blob`, `CosmosFencedResource` in
-/// `leasing-cosmos`.
+/// `leasing-cosmos`. The easy way to implement it: three inherent async methods
+/// `write_item`, `read_item` and `highest_of` with the trait's arguments, and
+/// [`fenced_resource!`](crate::fenced_resource) for the boxing.
 pub trait FencedResource: Send + Sync + Debug {
     /// Writes `value` to `key` if `fence`'s token is at least the largest token `key` has
     /// accepted for `fence`'s lease name, and records the token; one atomic step.
@@ -153,38 +155,64 @@ pub fn check(highest: Option<u64>, token: u64) -> FencedWrite {
     }
 }
 
-impl FencedResource for InMemoryFencedResource {
-    fn write<'a>(
-        &'a self,
-        fence: &'a Fence,
-        key: &'a str,
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<FencedWrite>> {
-        Box::pin(async move {
-            if key.is_empty() {
-                return Err(LeaseError::invalid_argument("key", "must not be empty"));
-            }
-            let mut items = self.lock();
-            let item = items.entry(key.to_owned()).or_default();
-            let outcome = check(item.tokens.get(&fence.name).copied(), fence.token);
-            if outcome == FencedWrite::Written {
-                item.tokens.insert(fence.name.clone(), fence.token);
-                item.value = value.to_vec();
-            }
-            Ok(outcome)
-        })
+impl InMemoryFencedResource {
+    async fn write_item(&self, fence: &Fence, key: &str, value: &[u8]) -> Result<FencedWrite> {
+        if key.is_empty() {
+            return Err(LeaseError::invalid_argument("key", "must not be empty"));
+        }
+        let mut items = self.lock();
+        let item = items.entry(key.to_owned()).or_default();
+        let outcome = check(item.tokens.get(&fence.name).copied(), fence.token);
+        if outcome == FencedWrite::Written {
+            item.tokens.insert(fence.name.clone(), fence.token);
+            item.value = value.to_vec();
+        }
+        Ok(outcome)
     }
 
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move { Ok(self.lock().get(key).map(|i| i.value.clone())) })
+    async fn read_item(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().get(key).map(|i| i.value.clone()))
     }
 
-    fn highest<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
-        Box::pin(async move {
-            Ok(self
-                .lock()
-                .get(key)
-                .and_then(|i| i.tokens.get(name).copied()))
-        })
+    async fn highest_of(&self, key: &str, name: &str) -> Result<Option<u64>> {
+        Ok(self
+            .lock()
+            .get(key)
+            .and_then(|i| i.tokens.get(name).copied()))
     }
+}
+
+crate::fenced_resource!(InMemoryFencedResource);
+
+/// Implements [`FencedResource`] for a type with three inherent async methods of the
+/// trait's arguments: `write_item(&self, &Fence, &str, &[u8]) -> Result<FencedWrite>`,
+/// `read_item(&self, &str) -> Result<Option<Vec<u8>>>` and
+/// `highest_of(&self, &str, &str) -> Result<Option<u64>>`; the macro boxes their futures.
+#[macro_export]
+macro_rules! fenced_resource {
+    ($ty:ty) => {
+        impl $crate::fence::FencedResource for $ty {
+            fn write<'a>(
+                &'a self,
+                fence: &'a $crate::fence::Fence,
+                key: &'a str,
+                value: &'a [u8],
+            ) -> $crate::provider::BoxFuture<'a, $crate::Result<$crate::fence::FencedWrite>> {
+                Box::pin(self.write_item(fence, key, value))
+            }
+            fn read<'a>(
+                &'a self,
+                key: &'a str,
+            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<Vec<u8>>>> {
+                Box::pin(self.read_item(key))
+            }
+            fn highest<'a>(
+                &'a self,
+                key: &'a str,
+                name: &'a str,
+            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<u64>>> {
+                Box::pin(self.highest_of(key, name))
+            }
+        }
+    };
 }

@@ -11,8 +11,7 @@ use azure_storage_blob::models::{
     BlockBlobClientUploadOptions,
 };
 use azure_storage_blob::{BlobClient, BlobContainerClient};
-use leasing_abstractions::fence::{check, Fence, FencedResource, FencedWrite};
-use leasing_abstractions::provider::BoxFuture;
+use leasing_abstractions::fence::{check, Fence, FencedWrite};
 use leasing_abstractions::{ErrorKind, LeaseError, Result};
 use std::collections::HashMap;
 use std::fmt;
@@ -462,24 +461,7 @@ fn lost_race(f: &Failure) -> bool {
     )
 }
 
-impl FencedResource for BlobFencedResource {
-    fn write<'a>(
-        &'a self,
-        fence: &'a Fence,
-        key: &'a str,
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<FencedWrite>> {
-        Box::pin(self.write_item(fence, key, value))
-    }
-
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(self.read_item(key))
-    }
-
-    fn highest<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
-        Box::pin(self.highest_of(key, name))
-    }
-}
+leasing_abstractions::fenced_resource!(BlobFencedResource);
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,7 @@ use azure_data_cosmos::clients::ContainerClient;
 use azure_data_cosmos::models::{ContainerProperties, ItemResponse};
 use azure_data_cosmos::options::{ItemReadOptions, ItemWriteOptions, Precondition};
 use azure_data_cosmos::CosmosClient;
-use leasing_abstractions::fence::{check, Fence, FencedResource, FencedWrite};
-use leasing_abstractions::provider::BoxFuture;
+use leasing_abstractions::fence::{check, Fence, FencedWrite};
 use leasing_abstractions::{LeaseError, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -522,24 +521,7 @@ fn corrupt(what: &str, detail: impl fmt::Display) -> LeaseError {
     )
 }
 
-impl FencedResource for CosmosFencedResource {
-    fn write<'a>(
-        &'a self,
-        fence: &'a Fence,
-        key: &'a str,
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<FencedWrite>> {
-        Box::pin(self.write_item(fence, key, value))
-    }
-
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(self.read_item(key))
-    }
-
-    fn highest<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
-        Box::pin(self.highest_of(key, name))
-    }
-}
+leasing_abstractions::fenced_resource!(CosmosFencedResource);
 
 #[cfg(test)]
 mod tests {

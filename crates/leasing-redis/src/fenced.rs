@@ -5,8 +5,7 @@ use crate::error::Op;
 use crate::node::Node;
 use crate::scripts::SCRIPTS;
 use crate::RedisLeaseProvider;
-use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
-use leasing_abstractions::provider::BoxFuture;
+use leasing_abstractions::fence::{Fence, FencedWrite};
 use leasing_abstractions::{ErrorKind, LeaseError, Result};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +19,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 /// (`EVALSHA`, one round trip) that compares the token and writes, so no stale write can
 /// slip in between; see `leasing_abstractions::fence` for the contract.
 ///
-/// Use it for data you keep in Redis under a lease; read it with [`read`](FencedResource::read)
+/// Use it for data you keep in Redis under a lease; read it with [`read`](leasing_abstractions::fence::FencedResource::read)
 /// (or `HGET <item key> v`).
 ///
 /// ```no_run
@@ -87,14 +86,9 @@ fn bad_reply(what: &str, reply: &str) -> LeaseError {
     )
 }
 
-impl FencedResource for RedisFencedResource {
-    fn write<'a>(
-        &'a self,
-        fence: &'a Fence,
-        key: &'a str,
-        value: &'a [u8],
-    ) -> BoxFuture<'a, Result<FencedWrite>> {
-        Box::pin(async move {
+impl RedisFencedResource {
+    async fn write_item(&self, fence: &Fence, key: &str, value: &[u8]) -> Result<FencedWrite> {
+        {
             check_key(key)?;
             leasing_abstractions::validate_name(fence.name())?;
             let item = self.item_key(key);
@@ -117,11 +111,11 @@ impl FencedResource for RedisFencedResource {
                 1 => FencedWrite::Written,
                 _ => FencedWrite::Stale { highest: token },
             })
-        })
+        }
     }
 
-    fn read<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>>> {
-        Box::pin(async move {
+    async fn read_item(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        {
             check_key(key)?;
             let item = self.item_key(key);
             let mut cmd = redis::cmd("HGET");
@@ -129,11 +123,11 @@ impl FencedResource for RedisFencedResource {
             self.node
                 .query(Op::FencedRead, &item, &cmd, CALL_LIMIT)
                 .await
-        })
+        }
     }
 
-    fn highest<'a>(&'a self, key: &'a str, name: &'a str) -> BoxFuture<'a, Result<Option<u64>>> {
-        Box::pin(async move {
+    async fn highest_of(&self, key: &str, name: &str) -> Result<Option<u64>> {
+        {
             check_key(key)?;
             let item = self.item_key(key);
             let mut cmd = redis::cmd("HGET");
@@ -145,6 +139,8 @@ impl FencedResource for RedisFencedResource {
             found
                 .map(|t| t.parse().map_err(|_| bad_reply("read", &t)))
                 .transpose()
-        })
+        }
     }
 }
+
+leasing_abstractions::fenced_resource!(RedisFencedResource);
