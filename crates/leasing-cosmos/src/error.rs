@@ -167,6 +167,32 @@ pub(crate) fn deadline(what: &str, limit: Duration) -> LeaseError {
     ))
 }
 
+/// Runs one SDK call under `limit`: its answer, or its error through `map` (after passing
+/// the request charge of the failed call to `charge`), or the deadline error.
+pub(crate) async fn bounded<T>(
+    limit: Duration,
+    what: &str,
+    f: impl std::future::Future<Output = azure_data_cosmos::Result<T>>,
+    charge: impl FnOnce(f64),
+    map: impl FnOnce(CosmosError) -> Mapped,
+) -> std::result::Result<T, Mapped> {
+    match tokio::time::timeout(limit, f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            charge(
+                e.response()
+                    .and_then(|r| r.headers().request_charge)
+                    .map_or(0.0, f64::from),
+            );
+            Err(map(e))
+        }
+        Err(_) => Err(Mapped {
+            failure: Failure::Other,
+            error: deadline(what, limit),
+        }),
+    }
+}
+
 /// A document the provider cannot read back (written by something else).
 pub(crate) fn corrupt(what: &str, detail: impl std::fmt::Display) -> LeaseError {
     LeaseError::new(

@@ -346,28 +346,24 @@ impl CosmosFencedResource {
         what: &str,
         f: impl Future<Output = azure_data_cosmos::Result<T>>,
     ) -> std::result::Result<T, Mapped> {
-        let limit = self.inner.call_timeout;
-        match tokio::time::timeout(limit, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let ru = e
-                    .response()
-                    .and_then(|r| r.headers().request_charge)
-                    .map_or(0.0, f64::from);
-                self.charge(ru);
-                let gone = error::parts(&e).1 == Some(1003);
-                let mut m = error::map(e, what);
-                if gone {
-                    m.failure = Failure::Other;
-                    m.error = missing(&self.inner.database, &self.inner.container_name);
-                }
-                Err(m)
+        // Sub-status 1003: the container is gone (deleted under the resource).
+        let gone_to = |e: azure_data_cosmos::CosmosError| {
+            let gone = error::parts(&e).1 == Some(1003);
+            let mut m = error::map(e, what);
+            if gone {
+                m.failure = Failure::Other;
+                m.error = missing(&self.inner.database, &self.inner.container_name);
             }
-            Err(_) => Err(Mapped {
-                failure: Failure::Other,
-                error: error::deadline(what, limit),
-            }),
-        }
+            m
+        };
+        error::bounded(
+            self.inner.call_timeout,
+            what,
+            f,
+            |ru| self.charge(ru),
+            gone_to,
+        )
+        .await
     }
 
     /// The item document of `id`, `None` if there is none.

@@ -47,21 +47,14 @@ impl CosmosLeaseProvider {
         what: &'static str,
         f: impl Future<Output = azure_data_cosmos::Result<T>>,
     ) -> std::result::Result<T, Mapped> {
-        match tokio::time::timeout(self.inner.call_timeout, f).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                let ru = e
-                    .response()
-                    .and_then(|r| r.headers().request_charge)
-                    .map_or(0.0, f64::from);
-                self.charge(what, ru);
-                Err(error::map(e, what))
-            }
-            Err(_) => Err(Mapped {
-                failure: Failure::Other,
-                error: error::deadline(what, self.inner.call_timeout),
-            }),
-        }
+        error::bounded(
+            self.inner.call_timeout,
+            what,
+            f,
+            |ru| self.charge(what, ru),
+            |e| error::map(e, what),
+        )
+        .await
     }
 
     pub(crate) fn note(&self, what: &'static str, r: &ItemResponse) {
