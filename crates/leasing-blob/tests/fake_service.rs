@@ -9,7 +9,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::fake::{serve, Answer};
+use common::fake::{serve, serve_lease_ops, Answer};
 
 fn provider(url: &str) -> BlobLeaseProvider {
     BlobLeaseProvider::from_config(
@@ -64,14 +64,8 @@ async fn a_failure_after_the_lease_was_taken_gives_the_lease_back() {
 
 #[tokio::test]
 async fn a_blob_that_keeps_vanishing_is_an_error_not_a_loop() {
-    let (url, seen) = serve(Arc::new(|t: &str| {
-        if t.contains("comp=lease") {
-            Answer(404, "BlobNotFound", "", "")
-        } else {
-            Answer(201, "", "", "")
-        }
-    }))
-    .await;
+    let (url, seen) =
+        serve_lease_ops(Answer(404, "BlobNotFound", "", ""), Answer(201, "", "", "")).await;
     let e = provider(&url)
         .try_acquire(&req())
         .await
@@ -82,26 +76,20 @@ async fn a_blob_that_keeps_vanishing_is_an_error_not_a_loop() {
 
 #[tokio::test]
 async fn container_and_blob_creation_failures_are_reported() {
-    let (url, _) = serve(Arc::new(|t: &str| {
-        if t.contains("comp=lease") {
-            Answer(404, "ContainerNotFound", "", "")
-        } else {
-            Answer(500, "InternalError", "", "")
-        }
-    }))
+    let (url, _) = serve_lease_ops(
+        Answer(404, "ContainerNotFound", "", ""),
+        Answer(500, "InternalError", "", ""),
+    )
     .await;
     let e = provider(&url)
         .try_acquire(&req())
         .await
         .expect_err("no container");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
-    let (url, _) = serve(Arc::new(|t: &str| {
-        if t.contains("comp=lease") {
-            Answer(404, "BlobNotFound", "", "")
-        } else {
-            Answer(500, "InternalError", "", "")
-        }
-    }))
+    let (url, _) = serve_lease_ops(
+        Answer(404, "BlobNotFound", "", ""),
+        Answer(500, "InternalError", "", ""),
+    )
     .await;
     let e = provider(&url)
         .try_acquire(&req())

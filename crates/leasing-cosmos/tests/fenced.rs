@@ -324,15 +324,15 @@ async fn a_refused_key_is_unauthorized_and_never_printed() {
     assert!(!format!("{e} {e:?}").contains(wrong), "{e:?}");
 }
 
-/// The emulator goes away under a built resource: typed, retryable errors, no panic.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_vanished_service_is_unavailable() {
-    let Some(mut emu) = skip_if_missing(CosmosEmulator::start()) else {
-        return;
-    };
+/// A private emulator, a resource on it (call timeout `timeout`) and the fence of one
+/// write already made; `None` (SKIPPED) without the emulator.
+async fn private_with_one_write(
+    timeout: Duration,
+) -> Option<(CosmosEmulator, CosmosFencedResource, Fence)> {
+    let emu = skip_if_missing(CosmosEmulator::start())?;
     let p = CosmosLeaseProvider::builder()
         .connection_string(emu.connection_string())
-        .call_timeout(Duration::from_secs(2))
+        .call_timeout(timeout)
         .build()
         .await
         .expect("provider");
@@ -342,6 +342,15 @@ async fn a_vanished_service_is_unavailable() {
         r.write(&f, "k", b"v").await.expect("write"),
         FencedWrite::Written
     );
+    Some((emu, r, f))
+}
+
+/// The emulator goes away under a built resource: typed, retryable errors, no panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_service_is_unavailable() {
+    let Some((mut emu, r, f)) = private_with_one_write(Duration::from_secs(2)).await else {
+        return;
+    };
     emu.stop();
     for e in [
         r.write(&f, "k", b"w").await.expect_err("write"),
@@ -385,21 +394,9 @@ async fn creating_twice_finds_what_is_there() {
 /// `ProviderUnavailable`; when it answers again, writes go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_that_stops_answering_fails_at_the_call_timeout() {
-    let Some(emu) = skip_if_missing(CosmosEmulator::start()) else {
+    let Some((emu, r, f)) = private_with_one_write(Duration::from_secs(1)).await else {
         return;
     };
-    let p = CosmosLeaseProvider::builder()
-        .connection_string(emu.connection_string())
-        .call_timeout(Duration::from_secs(1))
-        .build()
-        .await
-        .expect("provider");
-    let r = items(&p).await;
-    let f = Fence::new("lease", 1);
-    assert_eq!(
-        r.write(&f, "k", b"v").await.expect("write"),
-        FencedWrite::Written
-    );
     emu.signal("STOP");
     let e = r.write(&f, "k", b"w").await.expect_err("no answer");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");

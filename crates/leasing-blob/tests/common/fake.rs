@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One scripted answer: status, `x-ms-error-code`, extra header lines, body.
+#[derive(Clone, Copy)]
 pub struct Answer(
     pub u16,
     pub &'static str,
@@ -84,4 +85,16 @@ pub async fn serve(script: Script) -> (String, Arc<Mutex<Vec<String>>>) {
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
+}
+
+/// Serves `lease` to every lease operation (`comp=lease`) and `other` to the rest.
+pub async fn serve_lease_ops(lease: Answer, other: Answer) -> (String, Arc<Mutex<Vec<String>>>) {
+    serve(Arc::new(move |t: &str| {
+        if t.contains("comp=lease") {
+            lease
+        } else {
+            other
+        }
+    }))
+    .await
 }
