@@ -487,33 +487,8 @@ async fn failed_operations_record_the_failure_reason() {
 /// Log events at the review's levels: acquired/released info, renewal failure warn, lost error.
 #[tokio::test(start_paused = true)]
 async fn log_events_use_the_stated_levels() {
-    use std::sync::Mutex;
-    #[derive(Clone, Default)]
-    struct Levels(Arc<Mutex<Vec<(tracing::Level, String)>>>);
-    impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Levels {
-        fn on_event(
-            &self,
-            event: &tracing::Event<'_>,
-            _: tracing_subscriber::layer::Context<'_, S>,
-        ) {
-            struct Msg(String);
-            impl tracing::field::Visit for Msg {
-                fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                    if f.name() == "message" {
-                        self.0 = format!("{v:?}");
-                    }
-                }
-            }
-            let mut m = Msg(String::new());
-            event.record(&mut m);
-            self.0
-                .lock()
-                .unwrap()
-                .push((*event.metadata().level(), m.0));
-        }
-    }
-    let levels = Levels::default();
-    let _g = tracing::subscriber::set_default(tracing_subscriber::registry().with(levels.clone()));
+    let levels = leasing_testkit::logs::Captured::default();
+    let _g = levels.install();
     let rig = rig(LeaseOptions::default().with_default_lease_duration(secs(30.0)));
     let a = rig.manager.acquire("a").await.unwrap();
     let b = rig.manager.acquire("b").await.unwrap();
@@ -522,7 +497,7 @@ async fn log_events_use_the_stated_levels() {
     advance(secs(20.0)).await;
     settle().await;
     a.release().await.unwrap();
-    let seen = levels.0.lock().unwrap().clone();
+    let seen = levels.events();
     let level_of = |needle: &str| {
         seen.iter()
             .find(|(_, m)| m.contains(needle))

@@ -512,40 +512,15 @@ mod tests {
     /// One warning when the fence is off, none when it is set.
     #[test]
     fn an_unfenced_provider_warns() {
-        use std::sync::{Arc, Mutex};
-        use tracing_subscriber::layer::SubscriberExt;
-        #[derive(Clone, Default)]
-        struct Warnings(Arc<Mutex<Vec<String>>>);
-        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Warnings {
-            fn on_event(
-                &self,
-                event: &tracing::Event<'_>,
-                _: tracing_subscriber::layer::Context<'_, S>,
-            ) {
-                struct Msg(String);
-                impl tracing::field::Visit for Msg {
-                    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
-                        if f.name() == "message" {
-                            self.0 = format!("{v:?}");
-                        }
-                    }
-                }
-                if *event.metadata().level() == tracing::Level::WARN {
-                    let mut m = Msg(String::new());
-                    event.record(&mut m);
-                    self.0.lock().unwrap_or_else(|p| p.into_inner()).push(m.0);
-                }
-            }
-        }
-        let w = Warnings::default();
-        let _g = tracing::subscriber::set_default(tracing_subscriber::registry().with(w.clone()));
+        let logs = leasing_testkit::logs::Captured::default();
+        let _g = logs.install();
         warn_if_unfenced(&RedisConfig::default());
         let fenced = RedisConfig {
             restart_fence: Duration::from_secs(30),
             ..RedisConfig::default()
         };
         warn_if_unfenced(&fenced);
-        let seen = w.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let seen = logs.at(tracing::Level::WARN);
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert!(seen[0].contains("restart fence is off"), "{seen:?}");
         assert!(seen[0].contains(RESTART_FENCE_ENV), "{seen:?}");

@@ -24,6 +24,7 @@ pub mod conformance;
 pub mod errors;
 pub mod fenced;
 pub mod history;
+pub mod logs;
 pub mod proxy;
 pub mod recipes;
 pub mod services;
