@@ -26,7 +26,10 @@ impl Captured {
 
     /// Every event so far: level and message.
     pub fn events(&self) -> Vec<(Level, String)> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The messages of the events at `level`.

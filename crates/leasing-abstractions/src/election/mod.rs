@@ -54,8 +54,8 @@ mod builder;
 mod term;
 
 pub use builder::ElectionBuilder;
-pub use term::{LeaderWatch, Leadership, Term};
 use term::AbortOnDrop;
+pub use term::{LeaderWatch, Leadership, Term};
 
 /// The metadata key under which a candidate's identity is stored with its lease.
 pub const IDENTITY_KEY: &str = "identity";

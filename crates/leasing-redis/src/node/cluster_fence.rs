@@ -176,11 +176,7 @@ mod tests {
         );
         for odd in [vec![], vec![0, 1], vec![1, 2, 3], vec![1]] {
             let e = f.decode(Some(odd)).expect_err("unexpected");
-            assert_eq!(
-                e.kind(),
-                leasing_abstractions::ErrorKind::Unexpected,
-                "{e}"
-            );
+            assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Unexpected, "{e}");
         }
     }
 }
