@@ -314,7 +314,14 @@ impl BlobFencedResource {
                 ErrorKind::Conflict,
                 format!("blob fenced {what}{on}: the blob holds a blob lease, which fenced writes do not take ({failure})"),
             ),
-            _ => LeaseError::unavailable(format!("blob fenced {what}{on} failed: {failure}")),
+            (Failure::Transport { .. }, ..) | (_, Some(408 | 429 | 500..=599), _) => {
+                LeaseError::unavailable(format!("blob fenced {what}{on} failed: {failure}"))
+            }
+            // An answer no rule covers: `Unexpected`, as on every backend.
+            _ => LeaseError::new(
+                ErrorKind::Unexpected,
+                format!("blob fenced {what}{on}: unexpected answer: {failure}"),
+            ),
         };
         err.with_source(failure)
     }

@@ -148,3 +148,26 @@ async fn unreadable_or_failed_listings_are_errors() {
         .expect_err("500");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
 }
+
+/// The fenced resource keeps to the error contract too: an answer no rule covers is
+/// `Unexpected`, a service error (5xx) `ProviderUnavailable`.
+#[tokio::test]
+async fn a_fenced_resource_reports_unknown_and_failing_answers_as_everywhere() {
+    use leasing_abstractions::fence::{Fence, FencedResource};
+    for (status, kind) in [
+        (418, ErrorKind::Unexpected),
+        (503, ErrorKind::ProviderUnavailable),
+    ] {
+        let (url, _) =
+            serve_lease_ops(Answer(status, "X", "", ""), Answer(status, "X", "", "")).await;
+        let p = provider(&url);
+        let r = leasing_blob::BlobFencedResource::new(&p, "items").expect("resource");
+        let f = Fence::new("lease", 1);
+        let e = r.write(&f, "k", b"v").await.expect_err("write");
+        assert_eq!(e.kind(), kind, "{status}: {e}");
+        let e = r.read("k").await.expect_err("read");
+        assert_eq!(e.kind(), kind, "{status}: {e}");
+        let e = r.highest("k", "lease").await.expect_err("highest");
+        assert_eq!(e.kind(), kind, "{status}: {e}");
+    }
+}

@@ -250,7 +250,8 @@ async fn a_missing_database_or_container_is_a_configuration_error() {
     CosmosFencedResource::new(&p, "items")
         .await
         .expect("opens an existing container");
-    for bad in ["leases", "", "..", "a/b"] {
+    let long = "c".repeat(256);
+    for bad in ["leases", "", ".", "..", "a/b", long.as_str()] {
         let e = CosmosFencedResource::create(&p, bad).await.expect_err(bad);
         assert_eq!(e.field(), Some("container"), "{bad:?}: {e}");
     }
