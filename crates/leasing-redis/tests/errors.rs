@@ -148,3 +148,26 @@ async fn a_held_name_and_a_lost_grant_are_reported_as_the_table_says() {
         check_conflict_and_lost(Arc::new(p)).await;
     }
 }
+
+/// Redlock servers that fail in different ways (one refuses connections, two answer
+/// nonsense) leave no single situation: the build says the servers are unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_failing_in_different_ways_are_unavailable() {
+    let (b, server_b) = nonsense().await;
+    let (c, server_c) = nonsense().await;
+    let e = RedlockLeaseProvider::builder()
+        .urls([refused(), b, c])
+        .connect_timeout(Duration::from_millis(500))
+        .build()
+        .await
+        .expect_err("no majority answered");
+    assert_eq!(
+        e.kind(),
+        leasing_abstractions::ErrorKind::ProviderUnavailable,
+        "{e}"
+    );
+    assert!(e.is_retryable(), "{e}");
+    for s in [server_b, server_c] {
+        s.abort();
+    }
+}
