@@ -176,7 +176,11 @@ impl Run {
         long: bool,
     ) -> Result<Option<Record>, String> {
         let lease = self.o.lease;
-        let span = if long { lease.mul_f64(1.5) } else { lease / 4 };
+        let span = if long {
+            one_and_a_half(lease)
+        } else {
+            lease / 4
+        };
         let start = mono_ns();
         let mut target_client = "*".to_owned();
         let mut name = String::new();
@@ -186,7 +190,7 @@ impl Run {
                 let Some((id, n)) = self.find_holder().await else {
                     return Ok(None);
                 };
-                let d = lease.mul_f64(1.5);
+                let d = one_and_a_half(lease);
                 detail = format!("stopped {} ms", d.as_millis());
                 match &mut self.fleet {
                     Fleet::Threads { clients, .. } => {
@@ -318,7 +322,7 @@ impl Run {
                 let server = Arc::clone(&slot.server);
                 let wipe = fault == Fault::RestartWiped;
                 let down = if fault == Fault::ServerDown {
-                    lease.mul_f64(1.5)
+                    one_and_a_half(lease)
                 } else {
                     Duration::ZERO
                 };
@@ -354,6 +358,11 @@ impl Run {
             .with_detail(detail),
         ))
     }
+}
+
+/// 1.5 × `d`, saturating (a `--lease` near `Duration::MAX` must not panic the runner).
+fn one_and_a_half(d: Duration) -> Duration {
+    d.saturating_mul(3) / 2
 }
 
 #[cfg(test)]
@@ -404,5 +413,14 @@ mod tests {
         for f in ALL_FAULTS {
             assert!(!f.label().is_empty());
         }
+    }
+
+    #[test]
+    fn long_faults_last_one_and_a_half_leases_without_overflowing() {
+        assert_eq!(
+            one_and_a_half(Duration::from_secs(2)),
+            Duration::from_secs(3)
+        );
+        assert_eq!(one_and_a_half(Duration::MAX), Duration::MAX / 2);
     }
 }

@@ -339,7 +339,7 @@ pub(super) async fn wait_for_release(
                 Ok(_) => {}
                 // Missed messages may include ours: look again soon.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let soon = Instant::now() + LAGGED_RETRY;
+                    let soon = after(Instant::now(), LAGGED_RETRY);
                     if soon < sleep.deadline() {
                         sleep.as_mut().reset(soon);
                     }
