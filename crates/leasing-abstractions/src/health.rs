@@ -75,15 +75,16 @@ pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> 
             None => Ok(false),
         }
     };
-    let report = match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(true)) => {
+    let deadline = crate::options::after(started, timeout);
+    let report = match crate::provider::bounded(deadline, run).await {
+        Some(Ok(true)) => {
             HealthReport::new(HealthStatus::Healthy, "probe lease acquired and released")
         }
-        Ok(Ok(false)) => HealthReport::new(
+        Some(Ok(false)) => HealthReport::new(
             HealthStatus::Healthy,
             "probe lease held by another instance (contention)",
         ),
-        Ok(Err(e)) => {
+        Some(Err(e)) => {
             let status = match e.kind() {
                 ErrorKind::ProviderUnavailable | ErrorKind::Unauthorized | ErrorKind::Timeout => {
                     HealthStatus::Unhealthy
@@ -92,7 +93,7 @@ pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> 
             };
             HealthReport::new(status, format!("probe failed: {}", e.kind())).with("error", &e)
         }
-        Err(_) => HealthReport::new(
+        None => HealthReport::new(
             HealthStatus::Unhealthy,
             format!("probe did not finish within {timeout:?}"),
         ),

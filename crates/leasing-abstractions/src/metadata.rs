@@ -93,6 +93,26 @@ fn validate_metadata_key(key: &str) -> Result<()> {
     Ok(())
 }
 
+/// An id for this process as the owner of leases: `{host}-{pid}-{8 hex digits}`, the host
+/// as [`environment_metadata`] finds it (`host` when it finds none), the hex digits random
+/// per call. The one format every backend stores as a lease's owner, and an election's
+/// default candidate identity.
+///
+/// ```
+/// let id = leasing_abstractions::metadata::owner_id();
+/// let (rest, random) = id.rsplit_once('-').unwrap();
+/// assert!(rest.ends_with(&format!("-{}", std::process::id())));
+/// assert_eq!(random.len(), 8);
+/// assert_ne!(id, leasing_abstractions::metadata::owner_id());
+/// ```
+pub fn owner_id() -> String {
+    let host = environment_metadata(None)
+        .remove("host")
+        .unwrap_or_else(|| "host".to_owned());
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &random[..8])
+}
+
 /// Metadata describing this process, from the environment:
 ///
 /// | key | source |

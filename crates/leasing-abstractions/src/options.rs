@@ -140,6 +140,11 @@ pub struct LeaseOptions {
     pub auto_renew_safety_threshold: f64,
     /// Metadata stored with every lease. Default empty.
     pub metadata: Metadata,
+    /// How long an operator call (`inspect`, `list`, `break_lease`) waits for the
+    /// backend before it fails as `ProviderUnavailable`. Default 10 s. (Acquisitions and
+    /// renewals take their deadlines from the acquire timeout and the safety window.)
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub call_timeout: Duration,
 }
 
 impl Default for LeaseOptions {
@@ -154,6 +159,7 @@ impl Default for LeaseOptions {
             auto_renew_max_retries: None,
             auto_renew_safety_threshold: 0.9,
             metadata: Metadata::new(),
+            call_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -228,6 +234,9 @@ impl LeaseOptions {
     setter!(
         /// Sets [`metadata`](Self::metadata).
         with_metadata, metadata: Metadata);
+    setter!(
+        /// Sets [`call_timeout`](Self::call_timeout), the bound of an operator call.
+        with_call_timeout, call_timeout: Duration);
 
     /// Checks every rule, for the default lease duration (each acquisition checks its own
     /// duration the same way).
@@ -247,6 +256,12 @@ impl LeaseOptions {
         if self.acquire_retry_interval.is_zero() {
             return Err(LeaseError::invalid_argument(
                 "acquire_retry_interval",
+                "must be greater than zero",
+            ));
+        }
+        if self.call_timeout.is_zero() {
+            return Err(LeaseError::invalid_argument(
+                "call_timeout",
                 "must be greater than zero",
             ));
         }

@@ -13,7 +13,7 @@
 //! renewal is retried after a jittered exponential backoff, never past the lease's safety
 //! deadline; a definitive `Lost` ends the lease at once.
 
-use crate::error::{ErrorKind, LeaseError, Result};
+use crate::error::{ErrorKind, LeaseError, Operation, Result};
 use crate::lease::{LeaseHost, LeaseShared, LostReason, RenewOutcome};
 use crate::options::after;
 use crate::provider::{LeaseGrant, LeaseProvider};
@@ -367,7 +367,7 @@ impl Scheduler {
             // (The provider is called inside the guarded future: a panic while building its
             // future is caught too.)
             let call = std::panic::AssertUnwindSafe(async {
-                tokio::time::timeout_at(deadline, provider.renew_many(&grants)).await
+                crate::provider::bounded(deadline, provider.renew_many(&grants)).await
             })
             .catch_unwind();
             let n = grants.len();
@@ -379,17 +379,18 @@ impl Scheduler {
                     ));
                     n
                 ],
-                Ok(Ok(r)) if r.len() == n => r,
-                Ok(Ok(r)) => vec![
+                Ok(Some(r)) if r.len() == n => r,
+                Ok(Some(r)) => vec![
                     Err(LeaseError::new(
                         ErrorKind::Unexpected,
                         format!("provider returned {} results for {n} renewals", r.len()),
                     ));
                     n
                 ],
-                Ok(Err(_)) => vec![
-                    Err(LeaseError::unavailable(
-                        "renewal did not complete within its attempt deadline",
+                Ok(None) => vec![
+                    Err(crate::provider::deadline_passed(
+                        Operation::Renew,
+                        deadline.saturating_duration_since(sent),
                     ));
                     n
                 ],

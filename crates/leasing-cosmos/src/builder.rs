@@ -261,7 +261,8 @@ impl CosmosLeaseProviderBuilder {
         self
     }
 
-    /// The `owner` written into each lease document (default `host:pid`).
+    /// The `owner` written into each lease document (default
+    /// [`owner_id`](leasing_abstractions::metadata::owner_id): `{host}-{pid}-{8 hex digits}`).
     ///
     /// # Examples
     ///
@@ -553,7 +554,9 @@ impl CosmosLeaseProviderBuilder {
                 container_name: self.container,
                 partition_key: self.partition_key,
                 call_timeout: self.call_timeout,
-                owner: self.owner.unwrap_or_else(default_owner),
+                owner: self
+                    .owner
+                    .unwrap_or_else(leasing_abstractions::metadata::owner_id),
                 retention: self.retention,
                 renew_concurrency: self.renew_concurrency,
                 request_charge_centi: AtomicU64::new(0),
@@ -562,16 +565,6 @@ impl CosmosLeaseProviderBuilder {
             }),
         })
     }
-}
-
-fn default_owner() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown-host".into());
-    format!("{host}:{}", std::process::id())
 }
 
 #[cfg(test)]
@@ -672,10 +665,5 @@ mod tests {
         }
         let e = CosmosLeaseProviderBuilder::from_lookup(lookup(&[])).expect_err("nothing set");
         assert_eq!(e.field(), Some("LEASING_COSMOS_ENDPOINT"));
-    }
-
-    #[test]
-    fn the_default_owner_is_host_and_pid() {
-        assert!(default_owner().ends_with(&format!(":{}", std::process::id())));
     }
 }

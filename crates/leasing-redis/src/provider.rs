@@ -134,7 +134,7 @@ impl RedisLeaseProvider {
         };
         Ok(Self {
             node: [Arc::new(node)],
-            owner: owner_id(),
+            owner: leasing_abstractions::metadata::owner_id(),
             config,
             releases,
             renew_now,
@@ -150,15 +150,6 @@ impl RedisLeaseProvider {
     pub(crate) fn node(&self) -> &Arc<Node> {
         &self.node[0]
     }
-}
-
-pub(crate) fn owner_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_default();
-    format!(
-        "{host}/{}/{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    )
 }
 
 impl RedisLeaseProvider {

@@ -140,9 +140,5 @@ impl ElectionBuilder {
 }
 
 pub(super) fn default_identity() -> String {
-    let host = crate::metadata::environment_metadata(None)
-        .remove("host")
-        .unwrap_or_else(|| "host".to_owned());
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}-{}-{}", std::process::id(), &random[..8])
+    crate::metadata::owner_id()
 }

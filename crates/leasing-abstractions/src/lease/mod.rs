@@ -475,12 +475,12 @@ impl Lease {
             .unwrap_or_else(|| crate::options::after(sent, INFINITE_RENEW_TIMEOUT));
         // A panicking provider is a failed renewal here too, as in the renewal engine.
         let call = std::panic::AssertUnwindSafe(async {
-            tokio::time::timeout_at(deadline, s.ctx.provider().renew(&s.grant)).await
+            crate::provider::bounded(deadline, s.ctx.provider().renew(&s.grant)).await
         })
         .catch_unwind();
         let result = match call.instrument(span.clone()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(s.deadline_error()),
+            Ok(Some(r)) => r,
+            Ok(None) => Err(s.deadline_error()),
             Err(_) => Err(LeaseError::new(
                 crate::ErrorKind::Unexpected,
                 "the provider panicked while renewing",

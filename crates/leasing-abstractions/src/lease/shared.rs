@@ -200,15 +200,12 @@ impl LeaseShared {
     pub(crate) async fn release_now(&self, timeout: Duration) -> Result<()> {
         let provider = self.ctx.provider();
         let span = spans::release(&self.grant, provider.provider_name());
-        let result = tokio::time::timeout(timeout, provider.release(&self.grant))
-            .instrument(span.clone())
-            .await
-            .unwrap_or_else(|_| {
-                Err(LeaseError::unavailable(format!(
-                    "release did not complete within {timeout:?}"
-                )))
-            })
-            .map_err(|e| e.or_lease(&self.grant.name, Some(&self.grant.lease_id)));
+        let deadline = crate::options::after(tokio::time::Instant::now(), timeout);
+        let result =
+            crate::provider::within(deadline, Operation::Release, provider.release(&self.grant))
+                .instrument(span.clone())
+                .await
+                .map_err(|e| e.or_lease(&self.grant.name, Some(&self.grant.lease_id)));
         spans::record_result(&span, &result, 0);
         result
     }

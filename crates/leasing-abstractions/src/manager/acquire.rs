@@ -164,12 +164,27 @@ impl LeaseManager {
         let provider = Arc::clone(self.provider());
         let req = request.clone();
         let sent = Instant::now();
+        // The call itself may take the lease's duration (a grant answered later has expired
+        // anyway; 30 s for an infinite lease): it outlives a caller that stops waiting
+        // sooner, so that a late grant is released rather than left to expire.
+        let call_deadline = after(
+            sent,
+            request
+                .duration
+                .as_finite()
+                .unwrap_or(Duration::from_secs(30)),
+        );
         tokio::spawn(
             async move {
-                let result = provider.try_acquire(&req).await;
+                let result = crate::provider::within(
+                    call_deadline,
+                    Operation::Acquire,
+                    provider.try_acquire(&req),
+                )
+                .await;
                 if let Err(Ok(Some(grant))) = tx.send(result) {
                     tracing::debug!(lease.name = %grant.name, "acquirer gone; releasing the late grant");
-                    let _ = provider.release(&grant).await;
+                    release_late(provider.as_ref(), &grant).await;
                 }
             }
             .in_current_span(),
@@ -309,10 +324,22 @@ impl Drop for PendingGrant {
 pub(super) fn release_detached(provider: &Arc<dyn LeaseProvider>, grant: LeaseGrant) {
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         let provider = Arc::clone(provider);
-        handle.spawn(async move {
-            let _ = provider.release(&grant).await;
-        });
+        handle.spawn(async move { release_late(provider.as_ref(), &grant).await });
     }
+}
+
+/// Releases a grant nobody will hold, within what is left of its duration (at least 1 s,
+/// at most 30 s): past that the backend has expired it anyway.
+async fn release_late(provider: &dyn LeaseProvider, grant: &LeaseGrant) {
+    let now = Instant::now();
+    let left = grant.duration.as_finite().map_or(Duration::MAX, |d| {
+        after(grant.sent_at, d).saturating_duration_since(now)
+    });
+    let deadline = after(
+        now,
+        left.clamp(Duration::from_secs(1), Duration::from_secs(30)),
+    );
+    let _ = crate::provider::within(deadline, Operation::Release, provider.release(grant)).await;
 }
 
 /// After missing notifications, how soon a waiter looks again (not at once: under heavy

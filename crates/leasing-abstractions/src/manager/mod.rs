@@ -347,8 +347,7 @@ impl LeaseManager {
     /// ```
     pub async fn inspect(&self, name: &str) -> Result<Option<LeaseInfo>> {
         crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Inspect))?;
-        self.provider()
-            .inspect(name)
+        self.operator_call(Operation::Inspect, self.provider().inspect(name))
             .await
             .map_err(|e| e.or_lease(name, None).with_operation(Operation::Inspect))
     }
@@ -383,8 +382,7 @@ impl LeaseManager {
     pub async fn list(&self, request: &ListRequest) -> Result<LeasePage> {
         crate::name::validate_prefix(&request.prefix)
             .map_err(|e| e.with_operation(Operation::List))?;
-        self.provider()
-            .list(request)
+        self.operator_call(Operation::List, self.provider().list(request))
             .await
             .map_err(|e| e.with_operation(Operation::List))
     }
@@ -462,10 +460,19 @@ impl LeaseManager {
     /// ```
     pub async fn break_lease(&self, name: &str) -> Result<bool> {
         crate::name::validate_name(name).map_err(|e| e.with_operation(Operation::Break))?;
-        self.provider()
-            .break_lease(name)
+        self.operator_call(Operation::Break, self.provider().break_lease(name))
             .await
             .map_err(|e| e.or_lease(name, None).with_operation(Operation::Break))
+    }
+
+    /// An operator call (inspect, list, break), bounded by the options' `call_timeout`.
+    async fn operator_call<T>(
+        &self,
+        operation: Operation,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let deadline = crate::options::after(Instant::now(), self.options.call_timeout);
+        crate::provider::within(deadline, operation, call).await
     }
 
     /// Snapshot of the leases acquired through this manager whose handles are alive:

@@ -11,8 +11,11 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+mod deadline;
 mod layer;
 
+pub(crate) use deadline::bounded;
+pub use deadline::{deadline, deadline_passed, time_left, within};
 pub use layer::ProviderLayer;
 
 /// What an acquisition asks of a provider.
@@ -300,6 +303,10 @@ pub struct ProviderCapabilities {
     pub infinite_leases: bool,
     /// Most grants [`LeaseProvider::renew_many`] should get in one call.
     pub max_renew_batch: usize,
+    /// Most renewals the default [`LeaseProvider::renew_many`] keeps in flight at once
+    /// (a backend where each renewal is its own request declares what it can take).
+    /// Default 32.
+    pub renew_concurrency: usize,
     /// Finite durations must be whole multiples of this (Azure Blob: 1 s). Default 1 ms.
     pub duration_granularity: Duration,
     /// Whether [`LeaseProvider::list`] is implemented.
@@ -307,14 +314,18 @@ pub struct ProviderCapabilities {
 }
 
 impl ProviderCapabilities {
+    /// The default of [`renew_concurrency`](Self::renew_concurrency).
+    pub const DEFAULT_RENEW_CONCURRENCY: usize = 32;
+
     /// Capabilities with the given finite duration bounds, no infinite leases, batches of
-    /// 1, millisecond granularity, no listing.
+    /// 1, 32 renewals in flight, millisecond granularity, no listing.
     pub fn new(min_duration: Duration, max_duration: Duration) -> Self {
         Self {
             min_duration,
             max_duration,
             infinite_leases: false,
             max_renew_batch: 1,
+            renew_concurrency: Self::DEFAULT_RENEW_CONCURRENCY,
             duration_granularity: Duration::from_millis(1),
             listing: false,
         }
@@ -342,6 +353,13 @@ impl ProviderCapabilities {
     /// least one grant per call).
     pub fn with_max_renew_batch(mut self, n: usize) -> Self {
         self.max_renew_batch = n.max(1);
+        self
+    }
+
+    /// Sets how many renewals the default [`LeaseProvider::renew_many`] keeps in flight;
+    /// 0 is taken as 1.
+    pub fn with_renew_concurrency(mut self, n: usize) -> Self {
+        self.renew_concurrency = n.max(1);
         self
     }
 
@@ -387,6 +405,15 @@ fn is_multiple(d: Duration, granularity: Duration) -> bool {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A backend's lease primitives. Everything about timing lives in the core.
+///
+/// The core calls every method [`within`] a deadline it chose (the time left before the
+/// lease's safety deadline, the caller's timeout, an operator call's bound) and drops the
+/// call when it passes. A provider reads it with [`deadline`] or [`time_left`] inside the
+/// future it returns (the core sets it while polling that future, not while the method
+/// builds it) when it needs it (a quorum protocol's wait, a server-side timeout), and
+/// keeps no call timeout,
+/// retry loop or sleep of its own: only transport settings (connect and response
+/// timeouts, TLS).
 ///
 /// The core validates every request before it calls a provider: names
 /// ([`validate_name`](crate::validate_name)), metadata, and durations against
@@ -457,11 +484,19 @@ pub trait LeaseProvider: Send + Sync + Debug + 'static {
     fn renew<'a>(&'a self, grant: &'a LeaseGrant) -> BoxFuture<'a, Result<()>>;
 
     /// Renews many grants, in one round trip where the backend allows it. Returns one
-    /// result per grant, in order. The default renews them concurrently one by one.
+    /// result per grant, in order. The default renews them one by one, at most
+    /// [`renew_concurrency`](ProviderCapabilities::renew_concurrency) at once.
     fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-        Box::pin(futures::future::join_all(
-            grants.iter().map(|g| self.renew(g)),
-        ))
+        use futures::StreamExt;
+        let in_flight = self.capabilities().renew_concurrency.max(1);
+        // The calls are made up front (a future does nothing until polled): a stream that
+        // held the closure would fail rustc's `Send` proof for the boxed future.
+        let calls: Vec<_> = grants.iter().map(|g| self.renew(g)).collect();
+        Box::pin(
+            futures::stream::iter(calls)
+                .buffered(in_flight)
+                .collect::<Vec<_>>(),
+        )
     }
 
     /// Releases `grant`. Idempotent: a grant already released, expired or taken over is

@@ -5,7 +5,7 @@ use crate::config::{redact_url, RedisConfig};
 use crate::ghost::{release_in_background, GhostGuard};
 use crate::listing::{scan_until_found, stale_cursor, Cursor};
 use crate::node::{Acquire, Granted, Node, Renewal};
-use crate::provider::{finite, grant_epochs, lease_info, lost, owner_id, MAX_DURATION};
+use crate::provider::{finite, grant_epochs, lease_info, lost, MAX_DURATION};
 use crate::record::{encode_rest, system_time_ms, RawInfo};
 use crate::releases::Releases;
 use futures::future::join_all;
