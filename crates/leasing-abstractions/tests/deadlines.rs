@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The core hands every provider call its deadline (`provider::deadline()`), drops the
 //! call when it passes with one error, and bounds the default `renew_many`.
 
