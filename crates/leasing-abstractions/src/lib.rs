@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod backoff;
 pub mod election;
 pub mod error;
 #[cfg(feature = "testing")]
@@ -21,6 +22,7 @@ mod spans;
 pub mod telemetry;
 mod validate;
 
+pub use backoff::Backoff;
 pub use error::{BoxError, ErrorKind, LeaseError, Operation, Result};
 pub use health::{probe_provider, HealthReport, HealthStatus};
 pub use lease::{Lease, LeaseEvent, LeaseState, LostReason};

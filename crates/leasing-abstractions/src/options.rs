@@ -368,27 +368,17 @@ pub(crate) struct RenewalPolicy {
 }
 
 impl RenewalPolicy {
-    /// The un-jittered pause before retry number `attempt` (1-based):
-    /// `min(retry_interval × 2^(attempt−1), retry_cap)`.
-    pub(crate) fn backoff(&self, attempt: u32) -> Duration {
-        let exp = attempt.saturating_sub(1).min(31);
-        self.retry_interval
-            .checked_mul(1u32 << exp)
-            .map_or(self.retry_cap, |d| d.min(self.retry_cap))
-    }
-
-    /// The pause before retry `attempt` with "equal jitter": `unit` (uniform in `[0, 1]`)
-    /// picks a point in `[backoff/2, backoff]`.
-    pub(crate) fn jittered_backoff(&self, attempt: u32, unit: f64) -> Duration {
-        let full = self.backoff(attempt);
-        full / 2 + scale(full / 2, unit.clamp(0.0, 1.0))
+    /// The retry backoff: from the retry interval up to the cap.
+    pub(crate) fn backoff(&self) -> crate::Backoff {
+        crate::Backoff::new(self.retry_interval, self.retry_cap)
     }
 
     /// The pause before retry `attempt` when `left` remains before the safety deadline:
     /// the jittered backoff, but at most half of `left` (at least 1 ms), so that a lease
     /// near its deadline still gets several attempts.
     pub(crate) fn retry_pause(&self, attempt: u32, unit: f64, left: Duration) -> Duration {
-        self.jittered_backoff(attempt, unit)
+        self.backoff()
+            .jittered(attempt, unit)
             .min(left / 2)
             .max(Duration::from_millis(1))
     }
@@ -551,17 +541,24 @@ mod tests {
             .unwrap();
         assert_eq!(p.max_retries, Some(2));
         assert_eq!(p.retry_cap, Duration::from_secs(20));
-        let seq: Vec<_> = (1..=7).map(|a| p.backoff(a)).collect();
+        let seq: Vec<_> = (1..=7).map(|a| p.backoff().pause(a)).collect();
         assert_eq!(seq, [1.0, 2.0, 4.0, 8.0, 16.0, 20.0, 20.0].map(secs));
-        assert_eq!(p.backoff(1000), p.retry_cap);
+        assert_eq!(p.backoff().pause(1000), p.retry_cap);
         let mut rng = fastrand::Rng::with_seed(7);
         for a in 1..=6 {
             for _ in 0..100 {
-                let j = p.jittered_backoff(a, rng.f64());
-                assert!(j >= p.backoff(a) / 2 && j <= p.backoff(a), "{a}: {j:?}");
+                let j = p.backoff().jittered(a, rng.f64());
+                assert!(
+                    j >= p.backoff().pause(a) / 2 && j <= p.backoff().pause(a),
+                    "{a}: {j:?}"
+                );
             }
-            assert_eq!(p.jittered_backoff(a, 0.0), p.backoff(a) / 2);
-            assert_eq!(p.jittered_backoff(a, 7.0), p.backoff(a), "unit is clamped");
+            assert_eq!(p.backoff().jittered(a, 0.0), p.backoff().pause(a) / 2);
+            assert_eq!(
+                p.backoff().jittered(a, 7.0),
+                p.backoff().pause(a),
+                "unit is clamped"
+            );
         }
         // Near the deadline the pause shrinks to half of what is left, never below 1 ms.
         assert_eq!(p.retry_pause(5, 1.0, secs(3.0)), secs(1.5));
