@@ -36,6 +36,8 @@ if [ "${#targets[@]}" -eq 0 ]; then
     crates/leasing-abstractions/src/renewal.rs
     crates/leasing-abstractions/src/manager.rs
     crates/leasing-abstractions/src/options.rs
+    crates/leasing-abstractions/src/backoff.rs
+    crates/leasing-abstractions/src/provider/deadline.rs
     crates/leasing-testkit/src/checker/mod.rs crates/leasing-testkit/src/checker/rules.rs
   )
 fi
