@@ -34,7 +34,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
   targets=(
     crates/leasing-abstractions/src/lease/mod.rs crates/leasing-abstractions/src/lease/shared.rs
     crates/leasing-abstractions/src/renewal.rs
-    crates/leasing-abstractions/src/manager.rs
+    crates/leasing-abstractions/src/manager/mod.rs crates/leasing-abstractions/src/manager/acquire.rs
     crates/leasing-abstractions/src/options.rs
     crates/leasing-abstractions/src/backoff.rs
     crates/leasing-abstractions/src/provider/deadline.rs
