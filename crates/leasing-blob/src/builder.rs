@@ -418,7 +418,10 @@ impl BlobLeaseProviderBuilder {
         self
     }
 
-    /// Deadline of each service call (default 5 s).
+    /// The transport's bound on one HTTP request (default 5 s): a request with no answer by
+    /// then fails as `ProviderUnavailable`. Within the lease engine each call also has the
+    /// deadline the core gives it (see `leasing_abstractions::provider::deadline`), which
+    /// usually ends it sooner; this bound matters for calls made outside the core.
     ///
     /// # Examples
     ///

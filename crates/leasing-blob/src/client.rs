@@ -1,5 +1,5 @@
 //! The SDK's container client: no SDK retries, the account-key policy or the SAS, the
-//! transport with any extra CA.
+//! transport (its request timeout, any extra CA).
 
 use crate::config::BlobConfig;
 use crate::credential::BlobAuth;
@@ -35,9 +35,7 @@ pub(crate) fn container_client(config: &BlobConfig) -> Result<BlobContainerClien
         BlobAuth::Sas(sas) => url.set_query(Some(sas.secret())),
         BlobAuth::Token(c) => credential = Some(c.clone()),
     }
-    if let Some(pem) = &config.root_certificates_pem {
-        client_options.transport = Some(Transport::new(Arc::new(http_client(pem)?)));
-    }
+    client_options.transport = Some(Transport::new(Arc::new(http_client(config)?)));
     let options = BlobContainerClientOptions {
         client_options,
         ..BlobContainerClientOptions::default()
@@ -53,18 +51,27 @@ pub(crate) fn container_client(config: &BlobConfig) -> Result<BlobContainerClien
     })
 }
 
-fn http_client(pem: &[u8]) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder();
-    let certs = reqwest::Certificate::from_pem_bundle(pem)
-        .map_err(|e| config_error("root_certificates_pem", format!("unreadable: {e}")))?;
-    if certs.is_empty() {
-        return Err(config_error(
-            "root_certificates_pem",
-            "holds no PEM certificate",
-        ));
-    }
-    for cert in certs {
-        builder = builder.add_root_certificate(cert);
+/// The HTTP transport: the SDK's settings (no redirects, 20 s to connect) with
+/// `call_timeout` as the bound of one request, and any extra root certificates. The
+/// request bound is a transport setting: within the core, a call's deadline (which the
+/// provider applies) usually ends it sooner.
+fn http_client(config: &BlobConfig) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(20).min(config.call_timeout))
+        .timeout(config.call_timeout)
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(pem) = &config.root_certificates_pem {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|e| config_error("root_certificates_pem", format!("unreadable: {e}")))?;
+        if certs.is_empty() {
+            return Err(config_error(
+                "root_certificates_pem",
+                "holds no PEM certificate",
+            ));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
     }
     builder
         .build()

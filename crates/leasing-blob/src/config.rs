@@ -19,7 +19,7 @@ pub const MIN_DURATION: Duration = Duration::from_secs(15);
 pub const MAX_DURATION: Duration = Duration::from_secs(60);
 /// Default container.
 pub const DEFAULT_CONTAINER: &str = "leases";
-/// Default deadline of one service call.
+/// Default bound of one HTTP request (the transport's timeout).
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default number of renewals [`renew_many`](leasing_abstractions::LeaseProvider::renew_many)
 /// keeps in flight.
@@ -38,7 +38,8 @@ pub struct BlobConfig {
     pub container: String,
     /// Authorization.
     pub auth: BlobAuth,
-    /// Deadline of each service call (the SDK's own retries are off: the core retries).
+    /// The transport's bound on one HTTP request (the SDK's own retries are off: the core
+    /// retries; within the core a call's deadline usually ends it sooner).
     pub call_timeout: Duration,
     /// Renewals `renew_many` keeps in flight at once.
     pub renew_concurrency: usize,

@@ -143,17 +143,6 @@ fn loses_lease(code: &str) -> bool {
     )
 }
 
-/// An operation's deadline passed without an answer.
-pub(crate) fn deadline_passed(op: Op, after: std::time::Duration) -> LeaseError {
-    map_failure(
-        op,
-        Failure::Transport {
-            connect: false,
-            text: format!("no answer within {after:?}"),
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,10 +218,6 @@ mod tests {
         let e = map_failure(Op::Acquire, status(400, ""));
         assert_eq!(e.field(), Some("request"));
         assert!(e.message().contains("(no error code)"));
-        assert_eq!(
-            deadline_passed(Op::Renew, std::time::Duration::from_secs(1)).kind(),
-            ErrorKind::ProviderUnavailable
-        );
         assert_eq!(status(409, "x").code(), Some("x"));
         assert_eq!(Failure::Other("y".into()).code(), None);
         assert_eq!(Failure::Other("y".into()).status(), None);

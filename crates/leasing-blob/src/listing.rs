@@ -1,6 +1,6 @@
 //! `list`: the held leases among the container's lease blobs, a page at a time.
 
-use crate::error::{deadline_passed, map_failure, Failure, Op};
+use crate::error::{map_failure, Failure, Op};
 use crate::naming;
 use crate::provider::BlobLeaseProvider;
 use crate::stored::{info, read_stored};
@@ -26,18 +26,17 @@ impl BlobLeaseProvider {
             Err(e) => return Err(map_failure(Op::List, Failure::from_azure(&e))),
         };
         loop {
-            let next = tokio::time::timeout(self.timeout(), pages.next()).await;
-            let page = match next {
-                Err(_) => return Err(deadline_passed(Op::List, self.timeout())),
-                Ok(None) => return Ok(LeasePage::new(Vec::new(), None)),
-                Ok(Some(Err(e))) => {
+            // No timeout of its own: the core's deadline for the call ends it.
+            let page = match pages.next().await {
+                None => return Ok(LeasePage::new(Vec::new(), None)),
+                Some(Err(e)) => {
                     let f = Failure::from_azure(&e);
                     if f.code() == Some("ContainerNotFound") {
                         return Ok(LeasePage::new(Vec::new(), None));
                     }
                     return Err(map_failure(Op::List, f));
                 }
-                Ok(Some(Ok(p))) => p,
+                Some(Ok(p)) => p,
             };
             let body = page
                 .into_model()

@@ -2,7 +2,7 @@
 
 use crate::client::container_client;
 use crate::config::{BlobConfig, MAX_DURATION, MIN_DURATION};
-use crate::error::{deadline_passed, map_failure, Failure, Op};
+use crate::error::{map_failure, Failure, Op};
 use crate::naming;
 use crate::stored::{info, lease_seconds, micros, read_stored, service_date, write_stored};
 use azure_core::http::headers::HeaderName;
@@ -15,8 +15,8 @@ use azure_storage_blob::models::{
 };
 use azure_storage_blob::{BlobClient, BlobContainerClient};
 use leasing_abstractions::{
-    AcquireRequest, BoxFuture, LeaseDuration, LeaseError, LeaseGrant, LeaseInfo, LeasePage,
-    LeaseProvider, ListRequest, ProviderCapabilities, Result,
+    AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider,
+    ListRequest, ProviderCapabilities, Result,
 };
 use std::fmt;
 use std::future::Future;
@@ -77,19 +77,9 @@ impl BlobLeaseProvider {
     pub(crate) async fn check_reachable(&self) -> Result<()> {
         let endpoint = self.inner.config.endpoint.as_str().to_owned();
         let blob = self.inner.container.blob_client("leasing-build-check");
-        let failure = match self
-            .call(Op::Connect, self.timeout(), blob.get_properties(None))
-            .await
-        {
+        let failure = match self.call(Op::Connect, blob.get_properties(None)).await {
             Ok(_) => return Ok(()),
             Err(Call::Failed(f)) => f,
-            Err(Call::Deadline(e)) => {
-                return Err(LeaseError::unavailable(format!(
-                    "blob service at {endpoint}: {}",
-                    e.message()
-                ))
-                .with_source(e))
-            }
         };
         match (failure.status(), failure.code()) {
             // Reachable and authorized: the blob (or the container, created on first use)
@@ -122,22 +112,15 @@ impl BlobLeaseProvider {
         self.inner.container.blob_client(&naming::blob_name(name))
     }
 
-    /// Runs one service call under its deadline.
+    /// Runs one service call. No timeout of its own: within the core the call's deadline
+    /// ends it (the core drops it), outside the core the transport's request timeout
+    /// (`call_timeout`) does.
     async fn call<T>(
         &self,
-        op: Op,
-        timeout: Duration,
+        _op: Op,
         fut: impl Future<Output = azure_core::Result<T>>,
     ) -> std::result::Result<T, Call> {
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Call::Failed(Failure::from_azure(&e))),
-            Err(_) => Err(Call::Deadline(deadline_passed(op, timeout))),
-        }
-    }
-
-    pub(crate) fn timeout(&self) -> Duration {
-        self.inner.config.call_timeout
+        fut.await.map_err(|e| Call::Failed(Failure::from_azure(&e)))
     }
 
     /// Creates the container; one that exists already (another process won the race) is
@@ -146,7 +129,6 @@ impl BlobLeaseProvider {
         let r = self
             .call(
                 Op::Connect,
-                self.timeout(),
                 self.inner
                     .container
                     .create(None::<BlobContainerClientCreateOptions<'_>>),
@@ -168,7 +150,6 @@ impl BlobLeaseProvider {
         let r = self
             .call(
                 Op::Acquire,
-                self.timeout(),
                 blob.block_blob_client()
                     .upload(RequestContent::from(Vec::<u8>::new()), Some(options)),
             )
@@ -186,18 +167,18 @@ impl BlobLeaseProvider {
         let blob = self.blob(&request.name);
         let lease_id = uuid::Uuid::new_v4().to_string();
         let mut setups = 0;
+        let mut guard = GiveBack::new(self, &request.name, &lease_id);
         let sent_at = loop {
             let sent_at = Instant::now();
             let options = BlobClientAcquireLeaseOptions {
                 proposed_lease_id: Some(lease_id.clone()),
                 ..Default::default()
             };
+            // From here the service may grant the lease: if the answer is lost or the call
+            // dropped (its deadline passed), the guard gives it back.
+            guard.arm();
             let r = self
-                .call(
-                    Op::Acquire,
-                    self.timeout(),
-                    blob.acquire_lease(seconds, Some(options)),
-                )
+                .call(Op::Acquire, blob.acquire_lease(seconds, Some(options)))
                 .await;
             match r {
                 Ok(_) => break sent_at,
@@ -208,12 +189,14 @@ impl BlobLeaseProvider {
                         Some("LeaseAlreadyPresent" | "LeaseIsBreakingAndCannotBeAcquired")
                     ) =>
                 {
-                    return Ok(None)
+                    guard.disarm();
+                    return Ok(None);
                 }
                 Err(Call::Failed(f))
                     if setups < 2
                         && matches!(f.code(), Some("BlobNotFound" | "ContainerNotFound")) =>
                 {
+                    guard.disarm();
                     setups += 1;
                     if f.code() == Some("ContainerNotFound") {
                         self.create_container().await?;
@@ -223,15 +206,12 @@ impl BlobLeaseProvider {
                 Err(c) => return Err(c.into_error(Op::Acquire)),
             }
         };
-        match self.stamp(&blob, request, &lease_id, sent_at).await {
-            Ok(grant) => Ok(Some(grant)),
-            Err(e) => {
-                // We hold the blob lease but could not write the token: give it back so the
-                // name does not stay locked (an infinite lease would stay locked forever).
-                let _ = self.release_id(&blob, &lease_id).await;
-                Err(e)
-            }
-        }
+        // We hold the blob lease; if the token cannot be written (or the call is dropped
+        // meanwhile), the guard gives it back so the name does not stay locked (an
+        // infinite lease would stay locked forever).
+        let grant = self.stamp(&blob, request, &lease_id, sent_at).await?;
+        guard.disarm();
+        Ok(Some(grant))
     }
 
     /// Reads the previous token and writes the new one with the holder's metadata, under
@@ -244,7 +224,7 @@ impl BlobLeaseProvider {
         sent_at: Instant,
     ) -> Result<LeaseGrant> {
         let props = self
-            .call(Op::Acquire, self.timeout(), blob.get_properties(None))
+            .call(Op::Acquire, blob.get_properties(None))
             .await
             .map_err(|c| c.into_error(Op::Acquire))?;
         let stored = read_stored(&props.metadata().unwrap_or_default());
@@ -258,11 +238,7 @@ impl BlobLeaseProvider {
             ..Default::default()
         };
         let written = self
-            .call(
-                Op::Acquire,
-                self.timeout(),
-                blob.set_metadata(&md, Some(options)),
-            )
+            .call(Op::Acquire, blob.set_metadata(&md, Some(options)))
             .await
             .map_err(|c| c.into_error(Op::Acquire))?;
         let grant = LeaseGrant::new(request, lease_id, token, now, sent_at);
@@ -278,11 +254,7 @@ impl BlobLeaseProvider {
 
     async fn release_id(&self, blob: &BlobClient, lease_id: &str) -> Result<()> {
         let r = self
-            .call(
-                Op::Release,
-                self.timeout(),
-                blob.release_lease(lease_id.to_owned(), None),
-            )
+            .call(Op::Release, blob.release_lease(lease_id.to_owned(), None))
             .await;
         match r {
             Ok(_) => Ok(()),
@@ -294,28 +266,15 @@ impl BlobLeaseProvider {
 
     async fn renew_one(&self, grant: &LeaseGrant) -> Result<()> {
         let blob = self.blob(&grant.name);
-        // The core bounds the whole renewal by the lease's safety deadline; one call never
-        // outlives half a lease either.
-        let timeout = match grant.duration {
-            LeaseDuration::Finite(d) => self.timeout().min(d / 2),
-            LeaseDuration::Infinite => self.timeout(),
-        };
-        self.call(
-            Op::Renew,
-            timeout,
-            blob.renew_lease(grant.lease_id.clone(), None),
-        )
-        .await
-        .map(|_| ())
-        .map_err(|c| c.into_error(Op::Renew))
+        self.call(Op::Renew, blob.renew_lease(grant.lease_id.clone(), None))
+            .await
+            .map(|_| ())
+            .map_err(|c| c.into_error(Op::Renew))
     }
 
     async fn inspect_name(&self, name: &str) -> Result<Option<LeaseInfo>> {
         let blob = self.blob(name);
-        let props = match self
-            .call(Op::Inspect, self.timeout(), blob.get_properties(None))
-            .await
-        {
+        let props = match self.call(Op::Inspect, blob.get_properties(None)).await {
             Ok(p) => p,
             Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(None),
             Err(c) => return Err(c.into_error(Op::Inspect)),
@@ -332,10 +291,7 @@ impl BlobLeaseProvider {
         let blob = self.blob(name);
         // The service also answers 202 to breaking a lease that is already broken or
         // expired, so ask first whether one is held (an operator call: 2 round trips).
-        let props = match self
-            .call(Op::Break, self.timeout(), blob.get_properties(None))
-            .await
-        {
+        let props = match self.call(Op::Break, blob.get_properties(None)).await {
             Ok(p) => p,
             Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(false),
             Err(c) => return Err(c.into_error(Op::Break)),
@@ -347,10 +303,7 @@ impl BlobLeaseProvider {
             break_period: Some(0),
             ..Default::default()
         };
-        match self
-            .call(Op::Break, self.timeout(), blob.break_lease(Some(options)))
-            .await
-        {
+        match self.call(Op::Break, blob.break_lease(Some(options))).await {
             Ok(_) => Ok(true),
             // Released or deleted since we looked (404, 409 LeaseNotPresentWithLeaseOperation).
             Err(Call::Failed(f)) if matches!(f.status(), Some(404 | 409)) => Ok(false),
@@ -359,17 +312,64 @@ impl BlobLeaseProvider {
     }
 }
 
-/// A call that failed or ran out of time.
+/// Gives a blob lease back in the background when dropped armed: armed while an acquire
+/// may have taken the lease and the grant is not yet handed out, so an answer lost, a
+/// failed stamp or a call dropped at its deadline never leaves the name locked. Releasing
+/// an id that holds nothing is harmless (the service refuses it).
+struct GiveBack {
+    provider: BlobLeaseProvider,
+    name: String,
+    lease_id: String,
+    armed: bool,
+}
+
+impl GiveBack {
+    fn new(provider: &BlobLeaseProvider, name: &str, lease_id: &str) -> Self {
+        Self {
+            provider: provider.clone(),
+            name: name.to_owned(),
+            lease_id: lease_id.to_owned(),
+            armed: false,
+        }
+    }
+
+    fn arm(&mut self) {
+        self.armed = true;
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let provider = self.provider.clone();
+            let name = std::mem::take(&mut self.name);
+            let lease_id = std::mem::take(&mut self.lease_id);
+            runtime.spawn(async move {
+                let blob = provider.blob(&name);
+                if let Err(e) = provider.release_id(&blob, &lease_id).await {
+                    tracing::debug!(error = %e, "could not give back an unreported blob lease");
+                }
+            });
+        }
+    }
+}
+
+/// A call that failed.
 enum Call {
     Failed(Failure),
-    Deadline(LeaseError),
 }
 
 impl Call {
     fn into_error(self, op: Op) -> LeaseError {
         match self {
             Call::Failed(f) => map_failure(op, f),
-            Call::Deadline(e) => e,
         }
     }
 }
@@ -385,6 +385,9 @@ impl LeaseProvider for BlobLeaseProvider {
             .with_duration_granularity(Duration::from_secs(1))
             .with_listing(true)
             .with_max_renew_batch(self.inner.config.renew_concurrency.saturating_mul(8))
+            // Each renewal is its own request: the core's renew_many keeps this many in
+            // flight.
+            .with_renew_concurrency(self.inner.config.renew_concurrency)
     }
 
     fn try_acquire<'a>(
@@ -404,15 +407,6 @@ impl LeaseProvider for BlobLeaseProvider {
             self.renew_one(grant)
                 .await
                 .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
-        })
-    }
-
-    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-        Box::pin(async move {
-            leasing_azure::renew_many(grants, self.inner.config.renew_concurrency, |g| {
-                self.renew(g)
-            })
-            .await
         })
     }
 

@@ -50,7 +50,14 @@ async fn a_failure_after_the_lease_was_taken_gives_the_lease_back() {
         .await
         .expect_err("stamp failed");
     assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
-    let log = seen.lock().expect("log").clone();
+    // The lease is given back in the background: wait for the third request.
+    let log = loop {
+        let log = seen.lock().expect("log").clone();
+        if log.len() >= 3 {
+            break log;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     assert_eq!(log.len(), 3, "acquire, read, release: {log:?}");
     assert!(
         log[0].starts_with("PUT") && log[1].starts_with("HEAD"),

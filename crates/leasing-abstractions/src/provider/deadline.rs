@@ -45,6 +45,10 @@ pub fn time_left() -> Option<Duration> {
 /// (retryable), naming the operation and how long the call had. The same for every
 /// operation and every backend.
 pub fn deadline_passed(operation: Operation, had: Duration) -> LeaseError {
+    // To the nearest millisecond: the instants are taken a few µs apart.
+    let had = Duration::from_millis(
+        u64::try_from(had.as_micros().saturating_add(500) / 1000).unwrap_or(u64::MAX),
+    );
     LeaseError::unavailable(format!(
         "the backend did not answer the {operation} call within its deadline ({had:?})"
     ))
@@ -97,7 +101,12 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ProviderUnavailable);
         assert_eq!(e.operation(), Some(Operation::Inspect));
-        assert!(e.message().contains("2s"), "{e}");
+        assert!(e.message().contains("(2s)"), "{e}");
+        // Rounded to the millisecond.
+        let e = deadline_passed(Operation::Renew, Duration::from_micros(299_997));
+        assert!(e.message().contains("(300ms)"), "{e}");
+        let e = deadline_passed(Operation::Renew, Duration::MAX);
+        assert!(e.message().contains("within its deadline"), "{e}");
         assert!(e.is_retryable());
         // Outside the call, no deadline.
         assert_eq!(deadline(), None);
