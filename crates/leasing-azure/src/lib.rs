@@ -4,10 +4,8 @@ pub mod connection_string;
 pub mod credential;
 mod fenced;
 mod redact;
-mod renew;
 
 pub use connection_string::ConnectionString;
 pub use credential::{credential_from_env, credential_kind, token_credential, CredentialKind};
 pub use fenced::lost_round_pause;
 pub use redact::{chain, redact};
-pub use renew::renew_many;

@@ -243,8 +243,13 @@ impl CosmosLeaseProviderBuilder {
         self
     }
 
-    /// Deadline of each call to the service (default 5 s). The SDK's own throttling
-    /// retries are off: the core retries, within the lease's safety margin.
+    /// The transport's bound on one request (default 5 s; at least 100 ms), and the bound
+    /// of connecting at build (twice this). The SDK's own throttling retries are off: the
+    /// core retries, within the lease's safety margin. Within the lease engine each call
+    /// also has the deadline the core gives it (see
+    /// `leasing_abstractions::provider::deadline`), which usually ends it sooner; this
+    /// bound matters for calls made outside the core. The fenced container bounds each of
+    /// its calls by it.
     ///
     /// # Examples
     ///

@@ -123,7 +123,9 @@ pub(crate) async fn connect(
                 ServerCertificateValidation::RequiredUnlessEmulator,
             );
     }
+    // The transport's bound on one request (at least the SDK's 100 ms minimum).
     let pool = pool
+        .with_max_dataplane_request_timeout(call_timeout.max(Duration::from_millis(100)))
         .build()
         .map_err(|e| unavailable("connection pool", e))?;
     let runtime = CosmosRuntime::builder()

@@ -167,16 +167,22 @@ pub(crate) fn deadline(what: &str, limit: Duration) -> LeaseError {
     ))
 }
 
-/// Runs one SDK call under `limit`: its answer, or its error through `map` (after passing
-/// the request charge of the failed call to `charge`), or the deadline error.
+/// Runs one SDK call, under `limit` if one is given (the fenced container's calls, made by
+/// users outside the core; a provider call has none of its own: the core's deadline ends
+/// it): its answer, or its error through `map` (after passing the request charge of the
+/// failed call to `charge`), or the deadline error.
 pub(crate) async fn bounded<T>(
-    limit: Duration,
+    limit: Option<Duration>,
     what: &str,
     f: impl std::future::Future<Output = azure_data_cosmos::Result<T>>,
     charge: impl FnOnce(f64),
     map: impl FnOnce(CosmosError) -> Mapped,
 ) -> std::result::Result<T, Mapped> {
-    match tokio::time::timeout(limit, f).await {
+    let answer = match limit {
+        Some(limit) => tokio::time::timeout(limit, f).await.map_err(|_| limit),
+        None => Ok(f.await),
+    };
+    match answer {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             charge(
@@ -186,7 +192,7 @@ pub(crate) async fn bounded<T>(
             );
             Err(map(e))
         }
-        Err(_) => Err(Mapped {
+        Err(limit) => Err(Mapped {
             failure: Failure::Other,
             error: deadline(what, limit),
         }),

@@ -357,7 +357,7 @@ impl CosmosFencedResource {
             m
         };
         error::bounded(
-            self.inner.call_timeout,
+            Some(self.inner.call_timeout),
             what,
             f,
             |ru| self.charge(ru),

@@ -121,6 +121,9 @@ impl LeaseProvider for CosmosLeaseProvider {
             .with_duration_granularity(Duration::from_secs(1))
             .with_listing(true)
             .with_max_renew_batch(self.inner.renew_concurrency)
+            // Each renewal is its own request: the core's renew_many keeps this many in
+            // flight.
+            .with_renew_concurrency(self.inner.renew_concurrency)
     }
 
     fn try_acquire<'a>(
@@ -140,12 +143,6 @@ impl LeaseProvider for CosmosLeaseProvider {
             self.renew_one(grant)
                 .await
                 .map_err(|e| e.or_lease(&grant.name, Some(&grant.lease_id)))
-        })
-    }
-
-    fn renew_many<'a>(&'a self, grants: &'a [Arc<LeaseGrant>]) -> BoxFuture<'a, Vec<Result<()>>> {
-        Box::pin(async move {
-            leasing_azure::renew_many(grants, self.inner.renew_concurrency, |g| self.renew(g)).await
         })
     }
 

@@ -41,14 +41,16 @@ impl CosmosLeaseProvider {
         );
     }
 
-    /// Runs one call under the per-call deadline.
+    /// Runs one call. No timeout of its own: within the core the call's deadline ends it
+    /// (the core drops it), outside the core the transport's request timeout
+    /// (`call_timeout`) does.
     pub(crate) async fn call<T>(
         &self,
         what: &'static str,
         f: impl Future<Output = azure_data_cosmos::Result<T>>,
     ) -> std::result::Result<T, Mapped> {
         error::bounded(
-            self.inner.call_timeout,
+            None,
             what,
             f,
             |ru| self.charge(what, ru),

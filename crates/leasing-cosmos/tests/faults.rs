@@ -205,11 +205,20 @@ async fn every_failure_answer_of_every_path_is_handled() {
     let current = g.version.get().expect("version");
     g.version.set("\"stale\"");
     unavailable(with(&read_503, p.renew(&g)).await, "re-read 503");
-    let e = with(&read_slow, p.renew(&g))
-        .await
-        .expect_err("re-read too slow");
+    // As the core calls it: within a deadline (here 1 s), which ends the slow re-read.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let e = with(
+        &read_slow,
+        leasing_abstractions::provider::within(
+            deadline,
+            leasing_abstractions::Operation::Renew,
+            p.renew(&g),
+        ),
+    )
+    .await
+    .expect_err("re-read too slow");
     assert!(e.is_retryable(), "{e}");
-    assert!(e.to_string().contains("call timeout"), "{e}");
+    assert!(e.to_string().contains("within its deadline"), "{e}");
     g.version.set(current);
 
     // Release: gone (fine), unavailable, keeps changing.
