@@ -146,7 +146,13 @@ macro_rules! common_setters {
             self
         }
 
-        /// Deadline of one Redis call (default 2 s).
+        /// The transport's response timeout: the most one Redis command waits for its reply
+        /// (default 2 s; a reply that takes longer fails the command, `ProviderUnavailable`).
+        /// Not a per-call deadline: the core hands every provider call its deadline (the
+        /// time left before a lease's safety deadline, the acquire timeout,
+        /// `LeaseOptions::call_timeout` for operator calls) and drops the call when it
+        /// passes. Redlock caps each server's share of an acquire at
+        /// `min(call_timeout, ttl / 10)`.
         ///
         /// # Examples
         ///

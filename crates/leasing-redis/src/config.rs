@@ -53,8 +53,11 @@ pub struct RedisConfig {
     pub ca_cert_pem: Option<Vec<u8>>,
     /// Token credential; takes precedence over username and password.
     pub credential: Option<Arc<dyn TokenCredential>>,
-    /// Deadline of one call (each call on the renewal path is also bounded by the lease
-    /// duration).
+    /// The transport's response timeout: the most one command waits for its reply (default
+    /// 2 s). Not a call's deadline: the core hands every provider call its own deadline and
+    /// drops the call when it passes; this bounds a command where no deadline is given (a
+    /// provider or fenced resource called directly). Redlock also caps each server's share
+    /// of an acquire at it.
     pub call_timeout: Duration,
     /// Deadline for establishing a connection.
     pub connect_timeout: Duration,

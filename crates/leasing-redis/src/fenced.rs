@@ -8,10 +8,6 @@ use crate::RedisLeaseProvider;
 use leasing_abstractions::fence::{Fence, FencedWrite};
 use leasing_abstractions::{ErrorKind, LeaseError, Result};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long one call may take (the provider's own call timeout may be shorter).
-const CALL_LIMIT: Duration = Duration::from_secs(5);
 
 /// A fenced resource on the provider's Redis (server or cluster): each item is a hash at
 /// `<key prefix>item:{<key>}` holding the value (field `v`) and, per lease name, the
@@ -21,6 +17,11 @@ const CALL_LIMIT: Duration = Duration::from_secs(5);
 ///
 /// Use it for data you keep in Redis under a lease; read it with [`read`](leasing_abstractions::fence::FencedResource::read)
 /// (or `HGET <item key> v`).
+///
+/// Each call is one command (a write may load its script once after `NOSCRIPT`), and waits
+/// for its reply at most the provider's [`call_timeout`](crate::RedisConfig::call_timeout),
+/// the transport's response timeout; wrap a call in `tokio::time::timeout` for a deadline
+/// of your own.
 ///
 /// ```no_run
 /// # async fn f() -> leasing_abstractions::Result<()> {
@@ -98,13 +99,7 @@ impl RedisFencedResource {
                 .arg(value);
             let (written, token): (u8, String) = self
                 .node
-                .script(
-                    Op::FencedWrite,
-                    &SCRIPTS.fenced_write,
-                    &item,
-                    cmd,
-                    CALL_LIMIT,
-                )
+                .script(Op::FencedWrite, &SCRIPTS.fenced_write, &item, cmd)
                 .await?;
             let token: u64 = token.parse().map_err(|_| bad_reply("write", &token))?;
             Ok(match written {
@@ -120,9 +115,7 @@ impl RedisFencedResource {
             let item = self.item_key(key);
             let mut cmd = redis::cmd("HGET");
             cmd.arg(&item).arg("v");
-            self.node
-                .query(Op::FencedRead, &item, &cmd, CALL_LIMIT)
-                .await
+            self.node.query(Op::FencedRead, &item, &cmd).await
         }
     }
 
@@ -132,10 +125,7 @@ impl RedisFencedResource {
             let item = self.item_key(key);
             let mut cmd = redis::cmd("HGET");
             cmd.arg(&item).arg(format!("t:{name}"));
-            let found: Option<String> = self
-                .node
-                .query(Op::FencedRead, &item, &cmd, CALL_LIMIT)
-                .await?;
+            let found: Option<String> = self.node.query(Op::FencedRead, &item, &cmd).await?;
             found
                 .map(|t| t.parse().map_err(|_| bad_reply("read", &t)))
                 .transpose()

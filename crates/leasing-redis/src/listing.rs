@@ -12,7 +12,6 @@ use crate::error::Op;
 use crate::node::Node;
 use leasing_abstractions::{ErrorKind, LeaseError, Result};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use std::time::Duration;
 
 /// `s` with the glob characters of `SCAN MATCH` escaped.
 pub(crate) fn glob_escape(s: &str) -> String {
@@ -102,7 +101,6 @@ impl Node {
             .call(
                 Op::List,
                 "",
-                self.call_timeout,
                 self.route(redis::cmd("CLUSTER").arg("SLOTS").clone(), None),
             )
             .await?;
@@ -139,9 +137,8 @@ impl Node {
             .arg(pattern(&self.prefix, name_prefix))
             .arg("COUNT")
             .arg(count.clamp(10, 1000));
-        let (next, keys): (u64, Vec<String>) = self
-            .call(Op::List, "", self.call_timeout, self.route(cmd, space))
-            .await?;
+        let (next, keys): (u64, Vec<String>) =
+            self.call(Op::List, "", self.route(cmd, space)).await?;
         let names = keys
             .iter()
             .filter_map(|k| name_of(&self.prefix, k))
@@ -183,9 +180,7 @@ pub(crate) async fn scan_until_found(
     mut cursor: Cursor,
     name_prefix: &str,
     limit: usize,
-    deadline: Duration,
 ) -> Result<(Vec<String>, Option<Cursor>)> {
-    let started = tokio::time::Instant::now();
     let limit = limit.max(1);
     while cursor.space < spaces.len() {
         let space = spaces[cursor.space].as_ref();
@@ -213,7 +208,7 @@ pub(crate) async fn scan_until_found(
             }
         };
         let done = cursor.space >= spaces.len();
-        if !names.is_empty() || done || started.elapsed() >= deadline {
+        if !names.is_empty() || done {
             return Ok((names, (!done).then_some(cursor)));
         }
     }

@@ -164,16 +164,13 @@ impl RedisLeaseProvider {
         // timeout, cancellation), release the possible grant in the background.
         let guard = GhostGuard::new(&self.node, &request.name, &lease_id);
         let got = self.node[0]
-            .acquire(
-                Acquire {
-                    name: &request.name,
-                    lease_id: &lease_id,
-                    ttl: finite(request.duration),
-                    floor: 0,
-                    rest: &rest,
-                },
-                self.config.call_timeout,
-            )
+            .acquire(Acquire {
+                name: &request.name,
+                lease_id: &lease_id,
+                ttl: finite(request.duration),
+                floor: 0,
+                rest: &rest,
+            })
             .await?;
         guard.disarm();
         Ok(got.map(|g| {
@@ -198,10 +195,7 @@ impl RedisLeaseProvider {
     }
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
-        if self.node[0]
-            .renew(Self::renewal(grant), self.config.call_timeout)
-            .await?
-        {
+        if self.node[0].renew(Self::renewal(grant)).await? {
             Ok(())
         } else {
             Err(lost(grant))
@@ -211,7 +205,7 @@ impl RedisLeaseProvider {
     async fn do_renew_many(&self, grants: &[Arc<LeaseGrant>]) -> Vec<Result<()>> {
         let items: Vec<Renewal<'_>> = grants.iter().map(|g| Self::renewal(g)).collect();
         self.node[0]
-            .renew_many(&items, self.config.call_timeout)
+            .renew_many(&items)
             .await
             .into_iter()
             .zip(grants)
@@ -247,15 +241,8 @@ impl RedisLeaseProvider {
             return Err(stale_cursor());
         }
         loop {
-            let (names, next) = scan_until_found(
-                node,
-                &spaces,
-                cursor,
-                &request.prefix,
-                request.limit,
-                self.config.call_timeout,
-            )
-            .await?;
+            let (names, next) =
+                scan_until_found(node, &spaces, cursor, &request.prefix, request.limit).await?;
             // SCAN found the keys; each is read with its TTL (it may have gone since).
             let infos = futures::future::join_all(names.iter().map(|n| node.inspect(n))).await;
             let mut leases = Vec::with_capacity(names.len());

@@ -663,6 +663,14 @@ async fn copy_lease(from: &str, to: &str, name: &str) {
     }
 }
 
+/// Long enough for a provider's watcher to see a server that went away answer again (it
+/// polls every 10–25 ms) and refresh the node's connection. A direct provider call sooner
+/// may meet the dead connection and fail (`ProviderUnavailable`: the core would retry it);
+/// it never trusts the server it finds.
+async fn watcher_noticed() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_on_a_replaced_server_is_lost_even_when_its_key_is_there() {
     if !RedisServer::installed() {
@@ -684,8 +692,10 @@ async fn a_lease_on_a_replaced_server_is_lost_even_when_its_key_is_there() {
     copy_lease(&a.url(), &b.url(), &one.name).await;
     copy_lease(&a.url(), &b.url(), &many.name).await;
     front.switch(b.addr());
-    // The first renewal meets the dropped connection, retries at once, learns the server
-    // changed and reports Lost without trusting the copy.
+    // The provider's watcher sees the server answer again (it polls every 10–25 ms) and
+    // refreshes the command connection: the first renewal after that learns that the
+    // server changed and reports Lost without trusting the copy.
+    watcher_noticed().await;
     let e = p.renew(&g1).await.expect_err("replaced");
     assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Lost, "{e}");
     let r = p.renew_many(&[Arc::new(g2.clone())]).await;
@@ -755,8 +765,10 @@ async fn redlock_servers_restarted_without_data_are_fenced_and_count_as_refusals
         other.try_acquire(&req).await.expect("contended").is_none(),
         "the name is still held on a majority"
     );
-    // A second server restarts: the majority is gone, the holder is told at once.
+    // A second server restarts: the majority is gone; once the watcher saw it answer again
+    // the holder is told at its first renewal.
     servers[1].restart().expect("restart redis-server");
+    watcher_noticed().await;
     let e = p.renew(&g).await.expect_err("lost");
     assert_eq!(e.kind(), leasing_abstractions::ErrorKind::Lost, "{e}");
     // And nobody is granted the name while two of three servers are fenced (refused as

@@ -192,6 +192,74 @@ async fn latency_is_tolerated_and_a_stalled_call_hits_its_deadline() {
     );
 }
 
+/// How many `INFO` commands the server at `url` ran since its statistics were reset (the
+/// `INFO commandstats` asking is not counted in its own answer).
+async fn info_calls(url: &str) -> u64 {
+    let mut c = raw(url).await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .expect("info commandstats");
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_info:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
+
+async fn reset_stats(url: &str) {
+    let mut c = raw(url).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut c)
+        .await
+        .expect("config resetstat");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_dropped_at_the_cores_deadline_makes_the_next_call_check_the_server() {
+    use leasing_abstractions::{provider::within, Operation};
+    // The transport waits up to 2 s for a reply; the core's deadline is what bounds a call.
+    let Some((server, proxy, p)) = common::behind_proxy(Duration::from_secs(2)).await else {
+        return;
+    };
+    let url = server.url();
+    let g = p
+        .try_acquire(&req(&unique("dropped"), Duration::from_secs(10)))
+        .await
+        .expect("acquire")
+        .expect("free");
+    reset_stats(&url).await;
+    p.renew(&g).await.expect("renew");
+    assert_eq!(
+        info_calls(&url).await,
+        0,
+        "an answered call asks nothing more"
+    );
+    reset_stats(&url).await;
+    proxy.set_latency(Duration::from_millis(300));
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(50);
+    let e = within(deadline, Operation::Renew, p.renew(&g))
+        .await
+        .expect_err("dropped at its deadline");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "the core's deadline, not the transport's response timeout, bounds the call"
+    );
+    proxy.set_latency(Duration::ZERO);
+    // (The dropped renewal's late reply arrives on the connection and is discarded.)
+    p.renew(&g).await.expect("renew");
+    assert_eq!(
+        info_calls(&url).await,
+        1,
+        "the call after the dropped one asked the server who it is first"
+    );
+    p.release(&g).await.expect("release");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fencing_tokens_keep_increasing_across_a_restart_without_persistence() {
     let Some((mut server, p)) = common::private_server(Duration::from_millis(500)).await else {

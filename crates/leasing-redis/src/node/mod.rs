@@ -32,7 +32,6 @@ use cluster_fence::{slot_tag, ClusterFence};
 pub(crate) struct Node {
     pub(crate) conn: Conn,
     pub(crate) prefix: String,
-    pub(crate) call_timeout: Duration,
     /// How long a fencing counter outlives its last grant, in ms.
     retention_ms: u64,
     /// Identity checks and the restart fence (one server; in cluster mode no identity
@@ -88,35 +87,26 @@ pub(crate) struct Renewal<'a> {
     pub(crate) epoch: Option<u64>,
 }
 
-/// A failed call before it is mapped: the redis error, or our own deadline.
-enum Failure {
-    Redis(RedisError),
-    Timeout(Duration),
+/// The connection failed (not the server refusing a command: also the transport's
+/// response timeout): the server may have restarted or been replaced.
+fn is_connection(e: &RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
 }
 
-impl Failure {
-    /// The connection failed (not the server refusing a command): the server may have
-    /// restarted or been replaced.
-    fn is_connection(&self) -> bool {
-        match self {
-            Failure::Timeout(_) => true,
-            Failure::Redis(e) => {
-                e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal()
-            }
-        }
-    }
+/// A failed call as the core sees it.
+fn into_error(e: RedisError, op: Op, name: &str) -> LeaseError {
+    map_err(e, op, (!name.is_empty()).then_some(name))
+}
 
-    /// A fast connection failure (dropped or refused, not a deadline): worth one retry once
-    /// the server answers again.
-    fn is_fast_connection_failure(&self) -> bool {
-        matches!(self, Failure::Redis(_)) && self.is_connection()
-    }
+/// Marks the server suspect when dropped while armed: a call that failed on its connection,
+/// or that was dropped before it answered (its deadline passed: the core, or Redlock's
+/// per-server budget, dropped the future), makes the next call ask who the server is.
+struct Unanswered<'a>(Option<&'a Identity>);
 
-    fn into_error(self, op: Op, name: &str) -> LeaseError {
-        let name = (!name.is_empty()).then_some(name);
-        match self {
-            Failure::Redis(e) => map_err(e, op, name),
-            Failure::Timeout(after) => timeout(op, name, after),
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = self.0 {
+            id.suspect();
         }
     }
 }
@@ -136,6 +126,7 @@ impl Node {
         let base = client(config, url, None)?;
         let mut mc = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(config.connect_timeout))
+            // The most one command waits for its reply; the call's deadline is the core's.
             .set_response_timeout(Some(config.call_timeout))
             // Fail fast while a server is down: one reconnect attempt per call, no
             // backoff inside the call (the core does the waiting and retrying).
@@ -175,11 +166,11 @@ impl Node {
             url.to_owned(),
             Arc::clone(&identity),
             renew_now.clone(),
+            conn.clone(),
         );
         let node = Self {
             conn: Conn::Single(conn),
             prefix: config.key_prefix.clone(),
-            call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
             identity: Some(identity),
             cluster_fence: None,
@@ -189,7 +180,7 @@ impl Node {
         };
         if !lazy {
             // Who the server is, and whether it is inside its restart fence.
-            node.check(Op::Connect, "", config.call_timeout)
+            node.check(Op::Connect, "")
                 .await
                 .map_err(|e| at_server(e, &node.redacted_url))?;
         }
@@ -205,15 +196,15 @@ impl Node {
     pub(crate) async fn probe(&self, limit: Duration) -> Result<Option<LeaseError>> {
         // PING, not the identity check: its INFO treats an `ERR` reply as "INFO refused".
         let mut conn = self.conn.clone();
-        match self
-            .raw_call(limit, conn.query::<String>(&redis::cmd("PING")))
-            .await
-        {
-            Err(f) => match f.into_error(Op::Connect, "") {
+        let cmd = redis::cmd("PING");
+        let ping = self.raw_call(conn.query::<String>(&cmd));
+        match tokio::time::timeout(limit, ping).await {
+            Ok(Err(e)) => match into_error(e, Op::Connect, "") {
                 e if e.kind() == leasing_abstractions::ErrorKind::Configuration => Err(e),
                 e => Ok(Some(e)),
             },
-            Ok(_) => Ok(None),
+            Err(_) => Ok(Some(timeout(Op::Connect, None, limit))),
+            Ok(Ok(_)) => Ok(None),
         }
     }
 
@@ -238,7 +229,7 @@ impl Node {
             .connection_timeout(config.connect_timeout)
             .response_timeout(config.call_timeout)
             // Retries are what follow MOVED/ASK and re-route after a topology change; a
-            // few, quickly, all inside the per-call deadline (the core does the waiting).
+            // few, quickly, all inside the call's deadline (the core does the waiting).
             .retries(CLUSTER_RETRIES)
             .min_retry_wait(1)
             .max_retry_wait(10);
@@ -270,7 +261,6 @@ impl Node {
         Ok(Self {
             conn: Conn::Cluster(conn),
             prefix: config.key_prefix.clone(),
-            call_timeout: config.call_timeout,
             retention_ms: ttl_ms(config.fence_retention),
             identity: None,
             _watcher: None,
@@ -303,35 +293,28 @@ impl Node {
         channel(&self.prefix, name)
     }
 
-    /// Runs `fut` within `limit` (and `call_timeout`); a connection failure makes the next
-    /// call check who the server is first.
-    async fn raw_call<T>(
-        &self,
-        limit: Duration,
-        fut: impl Future<Output = RedisResult<T>>,
-    ) -> std::result::Result<T, Failure> {
-        let limit = limit.min(self.call_timeout);
-        let failure = match tokio::time::timeout(limit, fut).await {
-            Ok(Ok(v)) => return Ok(v),
-            Ok(Err(e)) => Failure::Redis(e),
-            Err(_) => Failure::Timeout(limit),
-        };
-        if failure.is_connection() {
-            self.identity.iter().for_each(|i| i.suspect());
+    /// Runs `fut`. No timeout of its own: the call's deadline is the core's (it drops the
+    /// call when it passes), and each command waits for its reply at most the transport's
+    /// response timeout (`call_timeout`). A connection failure, or the call being dropped
+    /// before it answered, makes the next call check who the server is first.
+    async fn raw_call<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> RedisResult<T> {
+        let mut unanswered = Unanswered(self.identity.as_deref());
+        let r = fut.await;
+        if !matches!(&r, Err(e) if is_connection(e)) {
+            unanswered.0 = None;
         }
-        Err(failure)
+        r
     }
 
     pub(crate) async fn call<T>(
         &self,
         op: Op,
         name: &str,
-        limit: Duration,
         fut: impl Future<Output = RedisResult<T>>,
     ) -> Result<T> {
-        self.raw_call(limit, fut)
+        self.raw_call(fut)
             .await
-            .map_err(|f| f.into_error(op, name))
+            .map_err(|e| into_error(e, op, name))
     }
 
     /// Runs `cmd` (an `EVALSHA` of `lua` on `key`); after `NOSCRIPT`, loads the script
@@ -351,7 +334,7 @@ impl Node {
     /// server who it is: a changed server advances the epoch (grants of older epochs are
     /// lost) and may start the restart fence. A server that refuses `INFO` turns the checks
     /// off for this node.
-    async fn check(&self, op: Op, name: &str, limit: Duration) -> Result<()> {
+    async fn check(&self, op: Op, name: &str) -> Result<()> {
         let Some(id) = &self.identity else {
             return Ok(());
         };
@@ -361,10 +344,10 @@ impl Node {
         let mut cmd = redis::cmd("INFO");
         cmd.arg("server").arg("replication");
         let mut conn = self.conn.clone();
-        let text: String = match self.raw_call(limit, conn.query(&cmd)).await {
+        let text: String = match self.raw_call(conn.query(&cmd)).await {
             Ok(t) => t,
             // Not allowed (ACL) or not known (renamed): the checks are off for this server.
-            Err(Failure::Redis(e)) if info_refused(&e) => {
+            Err(e) if info_refused(&e) => {
                 tracing::warn!(
                     url = %self.redacted_url,
                     "INFO refused: restart and failover detection are off for this server"
@@ -373,14 +356,14 @@ impl Node {
                 return Ok(());
             }
             // Down, busy, loading…: the check stays due.
-            Err(f) => return Err(f.into_error(op, name)),
+            Err(e) => return Err(into_error(e, op, name)),
         };
         let info = ServerInfo::parse(&text);
         let promoted_for = if info.master && info.promoted && !id.fence.is_zero() {
             let key = format!("{}promoted:{}", self.prefix, info.replid);
             let cmd = SCRIPTS.promoted.evalsha(std::slice::from_ref(&key));
             let (at, now): (u64, u64) = self
-                .call(op, name, limit, self.eval(&SCRIPTS.promoted, &key, cmd))
+                .call(op, name, self.eval(&SCRIPTS.promoted, &key, cmd))
                 .await?;
             Some(Duration::from_millis(now.saturating_sub(at)))
         } else {
@@ -395,29 +378,22 @@ impl Node {
         Ok(())
     }
 
-    /// Runs `lua` on `key` (loading it after `NOSCRIPT`) within `limit` and the node's call
-    /// timeout: for the scripts of [`RedisFencedResource`](crate::RedisFencedResource).
+    /// Runs `lua` on `key` (loading it after `NOSCRIPT`): for the scripts of
+    /// [`RedisFencedResource`](crate::RedisFencedResource).
     pub(crate) async fn script<T: FromRedisValue>(
         &self,
         op: Op,
         lua: &Lua,
         key: &str,
         cmd: Cmd,
-        limit: Duration,
     ) -> Result<T> {
-        self.call(op, key, limit, self.eval(lua, key, cmd)).await
+        self.call(op, key, self.eval(lua, key, cmd)).await
     }
 
-    /// Runs one command on `key`'s server within `limit` and the node's call timeout.
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
-        op: Op,
-        key: &str,
-        cmd: &Cmd,
-        limit: Duration,
-    ) -> Result<T> {
+    /// Runs one command on `key`'s server.
+    pub(crate) async fn query<T: FromRedisValue>(&self, op: Op, key: &str, cmd: &Cmd) -> Result<T> {
         let mut conn = self.conn.clone();
-        self.call(op, key, limit, conn.query(cmd)).await
+        self.call(op, key, conn.query(cmd)).await
     }
 
     /// The node's epoch (0 in cluster mode).
@@ -426,8 +402,8 @@ impl Node {
     }
 
     /// Runs the acquire script. `Some` when granted.
-    pub(crate) async fn acquire(&self, a: Acquire<'_>, limit: Duration) -> Result<Option<Granted>> {
-        self.check(Op::Acquire, a.name, limit).await?;
+    pub(crate) async fn acquire(&self, a: Acquire<'_>) -> Result<Option<Granted>> {
+        self.check(Op::Acquire, a.name).await?;
         if let Some(left) = self.identity.as_ref().and_then(|i| i.fenced_for()) {
             return Err(LeaseError::unavailable(format!(
                 "restart fence: the server restarted or changed recently and grants nothing for another {left:?}"
@@ -435,7 +411,7 @@ impl Node {
             .with_lease_name(a.name));
         }
         if let Some(fence) = &self.cluster_fence {
-            return self.acquire_fenced(a, limit, fence).await;
+            return self.acquire_fenced(a, fence).await;
         }
         let epoch = self.epoch();
         let lua = &SCRIPTS.acquire;
@@ -447,7 +423,7 @@ impl Node {
             .arg(self.retention_ms)
             .arg(a.rest);
         let got: Option<(u64, u64)> = self
-            .call(Op::Acquire, a.name, limit, self.eval(lua, &key, cmd))
+            .call(Op::Acquire, a.name, self.eval(lua, &key, cmd))
             .await?;
         Ok(got.map(|(token, acquired_ms)| Granted {
             token,
@@ -461,7 +437,6 @@ impl Node {
     async fn acquire_fenced(
         &self,
         a: Acquire<'_>,
-        limit: Duration,
         fence: &ClusterFence,
     ) -> Result<Option<Granted>> {
         let lua = &SCRIPTS.acquire_fenced;
@@ -475,7 +450,7 @@ impl Node {
             .arg(fence.fence_ms)
             .arg(fence.marker_ttl_ms);
         let reply: Option<Vec<u64>> = self
-            .call(Op::Acquire, a.name, limit, self.eval(lua, &key, cmd))
+            .call(Op::Acquire, a.name, self.eval(lua, &key, cmd))
             .await?;
         fence
             .decode(reply)
@@ -490,20 +465,14 @@ impl Node {
     }
 
     /// Raises the fencing counter to `token` and records it (Redlock second phase).
-    pub(crate) async fn fence(
-        &self,
-        name: &str,
-        lease_id: &str,
-        token: u64,
-        limit: Duration,
-    ) -> Result<bool> {
+    pub(crate) async fn fence(&self, name: &str, lease_id: &str, token: u64) -> Result<bool> {
         let lua = &SCRIPTS.fence;
         let key = self.lease_key(name);
         let mut cmd = lua.evalsha(&[key.clone(), self.fence_key(name)]);
         cmd.arg(id_match(lease_id))
             .arg(token)
             .arg(self.retention_ms);
-        self.call(Op::Acquire, name, limit, self.eval(lua, &key, cmd))
+        self.call(Op::Acquire, name, self.eval(lua, &key, cmd))
             .await
     }
 
@@ -520,13 +489,8 @@ impl Node {
         cmd.arg(id_match(lease_id))
             .arg(self.channel(name))
             .arg(name);
-        self.call(
-            Op::Release,
-            name,
-            self.call_timeout,
-            self.eval(lua, &key, cmd),
-        )
-        .await
+        self.call(Op::Release, name, self.eval(lua, &key, cmd))
+            .await
     }
 
     /// Deletes whatever holds `name`; `true` if something did.
@@ -535,13 +499,7 @@ impl Node {
         let key = self.lease_key(name);
         let mut cmd = lua.evalsha(std::slice::from_ref(&key));
         cmd.arg(self.channel(name)).arg(name);
-        self.call(
-            Op::Break,
-            name,
-            self.call_timeout,
-            self.eval(lua, &key, cmd),
-        )
-        .await
+        self.call(Op::Break, name, self.eval(lua, &key, cmd)).await
     }
 
     /// The holder of `name` on this server.
@@ -550,12 +508,7 @@ impl Node {
         let key = self.lease_key(name);
         let cmd = lua.evalsha(std::slice::from_ref(&key));
         let raw: Option<InspectReply> = self
-            .call(
-                Op::Inspect,
-                name,
-                self.call_timeout,
-                self.eval(lua, &key, cmd),
-            )
+            .call(Op::Inspect, name, self.eval(lua, &key, cmd))
             .await?;
         Ok(raw.map(|(value, pttl, now_ms)| parse(&value, pttl, now_ms)))
     }
@@ -563,27 +516,6 @@ impl Node {
 
 /// The inspect script's reply: the record, its PTTL and the server's time (ms).
 pub(crate) type InspectReply = (Vec<u8>, i64, u64);
-
-/// A renewal that fails on a dropped or refused connection (or whose identity check fails
-/// retryably) is sent again up to this many times, 10, 40 and 90 ms apart, within its
-/// deadline: the connection manager reconnects after the first failure, so a holder learns
-/// of a restarted server within a round trip of its return.
-const RECONNECT_RETRIES: u32 = 3;
-
-/// Whether to try again after a failure (`retryable`); pauses first.
-async fn retry_reconnect(
-    retried: &mut u32,
-    started: tokio::time::Instant,
-    limit: Duration,
-    retryable: bool,
-) -> bool {
-    if !retryable || *retried >= RECONNECT_RETRIES || started.elapsed() >= limit {
-        return false;
-    }
-    *retried += 1;
-    tokio::time::sleep(Duration::from_millis(10) * *retried * *retried).await;
-    true
-}
 
 /// Retries inside one call of a cluster connection (redirections, re-routing).
 const CLUSTER_RETRIES: u32 = 3;

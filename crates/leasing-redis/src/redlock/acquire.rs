@@ -2,15 +2,18 @@
 //! in parallel, the token is raised across the majority, and late answers are settled.
 
 use super::*;
+use crate::error::Op;
+use std::future::Future;
 
 impl RedlockLeaseProvider {
     fn remaining(sent_at: Instant, validity: Duration) -> Duration {
         validity.saturating_sub(sent_at.elapsed())
     }
 
-    /// The deadline of one server's call for a lease of `ttl`: a small fraction of the
-    /// TTL (as Redlock recommends), never more than `call_timeout`, so one slow or
-    /// blackholed server cannot eat a lease's validity.
+    /// The deadline of one server's acquire call for a lease of `ttl`: a small fraction of
+    /// the TTL (as Redlock recommends), never more than `call_timeout`, so one slow or
+    /// blackholed server cannot eat a lease's validity. Redlock's own arithmetic (inside
+    /// the core's deadline for the whole acquire).
     pub(super) fn per_server(&self, ttl: Duration) -> Duration {
         (ttl / PER_SERVER_FRACTION)
             .max(MIN_PER_SERVER)
@@ -70,7 +73,7 @@ impl RedlockLeaseProvider {
             if errors.len() > n - self.quorum {
                 break;
             }
-            match node.acquire(ask, limit()).await {
+            match bounded(name, limit(), node.acquire(ask)).await {
                 Ok(Some(g)) => {
                     answered[i] = true;
                     epochs[i] = Some(g.epoch);
@@ -117,7 +120,7 @@ impl RedlockLeaseProvider {
                         floor,
                         rest: &rest,
                     };
-                    let r = node.acquire(ask, lim).await;
+                    let r = bounded(&name, lim, node.acquire(ask)).await;
                     (i, r)
                 }
             })
@@ -162,7 +165,7 @@ impl RedlockLeaseProvider {
             let raised = join_all(
                 held.iter()
                     .filter(|h| h.1 < token)
-                    .map(|h| self.nodes[h.0].fence(name, lease_id, token, lim)),
+                    .map(|h| bounded(name, lim, self.nodes[h.0].fence(name, lease_id, token))),
             )
             .await;
             confirmed += raised.into_iter().filter(|r| matches!(r, Ok(true))).count();
@@ -183,10 +186,9 @@ impl RedlockLeaseProvider {
         self.release_uncertain(name, lease_id, &answered);
         let nodes = self.nodes.clone();
         let (name_s, id) = (name.to_owned(), lease_id.to_owned());
-        let wait = self.config.call_timeout;
         tokio::spawn(async move {
             while let Some((i, r)) = pending.next().await {
-                settle_late(&nodes[i], &name_s, &id, token, wait, r).await;
+                settle_late(&nodes[i], &name_s, &id, token, r).await;
             }
         });
         // The version records each server's epoch at the grant (empty for a server that
@@ -218,17 +220,29 @@ async fn settle_late(
     name: &str,
     lease_id: &str,
     token: u64,
-    wait: Duration,
     r: Result<Option<Granted>>,
 ) {
     let settled = match r {
         Ok(None) => Ok(false),
-        Ok(Some(_)) => node.fence(name, lease_id, token, wait).await,
+        Ok(Some(_)) => node.fence(name, lease_id, token).await,
         Err(_) => node.release(name, lease_id).await,
     };
     if let Err(e) = settled {
         tracing::debug!(error = %e, "settling a late Redlock answer failed");
     }
+}
+
+/// One server's call of the acquisition, within Redlock's per-server budget `limit`: past
+/// it the call is dropped (the node then checks who its server is before the next call)
+/// and the server counts as failed.
+async fn bounded<T>(
+    name: &str,
+    limit: Duration,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    tokio::time::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(crate::error::timeout(Op::Acquire, Some(name), limit)))
 }
 
 /// A server's call gets at most `ttl / PER_SERVER_FRACTION` …

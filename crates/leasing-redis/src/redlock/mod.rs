@@ -5,7 +5,7 @@ use crate::config::{redact_url, RedisConfig};
 use crate::ghost::{release_in_background, GhostGuard};
 use crate::listing::{scan_until_found, stale_cursor, Cursor};
 use crate::node::{Acquire, Granted, Node, Renewal};
-use crate::provider::{finite, grant_epochs, lease_info, lost, MAX_DURATION};
+use crate::provider::{finite, grant_epochs, lease_info, lost};
 use crate::record::{encode_rest, system_time_ms, RawInfo};
 use crate::releases::Releases;
 use futures::future::join_all;
@@ -179,13 +179,11 @@ impl RedlockLeaseProvider {
     }
 
     async fn do_renew(&self, grant: &LeaseGrant) -> Result<()> {
-        let ttl = finite(grant.duration);
-        let limit = self.per_server(ttl);
         let mut pending: FuturesUnordered<_> = self
             .nodes
             .iter()
             .zip(self.renewals(grant))
-            .map(|(n, r)| n.renew(r, limit))
+            .map(|(n, r)| n.renew(r))
             .collect();
         let n = self.nodes.len();
         let mut results = Vec::with_capacity(n);
@@ -207,17 +205,11 @@ impl RedlockLeaseProvider {
         let per_node: Vec<Vec<Renewal<'_>>> = (0..self.nodes.len())
             .map(|i| per_grant_items.iter().map(|r| r[i]).collect())
             .collect();
-        let shortest = grants
-            .iter()
-            .map(|g| finite(g.duration))
-            .min()
-            .unwrap_or(MAX_DURATION);
-        let limit = self.per_server(shortest);
         let mut pending: FuturesUnordered<_> = self
             .nodes
             .iter()
             .zip(&per_node)
-            .map(|(n, items)| n.renew_many(items, limit))
+            .map(|(n, items)| n.renew_many(items))
             .collect();
         let n = self.nodes.len();
         let mut per_grant: Vec<Vec<Result<bool>>> = grants.iter().map(|_| Vec::new()).collect();
@@ -315,7 +307,6 @@ impl RedlockLeaseProvider {
                 Cursor { space: 0, ..cursor },
                 &request.prefix,
                 request.limit,
-                self.config.call_timeout,
             )
             .await;
             let (names, next) = match scanned {
