@@ -6,7 +6,7 @@ use crate::connection::client;
 use crate::error::{map_err, timeout, Op};
 use crate::releases::{plan, Releases, CHECK_PERIOD};
 use futures::StreamExt;
-use leasing_abstractions::{LeaseError, Result};
+use leasing_abstractions::{Backoff, LeaseError, Result};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,10 @@ pub(crate) fn channel(prefix: &str, name: &str) -> String {
     format!("{prefix}{{{name}}}:released")
 }
 
+/// The pauses before a new subscription attempt: from 50 ms after a dropped subscription
+/// or the first failure, doubling up to 1 s while attempts fail, jittered.
+const PAUSES: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+
 /// Keeps one server's subscriptions equal to [`Releases::wanted`]: no connection until a
 /// waiter asks, reconnecting (with a fresh token when a credential is configured) whenever
 /// the subscription drops while wanted.
@@ -25,7 +29,7 @@ pub(crate) fn channel(prefix: &str, name: &str) -> String {
 /// all): after a failure or a dropped subscription the next one is tried.
 pub(crate) async fn subscriber(config: RedisConfig, urls: Vec<String>, releases: Arc<Releases>) {
     let mut changed = releases.watch();
-    let mut pause = Duration::from_millis(50);
+    let mut attempt = 0u32;
     // Never empty: one URL, or the cluster's seeds (validated non-empty).
     let mut next = 0;
     loop {
@@ -37,14 +41,14 @@ pub(crate) async fn subscriber(config: RedisConfig, urls: Vec<String>, releases:
         next += 1;
         match pubsub(&config, url).await {
             Ok(conn) => {
-                pause = Duration::from_millis(50);
+                attempt = 0;
                 serve(conn, &config.key_prefix, &releases, &mut changed).await;
                 tracing::debug!("release subscription dropped; reconnecting when wanted");
             }
             Err(e) => tracing::debug!(error = %e, "release subscription failed; retrying"),
         }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
+        attempt = attempt.saturating_add(1);
+        tokio::time::sleep(PAUSES.random(attempt)).await;
     }
 }
 
