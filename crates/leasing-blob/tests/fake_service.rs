@@ -35,6 +35,59 @@ fn count(seen: &Mutex<Vec<String>>, what: &str) -> usize {
         .count()
 }
 
+/// The core drops an acquisition at its deadline; if the service may already have granted
+/// the lease (the acquire answered, the stamp did not), the provider gives it back.
+#[tokio::test]
+async fn an_acquisition_dropped_at_its_deadline_gives_the_lease_back() {
+    let (url, seen) = serve(Arc::new(|t: &str| {
+        if t.starts_with("PUT") && t.contains("comp=lease") {
+            Answer(201, "", "x-ms-lease-id: x\r\n", "")
+        } else {
+            Answer(0, "", "", "")
+        }
+    }))
+    .await;
+    let p = provider(&url);
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+    let e = leasing_abstractions::provider::within(
+        deadline,
+        leasing_abstractions::Operation::Acquire,
+        p.try_acquire(&req()),
+    )
+    .await
+    .expect_err("the stamp never answers");
+    assert_eq!(e.kind(), ErrorKind::ProviderUnavailable, "{e}");
+    assert!(e.to_string().contains("within its deadline"), "{e}");
+    // Acquire, the stalled read, then the release in the background.
+    while count(&seen, "comp=lease") < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let log = seen.lock().expect("log").clone();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log[1].starts_with("HEAD"), "{log:?}");
+    assert!(
+        log[2].starts_with("PUT") && log[2].contains("comp=lease"),
+        "{log:?}"
+    );
+    // A contended answer (the lease is someone else's) gives nothing back.
+    let (url, seen) = serve_lease_ops(
+        Answer(409, "LeaseAlreadyPresent", "", ""),
+        Answer(0, "", "", ""),
+    )
+    .await;
+    assert!(provider(&url)
+        .try_acquire(&req())
+        .await
+        .expect("held")
+        .is_none());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        count(&seen, "comp=lease"),
+        1,
+        "no give-back for a refused acquire"
+    );
+}
+
 #[tokio::test]
 async fn a_failure_after_the_lease_was_taken_gives_the_lease_back() {
     let (url, seen) = serve(Arc::new(|t: &str| {

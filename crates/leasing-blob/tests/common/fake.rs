@@ -4,7 +4,8 @@
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// One scripted answer: status, `x-ms-error-code`, extra header lines, body.
+/// One scripted answer: status (0: no answer ever), `x-ms-error-code`, extra header lines,
+/// body.
 #[derive(Clone, Copy)]
 pub struct Answer(
     pub u16,
@@ -64,6 +65,10 @@ pub async fn serve(script: Script) -> (String, Arc<Mutex<Vec<String>>>) {
                         .to_owned();
                     log.lock().expect("log").push(target.clone());
                     let Answer(status, code, extra, body) = script(&target);
+                    if status == 0 {
+                        // Status 0: never answer (a stalled service).
+                        std::future::pending::<()>().await;
+                    }
                     let code = if code.is_empty() {
                         String::new()
                     } else {
