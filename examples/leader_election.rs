@@ -11,8 +11,9 @@
 //! The same code runs on Redis, Blob or Cosmos: build the manager over that provider.
 
 use distributed_leasing::election::{Election, ElectionEvent};
-use distributed_leasing::fault::{Fault, FaultInjectingProvider, Operation};
+use distributed_leasing::fault::{Fault, FaultInjectingProvider};
 use distributed_leasing::fence::{Fence, FencedResource, FencedWrite, InMemoryFencedResource};
+use distributed_leasing::Operation;
 use distributed_leasing::{InMemoryLeaseProvider, LeaseManager, LeaseOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

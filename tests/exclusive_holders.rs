@@ -6,7 +6,8 @@
 //! lost the lease. The test records, for every tenure, the instant it began and the instant
 //! the holder stopped trusting it, and checks that tenures never overlap.
 
-use distributed_leasing::fault::{Fault, FaultInjectingProvider, Operation};
+use distributed_leasing::fault::{Fault, FaultInjectingProvider};
+use distributed_leasing::Operation;
 use distributed_leasing::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, LeaseState};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

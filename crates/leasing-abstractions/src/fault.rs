@@ -2,7 +2,8 @@
 //! partitions, so code can be tested against lease loss.
 //!
 //! ```
-//! use leasing_abstractions::fault::{Fault, FaultInjectingProvider, Operation};
+//! use leasing_abstractions::fault::{Fault, FaultInjectingProvider};
+//! use leasing_abstractions::Operation;
 //! use leasing_abstractions::InMemoryLeaseProvider;
 //! use std::sync::Arc;
 //! let faulty = FaultInjectingProvider::new(Arc::new(InMemoryLeaseProvider::new()));
@@ -11,19 +12,20 @@
 //! control.set_partitioned(false);
 //! ```
 
-use crate::error::{LeaseError, Result};
-use crate::provider::{
+use crate::contract::{
     AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
     ProviderLayer,
 };
+use crate::error::{LeaseError, Result};
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// The provider operations faults can target: `try_acquire` (`Acquire`), `renew` and
-/// each grant of `renew_many` (`Renew`), `release`, `inspect`, `break_lease`, `list`.
-pub use crate::error::Operation;
+// Faults target provider operations by the root's `Operation`: `try_acquire` (`Acquire`),
+// `renew` and each grant of `renew_many` (`Renew`), `release`, `inspect`, `break_lease`,
+// `list`.
+use crate::error::Operation;
 
 /// A fault to inject into one call.
 #[derive(Debug, Clone, PartialEq, Eq)]

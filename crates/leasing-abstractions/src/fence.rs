@@ -34,9 +34,9 @@
 //! # Ok(()) }
 //! ```
 
+use crate::contract::BoxFuture;
 use crate::error::{LeaseError, Result};
 use crate::lease::Lease;
-use crate::provider::BoxFuture;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
@@ -197,20 +197,20 @@ macro_rules! fenced_resource {
                 fence: &'a $crate::fence::Fence,
                 key: &'a str,
                 value: &'a [u8],
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<$crate::fence::FencedWrite>> {
+            ) -> $crate::BoxFuture<'a, $crate::Result<$crate::fence::FencedWrite>> {
                 Box::pin(self.write_item(fence, key, value))
             }
             fn read<'a>(
                 &'a self,
                 key: &'a str,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<Vec<u8>>>> {
+            ) -> $crate::BoxFuture<'a, $crate::Result<Option<Vec<u8>>>> {
                 Box::pin(self.read_item(key))
             }
             fn highest<'a>(
                 &'a self,
                 key: &'a str,
                 name: &'a str,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<u64>>> {
+            ) -> $crate::BoxFuture<'a, $crate::Result<Option<u64>>> {
                 Box::pin(self.highest_of(key, name))
             }
         }

@@ -1,9 +1,9 @@
 //! Health checks: a provider probe and a check of the leases a manager holds.
 
+use crate::contract::{AcquireRequest, LeaseProvider};
 use crate::error::ErrorKind;
 use crate::lease::LeaseState;
 use crate::manager::LeaseManager;
-use crate::provider::{AcquireRequest, LeaseProvider};
 use crate::Metadata;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -76,7 +76,7 @@ pub async fn probe_provider(provider: &dyn LeaseProvider, timeout: Duration) -> 
         }
     };
     let deadline = crate::options::after(started, timeout);
-    let report = match crate::provider::bounded(deadline, run).await {
+    let report = match crate::contract::bounded(deadline, run).await {
         Some(Ok(true)) => {
             HealthReport::new(HealthStatus::Healthy, "probe lease acquired and released")
         }

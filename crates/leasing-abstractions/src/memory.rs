@@ -1,10 +1,10 @@
 //! [`InMemoryLeaseProvider`]: the full provider contract inside one process.
 
-use crate::error::{LeaseError, Result};
-use crate::provider::{
+use crate::contract::{
     AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
     ProviderCapabilities,
 };
+use crate::error::{LeaseError, Result};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};

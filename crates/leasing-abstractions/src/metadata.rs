@@ -1,17 +1,11 @@
-//! Lease metadata: who holds a lease, stored provider-natively.
-//!
-//! Keys follow the strictest backend's rule everywhere (Azure Blob metadata names are C#
-//! identifiers and case-insensitive): `[A-Za-z_][A-Za-z0-9_]*`, at most
-//! [`MAX_METADATA_KEY_LEN`] characters, unique without regard to case. Values are any
-//! UTF-8 text of at most [`MAX_METADATA_VALUE_BYTES`] bytes. At most
-//! [`MAX_METADATA_ENTRIES`] entries and [`MAX_METADATA_TOTAL_BYTES`] bytes of keys and
-//! values in all, which leaves room under Azure's 8 KiB metadata limit for the encoding of
-//! non-ASCII values and the provider's own fields.
+//! Lease metadata: who holds a lease, stored provider-natively (the rules are on
+//! [`validate_metadata`]).
 
 use crate::error::{LeaseError, Result};
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Metadata of a lease: string keys to string values, ordered by key.
+/// Metadata of a lease: string keys to string values, ordered by key (the rules are on
+/// [`validate_metadata`]).
 pub type Metadata = BTreeMap<String, String>;
 
 /// Most entries a lease's metadata may hold.
@@ -23,7 +17,15 @@ pub const MAX_METADATA_VALUE_BYTES: usize = 1024;
 /// Largest total of key and value bytes.
 pub const MAX_METADATA_TOTAL_BYTES: usize = 2048;
 
-/// Checks metadata against the rules in the [module docs](self).
+/// Checks metadata against the rules every backend shares.
+///
+/// Keys follow the strictest backend's rule everywhere (Azure Blob metadata names are C#
+/// identifiers and case-insensitive): `[A-Za-z_][A-Za-z0-9_]*`, at most
+/// [`MAX_METADATA_KEY_LEN`] characters, unique without regard to case. Values are any
+/// UTF-8 text of at most [`MAX_METADATA_VALUE_BYTES`] bytes. At most
+/// [`MAX_METADATA_ENTRIES`] entries and [`MAX_METADATA_TOTAL_BYTES`] bytes of keys and
+/// values in all, which leaves room under Azure's 8 KiB metadata limit for the encoding of
+/// non-ASCII values and the provider's own fields.
 ///
 /// # Errors
 /// `InvalidArgument` with field `metadata` naming the key and the rule broken.
@@ -99,11 +101,11 @@ fn validate_metadata_key(key: &str) -> Result<()> {
 /// default candidate identity.
 ///
 /// ```
-/// let id = leasing_abstractions::metadata::owner_id();
+/// let id = leasing_abstractions::owner_id();
 /// let (rest, random) = id.rsplit_once('-').unwrap();
 /// assert!(rest.ends_with(&format!("-{}", std::process::id())));
 /// assert_eq!(random.len(), 8);
-/// assert_ne!(id, leasing_abstractions::metadata::owner_id());
+/// assert_ne!(id, leasing_abstractions::owner_id());
 /// ```
 pub fn owner_id() -> String {
     let host = environment_metadata(None)

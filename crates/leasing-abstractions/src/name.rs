@@ -17,7 +17,10 @@ pub fn is_name_char(c: char) -> bool {
         || matches!(c, '-' | '_' | '.' | '~' | ':' | '/' | '@' | '%' | '+' | '=')
 }
 
-/// Checks a lease name against the rules above.
+/// Checks a lease name: 1–[`MAX_NAME_LEN`] characters from the set
+/// `A–Z a–z 0–9 - _ . ~ : / @ % + =` ([`is_name_char`]). The set is the intersection of
+/// what every backend stores without escaping (blob names, Redis keys, Cosmos ids minus
+/// `/`, which the Cosmos provider maps), so providers map names to keys one-to-one.
 ///
 /// # Errors
 /// [`ErrorKind::InvalidArgument`](crate::ErrorKind::InvalidArgument) naming the field

@@ -13,10 +13,10 @@
 //! renewal is retried after a jittered exponential backoff, never past the lease's safety
 //! deadline; a definitive `Lost` ends the lease at once.
 
+use crate::contract::{LeaseGrant, LeaseProvider};
 use crate::error::{ErrorKind, LeaseError, Operation, Result};
 use crate::lease::{LeaseHost, LeaseShared, LostReason, RenewOutcome};
 use crate::options::after;
-use crate::provider::{LeaseGrant, LeaseProvider};
 use crate::spans;
 use crate::telemetry::Metrics;
 use futures::FutureExt;
@@ -367,7 +367,7 @@ impl Scheduler {
             // (The provider is called inside the guarded future: a panic while building its
             // future is caught too.)
             let call = std::panic::AssertUnwindSafe(async {
-                crate::provider::bounded(deadline, provider.renew_many(&grants)).await
+                crate::contract::bounded(deadline, provider.renew_many(&grants)).await
             })
             .catch_unwind();
             let n = grants.len();
@@ -388,7 +388,7 @@ impl Scheduler {
                     n
                 ],
                 Ok(None) => vec![
-                    Err(crate::provider::deadline_passed(
+                    Err(crate::contract::deadline_passed(
                         Operation::Renew,
                         deadline.saturating_duration_since(sent),
                     ));

@@ -37,12 +37,12 @@
 //! `acquire` take a free permit only when nobody queues. `docs/recipes.md` gives the
 //! measured spread.
 
+use crate::contract::LeaseInfo;
 use crate::error::{ErrorKind, LeaseError, Operation, Result};
 use crate::lease::{Lease, LostReason};
 use crate::manager::LeaseManager;
 use crate::metadata::{validate_metadata, Metadata};
 use crate::options::{after, scale, AcquireOptions, LeaseDuration};
-use crate::provider::LeaseInfo;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;

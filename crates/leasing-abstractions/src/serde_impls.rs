@@ -4,8 +4,8 @@
 //! acquire timeout (`Option<Duration>`, `None` = no limit) is a human duration or
 //! `"infinite"` (`null` is read as `"infinite"` too).
 
+use crate::contract::LeaseExpiry;
 use crate::options::LeaseDuration;
-use crate::provider::LeaseExpiry;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,8 +1,8 @@
 //! The `tracing` spans of lease operations, built in one place: every span carries the
 //! same `lease.*` fields (see [`crate::telemetry`] for the names).
 
+use crate::contract::{AcquireRequest, LeaseGrant};
 use crate::error::Result;
-use crate::provider::{AcquireRequest, LeaseGrant};
 use crate::telemetry::{RESULT_SUCCESS, SPAN_ACQUIRE, SPAN_AUTO_RENEWAL, SPAN_RELEASE, SPAN_RENEW};
 use opentelemetry::trace::SpanContext;
 use tracing::Span;

@@ -1,9 +1,9 @@
 //! Checks every provider runs before it writes anything.
 
+use crate::contract::{AcquireRequest, ProviderCapabilities};
 use crate::error::Result;
 use crate::metadata::validate_metadata;
 use crate::name::validate_name;
-use crate::provider::{AcquireRequest, ProviderCapabilities};
 
 /// Validates an acquisition against the name and metadata rules and the provider's
 /// duration bounds. Providers call it first in `try_acquire`; the manager calls it before

@@ -2,7 +2,11 @@
 //! The core hands every provider call its deadline (`provider::deadline()`), drops the
 //! call when it passes with one error, and bounds the default `renew_many`.
 
-use leasing_abstractions::provider::{self, *};
+use leasing_abstractions::provider::{self, ProviderLayer};
+use leasing_abstractions::{
+    AcquireRequest, BoxFuture, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
+    ProviderCapabilities,
+};
 use leasing_abstractions::{
     ErrorKind, InMemoryLeaseProvider, LeaseError, LeaseManager, LeaseOptions, Metadata, Operation,
     Result,

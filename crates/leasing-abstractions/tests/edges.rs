@@ -3,7 +3,8 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -8,7 +8,8 @@ mod common;
 
 use common::*;
 use leasing_abstractions::election::{self, Election, ElectionEvent, IDENTITY_KEY};
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,8 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, FaultInjectingProvider, Operation};
+use leasing_abstractions::fault::{Fault, FaultInjectingProvider};
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::sync::Arc;
 use tokio::time::Instant;

@@ -5,8 +5,9 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
 use leasing_abstractions::provider::ProviderLayer;
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

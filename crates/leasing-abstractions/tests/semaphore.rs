@@ -6,8 +6,9 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
 use leasing_abstractions::semaphore::{Semaphore, MAX_PERMITS};
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
+use leasing_abstractions::telemetry::TelemetryOptions;
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;

@@ -7,7 +7,8 @@
 mod common;
 
 use common::*;
-use leasing_abstractions::fault::{Fault, Operation};
+use leasing_abstractions::fault::Fault;
+use leasing_abstractions::Operation;
 use leasing_abstractions::*;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -166,7 +166,7 @@ pub(crate) fn decode_value(stored: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use leasing_abstractions::name::is_name_char;
+    use leasing_abstractions::is_name_char;
 
     const ALPHABET: &str =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~:/@%+=";

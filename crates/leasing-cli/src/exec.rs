@@ -95,7 +95,7 @@ pub(crate) struct Timing {
 /// must fit in the slack between the two, or a renewal that is merely slow would stop the
 /// command.
 pub(crate) fn timing(duration: Duration, grace: Option<Duration>) -> Result<Timing, CliError> {
-    let window = distributed_leasing::options::safety_window(duration, THRESHOLD);
+    let window = distributed_leasing::safety_window(duration, THRESHOLD);
     let interval = duration / 3;
     if interval.is_zero() || window <= interval {
         return Err(CliError::usage(format!(
@@ -556,7 +556,7 @@ mod tests {
         // 3 ms: renewed every 1 ms, but trusted for less than that (the clock-drift
         // allowance takes 2 ms).
         let d = Duration::from_millis(3);
-        assert!(distributed_leasing::options::safety_window(d, THRESHOLD) <= d / 3);
+        assert!(distributed_leasing::safety_window(d, THRESHOLD) <= d / 3);
         let e = timing(d, None).unwrap_err();
         assert_eq!(e.code, exit::USAGE);
         assert_eq!(e.message, "--duration 3ms is too short to renew");

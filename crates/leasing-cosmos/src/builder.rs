@@ -267,7 +267,7 @@ impl CosmosLeaseProviderBuilder {
     }
 
     /// The `owner` written into each lease document (default
-    /// [`owner_id`](leasing_abstractions::metadata::owner_id): `{host}-{pid}-{8 hex digits}`).
+    /// [`owner_id`](leasing_abstractions::owner_id): `{host}-{pid}-{8 hex digits}`).
     ///
     /// # Examples
     ///
@@ -559,9 +559,7 @@ impl CosmosLeaseProviderBuilder {
                 container_name: self.container,
                 partition_key: self.partition_key,
                 call_timeout: self.call_timeout,
-                owner: self
-                    .owner
-                    .unwrap_or_else(leasing_abstractions::metadata::owner_id),
+                owner: self.owner.unwrap_or_else(leasing_abstractions::owner_id),
                 retention: self.retention,
                 renew_concurrency: self.renew_concurrency,
                 request_charge_centi: AtomicU64::new(0),

@@ -134,7 +134,7 @@ impl RedisLeaseProvider {
         };
         Ok(Self {
             node: [Arc::new(node)],
-            owner: leasing_abstractions::metadata::owner_id(),
+            owner: leasing_abstractions::owner_id(),
             config,
             releases,
             renew_now,

@@ -392,7 +392,7 @@ pub async fn rejects_bad_input(s: &Subject) {
     let mut big = Metadata::new();
     big.insert(
         "k".into(),
-        "v".repeat(leasing_abstractions::metadata::MAX_METADATA_VALUE_BYTES + 1),
+        "v".repeat(leasing_abstractions::MAX_METADATA_VALUE_BYTES + 1),
     );
     let opts = AcquireOptions::new;
     let mut cases = vec![

@@ -11,9 +11,10 @@
 
 use crate::conformance::Subject;
 use leasing_abstractions::election::{Election, Leadership};
-use leasing_abstractions::fault::{Fault, FaultInjectingProvider, Operation};
+use leasing_abstractions::fault::{Fault, FaultInjectingProvider};
 use leasing_abstractions::fence::{Fence, FencedResource, FencedWrite};
 use leasing_abstractions::semaphore::{Permit, Semaphore};
+use leasing_abstractions::Operation;
 use leasing_abstractions::{LeaseManager, LeaseOptions, LeaseProvider};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};

@@ -3,7 +3,8 @@
 //! `inspect`, a lazy listing cursor) passes; one that breaks a rule fails the check of
 //! that rule, with a message naming it.
 
-use leasing_abstractions::provider::{BoxFuture, ProviderLayer};
+use leasing_abstractions::provider::ProviderLayer;
+use leasing_abstractions::BoxFuture;
 use leasing_abstractions::{
     AcquireRequest, InMemoryLeaseProvider, LeaseError, LeaseExpiry, LeaseGrant, LeaseInfo,
     LeasePage, LeaseProvider, ListRequest, ProviderCapabilities, Result,

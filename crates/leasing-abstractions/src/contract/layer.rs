@@ -66,8 +66,8 @@ forward_provider!(Arc, Box);
 /// to the trait cannot be dropped by a wrapper.
 ///
 /// ```
-/// use leasing_abstractions::provider::*;
-/// use leasing_abstractions::{InMemoryLeaseProvider, LeaseError, Result};
+/// use leasing_abstractions::provider::ProviderLayer;
+/// use leasing_abstractions::{BoxFuture, InMemoryLeaseProvider, LeaseError, LeaseGrant, LeaseProvider, Result};
 /// #[derive(Debug)]
 /// struct NoRenewals(InMemoryLeaseProvider);
 /// impl ProviderLayer for NoRenewals {
@@ -141,47 +141,47 @@ pub trait ProviderLayer: Send + Sync + Debug + 'static {
 macro_rules! provider_layer {
     ($ty:ty) => {
         #[deny(clippy::missing_trait_methods)]
-        impl $crate::provider::LeaseProvider for $ty {
+        impl $crate::LeaseProvider for $ty {
             fn provider_name(&self) -> &'static str {
                 $crate::provider::ProviderLayer::provider_name(self)
             }
-            fn capabilities(&self) -> $crate::provider::ProviderCapabilities {
+            fn capabilities(&self) -> $crate::ProviderCapabilities {
                 $crate::provider::ProviderLayer::capabilities(self)
             }
             fn try_acquire<'a>(
                 &'a self,
-                request: &'a $crate::provider::AcquireRequest,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<$crate::provider::LeaseGrant>>> {
+                request: &'a $crate::AcquireRequest,
+            ) -> $crate::BoxFuture<'a, $crate::Result<Option<$crate::LeaseGrant>>> {
                 $crate::provider::ProviderLayer::try_acquire(self, request)
             }
             fn renew<'a>(
                 &'a self,
-                grant: &'a $crate::provider::LeaseGrant,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<()>> {
+                grant: &'a $crate::LeaseGrant,
+            ) -> $crate::BoxFuture<'a, $crate::Result<()>> {
                 $crate::provider::ProviderLayer::renew(self, grant)
             }
             fn renew_many<'a>(
                 &'a self,
-                grants: &'a [::std::sync::Arc<$crate::provider::LeaseGrant>],
-            ) -> $crate::provider::BoxFuture<'a, Vec<$crate::Result<()>>> {
+                grants: &'a [::std::sync::Arc<$crate::LeaseGrant>],
+            ) -> $crate::BoxFuture<'a, Vec<$crate::Result<()>>> {
                 $crate::provider::ProviderLayer::renew_many(self, grants)
             }
             fn release<'a>(
                 &'a self,
-                grant: &'a $crate::provider::LeaseGrant,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<()>> {
+                grant: &'a $crate::LeaseGrant,
+            ) -> $crate::BoxFuture<'a, $crate::Result<()>> {
                 $crate::provider::ProviderLayer::release(self, grant)
             }
             fn inspect<'a>(
                 &'a self,
                 name: &'a str,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<Option<$crate::provider::LeaseInfo>>> {
+            ) -> $crate::BoxFuture<'a, $crate::Result<Option<$crate::LeaseInfo>>> {
                 $crate::provider::ProviderLayer::inspect(self, name)
             }
             fn break_lease<'a>(
                 &'a self,
                 name: &'a str,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<bool>> {
+            ) -> $crate::BoxFuture<'a, $crate::Result<bool>> {
                 $crate::provider::ProviderLayer::break_lease(self, name)
             }
             fn release_notifications(
@@ -195,8 +195,8 @@ macro_rules! provider_layer {
             }
             fn list<'a>(
                 &'a self,
-                request: &'a $crate::provider::ListRequest,
-            ) -> $crate::provider::BoxFuture<'a, $crate::Result<$crate::provider::LeasePage>> {
+                request: &'a $crate::ListRequest,
+            ) -> $crate::BoxFuture<'a, $crate::Result<$crate::LeasePage>> {
                 $crate::provider::ProviderLayer::list(self, request)
             }
         }

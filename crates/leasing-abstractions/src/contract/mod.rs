@@ -439,8 +439,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// expansions (rust-lang/rust#157358), and branch coverage is how we prove the providers.
 ///
 /// ```
-/// use leasing_abstractions::provider::*;
-/// use leasing_abstractions::{LeaseError, Result};
+/// use leasing_abstractions::{
+///     AcquireRequest, BoxFuture, LeaseError, LeaseGrant, LeaseInfo, LeaseProvider,
+///     ProviderCapabilities, Result,
+/// };
 /// #[derive(Debug)]
 /// struct Down;
 /// impl LeaseProvider for Down {

@@ -36,13 +36,13 @@
 //! - [`ElectionEvent::Lost`] and [`ElectionEvent::Resigned`] are sent only for a term
 //!   this candidate won: a candidate that never led never hears "stopped leading".
 
+use crate::contract::{LeaseExpiry, LeaseInfo};
 use crate::error::{LeaseError, Result};
 use crate::health::{HealthReport, HealthStatus};
 use crate::lease::{Lease, LeaseShared, LeaseState, LostReason};
 use crate::manager::LeaseManager;
 use crate::metadata::{validate_metadata, Metadata};
 use crate::options::{AcquireOptions, LeaseDuration};
-use crate::provider::{LeaseExpiry, LeaseInfo};
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};

@@ -1,9 +1,9 @@
 //! [`Lease`]: the held lease, its state, events and loss signals.
 
+use crate::contract::{LeaseGrant, LeaseProvider};
 use crate::error::{LeaseError, Operation, Result};
 use crate::metadata::Metadata;
 use crate::options::{LeaseDuration, RenewalPolicy};
-use crate::provider::{LeaseGrant, LeaseProvider};
 use crate::spans;
 use crate::telemetry::{Metrics, RESULT_SUCCESS};
 use futures::FutureExt;
@@ -475,7 +475,7 @@ impl Lease {
             .unwrap_or_else(|| crate::options::after(sent, INFINITE_RENEW_TIMEOUT));
         // A panicking provider is a failed renewal here too, as in the renewal engine.
         let call = std::panic::AssertUnwindSafe(async {
-            crate::provider::bounded(deadline, s.ctx.provider().renew(&s.grant)).await
+            crate::contract::bounded(deadline, s.ctx.provider().renew(&s.grant)).await
         })
         .catch_unwind();
         let result = match call.instrument(span.clone()).await {
@@ -563,7 +563,7 @@ impl Drop for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::provider::AcquireRequest;
+    use crate::contract::AcquireRequest;
     use crate::telemetry::TelemetryOptions;
 
     struct Host {

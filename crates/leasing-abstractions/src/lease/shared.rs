@@ -202,7 +202,7 @@ impl LeaseShared {
         let span = spans::release(&self.grant, provider.provider_name());
         let deadline = crate::options::after(tokio::time::Instant::now(), timeout);
         let result =
-            crate::provider::within(deadline, Operation::Release, provider.release(&self.grant))
+            crate::contract::within(deadline, Operation::Release, provider.release(&self.grant))
                 .instrument(span.clone())
                 .await
                 .map_err(|e| e.or_lease(&self.grant.name, Some(&self.grant.lease_id)));

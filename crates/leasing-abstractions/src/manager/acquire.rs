@@ -176,7 +176,7 @@ impl LeaseManager {
         );
         tokio::spawn(
             async move {
-                let result = crate::provider::within(
+                let result = crate::contract::within(
                     call_deadline,
                     Operation::Acquire,
                     provider.try_acquire(&req),
@@ -339,7 +339,7 @@ async fn release_late(provider: &dyn LeaseProvider, grant: &LeaseGrant) {
         now,
         left.clamp(Duration::from_secs(1), Duration::from_secs(30)),
     );
-    let _ = crate::provider::within(deadline, Operation::Release, provider.release(grant)).await;
+    let _ = crate::contract::within(deadline, Operation::Release, provider.release(grant)).await;
 }
 
 /// After missing notifications, how soon a waiter looks again (not at once: under heavy

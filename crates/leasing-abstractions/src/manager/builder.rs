@@ -79,7 +79,7 @@ impl LeaseManagerBuilder {
     /// # Examples
     ///
     /// ```
-    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, TelemetryOptions};
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, telemetry::TelemetryOptions};
     /// # use std::sync::Arc;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// # use opentelemetry::metrics::MeterProvider as _;

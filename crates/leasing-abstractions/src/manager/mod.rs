@@ -1,12 +1,12 @@
 //! [`LeaseManager`]: acquires leases and runs their renewal.
 
+use crate::contract::{
+    AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
+};
 use crate::error::Operation;
 use crate::error::{ErrorKind, LeaseError, Result};
 use crate::lease::{Lease, LeaseShared};
 use crate::options::{after, safety_window, scale, AcquireOptions, LeaseOptions};
-use crate::provider::{
-    AcquireRequest, LeaseGrant, LeaseInfo, LeasePage, LeaseProvider, ListRequest,
-};
 use crate::renewal::Ctx;
 use crate::telemetry::{
     acquisition_failure_label, Metrics, TelemetryOptions, METER_NAME, RESULT_HELD, RESULT_SUCCESS,
@@ -53,7 +53,7 @@ impl LeaseManager {
     /// # Examples
     ///
     /// ```
-    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, TelemetryOptions};
+    /// # use leasing_abstractions::{InMemoryLeaseProvider, LeaseManager, LeaseOptions, telemetry::TelemetryOptions};
     /// # use std::{sync::Arc, time::Duration};
     /// # fn main() -> leasing_abstractions::Result<()> {
     /// let manager = LeaseManager::builder(Arc::new(InMemoryLeaseProvider::new()))
@@ -472,7 +472,7 @@ impl LeaseManager {
         call: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
         let deadline = crate::options::after(Instant::now(), self.options.call_timeout);
-        crate::provider::within(deadline, operation, call).await
+        crate::contract::within(deadline, operation, call).await
     }
 
     /// Snapshot of the leases acquired through this manager whose handles are alive:

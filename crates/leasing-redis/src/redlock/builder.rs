@@ -192,7 +192,7 @@ impl RedlockLeaseProviderBuilder {
             nodes,
             urls: self.urls.iter().map(|u| redact_url(u)).collect(),
             config: self.config,
-            owner: leasing_abstractions::metadata::owner_id(),
+            owner: leasing_abstractions::owner_id(),
             releases,
             renew_now,
         })
