@@ -3,8 +3,8 @@
 
 use crate::backend::{self, Slot};
 use crate::client::CLIENT_KEY;
+use crate::fleet::{Fleet, Run};
 use crate::opts::RunOpts;
-use crate::run::{Fleet, Run};
 use leasing_abstractions::LeaseProvider;
 use leasing_testkit::history::{mono_ns, Op, Record};
 use nix::sys::signal::{kill, Signal};

@@ -19,6 +19,7 @@
 mod backend;
 mod client;
 mod faults;
+mod fleet;
 mod handoff;
 mod opts;
 mod run;

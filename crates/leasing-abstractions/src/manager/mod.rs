@@ -25,6 +25,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 mod acquire;
 mod builder;
+mod health;
 
 use acquire::timeout_error;
 pub use builder::LeaseManagerBuilder;
