@@ -512,3 +512,50 @@ fn the_scheduler_restarts_when_its_runtime_is_gone() {
         );
     });
 }
+
+/// An infinite lease whose grant arrives after the caller stopped waiting is released too
+/// (it would otherwise hold the name for ever), within the 30 s bound of a late release.
+#[tokio::test(start_paused = true)]
+async fn a_late_grant_of_an_infinite_lease_is_released() {
+    let rig = rig(opts(30.0));
+    rig.faults
+        .script(Operation::Acquire, [Fault::Delay(secs(5.0))]);
+    let e = rig
+        .manager
+        .try_acquire_with(
+            "forever",
+            AcquireOptions::new()
+                .duration(LeaseDuration::Infinite)
+                .timeout(Some(secs(1.0))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    // The grant lands at 5 s and is released in the background.
+    tokio::time::sleep(secs(6.0)).await;
+    settle().await;
+    assert!(
+        rig.store
+            .inspect("forever")
+            .await
+            .expect("inspect")
+            .is_none(),
+        "the late infinite grant was released"
+    );
+}
+
+#[test]
+fn the_backoff_doubles_caps_and_never_drops_below_its_first_pause() {
+    let b = Backoff::new(secs(0.1), secs(0.35));
+    assert_eq!(
+        (1..=4).map(|k| b.pause(k)).collect::<Vec<_>>(),
+        [0.1, 0.2, 0.35, 0.35].map(secs)
+    );
+    for k in 1..10 {
+        let j = b.random(k);
+        assert!(j >= b.pause(k) / 2 && j <= b.pause(k), "{k}: {j:?}");
+    }
+    let flat = Backoff::new(secs(1.0), secs(0.5));
+    assert_eq!((flat.first(), flat.max()), (secs(1.0), secs(1.0)));
+    assert_eq!(flat.jittered(3, 1.0), secs(1.0));
+}

@@ -317,6 +317,9 @@ impl BlobLeaseProvider {
 /// failed stamp or a call dropped at its deadline never leaves the name locked. Releasing
 /// an id that holds nothing is harmless (the service refuses it).
 struct GiveBack {
+    /// The runtime the acquisition runs on (the HTTP transport needs one), for the
+    /// background release.
+    runtime: tokio::runtime::Handle,
     provider: BlobLeaseProvider,
     name: String,
     lease_id: String,
@@ -326,6 +329,7 @@ struct GiveBack {
 impl GiveBack {
     fn new(provider: &BlobLeaseProvider, name: &str, lease_id: &str) -> Self {
         Self {
+            runtime: tokio::runtime::Handle::current(),
             provider: provider.clone(),
             name: name.to_owned(),
             lease_id: lease_id.to_owned(),
@@ -347,17 +351,15 @@ impl Drop for GiveBack {
         if !self.armed {
             return;
         }
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let provider = self.provider.clone();
-            let name = std::mem::take(&mut self.name);
-            let lease_id = std::mem::take(&mut self.lease_id);
-            runtime.spawn(async move {
-                let blob = provider.blob(&name);
-                if let Err(e) = provider.release_id(&blob, &lease_id).await {
-                    tracing::debug!(error = %e, "could not give back an unreported blob lease");
-                }
-            });
-        }
+        let provider = self.provider.clone();
+        let name = std::mem::take(&mut self.name);
+        let lease_id = std::mem::take(&mut self.lease_id);
+        // Best effort: a failure leaves the lease to expire (an id that holds nothing is
+        // refused harmlessly).
+        self.runtime.spawn(async move {
+            let blob = provider.blob(&name);
+            let _ = provider.release_id(&blob, &lease_id).await;
+        });
     }
 }
 
