@@ -93,7 +93,7 @@ impl RedisFencedResource {
             check_key(key)?;
             leasing_abstractions::validate_name(fence.name())?;
             let item = self.item_key(key);
-            let mut cmd = SCRIPTS.fenced_write.evalsha(std::slice::from_ref(&item));
+            let mut cmd = SCRIPTS.fenced_write.evalsha(&[item.as_str()]);
             cmd.arg(format!("t:{}", fence.name()))
                 .arg(fence.token().to_string())
                 .arg(value);

@@ -19,6 +19,9 @@ pub(crate) struct RawInfo {
     pub(crate) metadata: Metadata,
 }
 
+use std::fmt;
+use std::io::Write;
+
 /// The `<rest>` of a record: owner and metadata.
 pub(crate) fn encode_rest(owner: &str, metadata: &Metadata) -> Vec<u8> {
     let size = owner.len()
@@ -29,8 +32,8 @@ pub(crate) fn encode_rest(owner: &str, metadata: &Metadata) -> Vec<u8> {
             .sum::<usize>();
     let mut out = Vec::with_capacity(size);
     let mut put = |s: &str| {
-        out.extend_from_slice(s.len().to_string().as_bytes());
-        out.push(b':');
+        // Written in place (no string per length): writing to a Vec cannot fail.
+        let _ = write!(out, "{}:", s.len());
         out.extend_from_slice(s.as_bytes());
     };
     put(owner);
@@ -42,12 +45,25 @@ pub(crate) fn encode_rest(owner: &str, metadata: &Metadata) -> Vec<u8> {
 }
 
 /// The lease id as the scripts match it: followed by the separator, so that an id that is
-/// a prefix of another never matches it.
-pub(crate) fn id_match(lease_id: &str) -> String {
-    let mut s = String::with_capacity(lease_id.len() + 1);
-    s.push_str(lease_id);
-    s.push('|');
-    s
+/// a prefix of another never matches it. A command argument written in place (no string
+/// per call: renewals send one per lease).
+#[derive(Clone, Copy)]
+pub(crate) struct IdMatch<'a>(pub(crate) &'a str);
+
+impl fmt::Display for IdMatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|", self.0)
+    }
+}
+
+impl redis::ToRedisArgs for IdMatch<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(self);
+    }
+}
+
+pub(crate) fn id_match(lease_id: &str) -> IdMatch<'_> {
+    IdMatch(lease_id)
 }
 
 /// Reads `<len>:<bytes>` strings until the end; `None` if malformed.
@@ -141,7 +157,13 @@ mod tests {
             assert_eq!(i.token, 7);
             assert!(i.metadata.is_empty());
         }
-        assert_eq!(id_match("abc"), "abc|");
+        assert_eq!(id_match("abc").to_string(), "abc|");
+        let mut cmd = redis::cmd("X");
+        cmd.arg(id_match("abc"));
+        assert_eq!(
+            cmd.args_iter().nth(1),
+            Some(redis::Arg::Simple(&b"abc|"[..]))
+        );
         assert_eq!(ttl_ms(Duration::ZERO), 1);
         assert_eq!(
             system_time_ms(1000),

@@ -22,10 +22,14 @@ impl Lua {
         self.script.get_hash()
     }
 
-    /// `EVALSHA <sha> <#keys> <keys…>`; the caller appends the arguments.
-    pub(crate) fn evalsha(&self, keys: &[String]) -> Cmd {
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.hash()).arg(keys.len()).arg(keys);
+    /// `EVALSHA <sha> <#keys> <keys…>`; the caller appends the arguments. The command's
+    /// buffers are sized for a lease script's call up front (no regrowth per argument).
+    pub(crate) fn evalsha(&self, keys: &[&str]) -> Cmd {
+        let mut cmd = Cmd::with_capacity(12, 384);
+        cmd.arg("EVALSHA")
+            .arg(self.hash())
+            .arg(keys.len())
+            .arg(keys);
         cmd
     }
 

@@ -361,7 +361,7 @@ impl Node {
         let info = ServerInfo::parse(&text);
         let promoted_for = if info.master && info.promoted && !id.fence.is_zero() {
             let key = format!("{}promoted:{}", self.prefix, info.replid);
-            let cmd = SCRIPTS.promoted.evalsha(std::slice::from_ref(&key));
+            let cmd = SCRIPTS.promoted.evalsha(&[key.as_str()]);
             let (at, now): (u64, u64) = self
                 .call(op, name, self.eval(&SCRIPTS.promoted, &key, cmd))
                 .await?;
@@ -416,7 +416,7 @@ impl Node {
         let epoch = self.epoch();
         let lua = &SCRIPTS.acquire;
         let key = self.lease_key(a.name);
-        let mut cmd = lua.evalsha(&[key.clone(), self.fence_key(a.name)]);
+        let mut cmd = lua.evalsha(&[&key, &self.fence_key(a.name)]);
         cmd.arg(a.lease_id)
             .arg(ttl_ms(a.ttl))
             .arg(a.floor)
@@ -441,7 +441,7 @@ impl Node {
     ) -> Result<Option<Granted>> {
         let lua = &SCRIPTS.acquire_fenced;
         let key = self.lease_key(a.name);
-        let mut cmd = lua.evalsha(&[key.clone(), self.fence_key(a.name), self.promoted_key(&key)]);
+        let mut cmd = lua.evalsha(&[&key, &self.fence_key(a.name), &self.promoted_key(&key)]);
         cmd.arg(a.lease_id)
             .arg(ttl_ms(a.ttl))
             .arg(a.floor)
@@ -468,7 +468,7 @@ impl Node {
     pub(crate) async fn fence(&self, name: &str, lease_id: &str, token: u64) -> Result<bool> {
         let lua = &SCRIPTS.fence;
         let key = self.lease_key(name);
-        let mut cmd = lua.evalsha(&[key.clone(), self.fence_key(name)]);
+        let mut cmd = lua.evalsha(&[&key, &self.fence_key(name)]);
         cmd.arg(id_match(lease_id))
             .arg(token)
             .arg(self.retention_ms);
@@ -485,7 +485,7 @@ impl Node {
     pub(crate) async fn release(&self, name: &str, lease_id: &str) -> Result<bool> {
         let lua = &SCRIPTS.release;
         let key = self.lease_key(name);
-        let mut cmd = lua.evalsha(std::slice::from_ref(&key));
+        let mut cmd = lua.evalsha(&[key.as_str()]);
         cmd.arg(id_match(lease_id))
             .arg(self.channel(name))
             .arg(name);
@@ -497,7 +497,7 @@ impl Node {
     pub(crate) async fn break_lease(&self, name: &str) -> Result<bool> {
         let lua = &SCRIPTS.breaks;
         let key = self.lease_key(name);
-        let mut cmd = lua.evalsha(std::slice::from_ref(&key));
+        let mut cmd = lua.evalsha(&[key.as_str()]);
         cmd.arg(self.channel(name)).arg(name);
         self.call(Op::Break, name, self.eval(lua, &key, cmd)).await
     }
@@ -506,7 +506,7 @@ impl Node {
     pub(crate) async fn inspect(&self, name: &str) -> Result<Option<RawInfo>> {
         let lua = &SCRIPTS.inspect;
         let key = self.lease_key(name);
-        let cmd = lua.evalsha(std::slice::from_ref(&key));
+        let cmd = lua.evalsha(&[key.as_str()]);
         let raw: Option<InspectReply> = self
             .call(Op::Inspect, name, self.eval(lua, &key, cmd))
             .await?;

@@ -15,7 +15,7 @@ impl Node {
         }
         let lua = &SCRIPTS.renew;
         let key = self.lease_key(r.name);
-        let mut cmd = lua.evalsha(std::slice::from_ref(&key));
+        let mut cmd = lua.evalsha(&[key.as_str()]);
         cmd.arg(id_match(r.lease_id)).arg(ttl_ms(r.ttl));
         self.call(Op::Renew, r.name, self.eval(lua, &key, cmd))
             .await
@@ -100,7 +100,7 @@ impl Node {
         }
         let mut pipe = redis::pipe();
         for r in items {
-            let mut cmd = SCRIPTS.renew.evalsha(&[self.lease_key(r.name)]);
+            let mut cmd = SCRIPTS.renew.evalsha(&[&self.lease_key(r.name)]);
             cmd.arg(id_match(r.lease_id)).arg(ttl_ms(r.ttl));
             pipe.add_command(cmd);
         }
