@@ -77,9 +77,9 @@ impl BlobLeaseProvider {
     pub(crate) async fn check_reachable(&self) -> Result<()> {
         let endpoint = self.inner.config.endpoint.as_str().to_owned();
         let blob = self.inner.container.blob_client("leasing-build-check");
-        let failure = match self.call(Op::Connect, blob.get_properties(None)).await {
+        let failure = match self.call(blob.get_properties(None)).await {
             Ok(_) => return Ok(()),
-            Err(Call::Failed(f)) => f,
+            Err(f) => f,
         };
         match (failure.status(), failure.code()) {
             // Reachable and authorized: the blob (or the container, created on first use)
@@ -117,10 +117,9 @@ impl BlobLeaseProvider {
     /// (`call_timeout`) does.
     async fn call<T>(
         &self,
-        _op: Op,
         fut: impl Future<Output = azure_core::Result<T>>,
-    ) -> std::result::Result<T, Call> {
-        fut.await.map_err(|e| Call::Failed(Failure::from_azure(&e)))
+    ) -> std::result::Result<T, Failure> {
+        fut.await.map_err(|e| Failure::from_azure(&e))
     }
 
     /// Creates the container; one that exists already (another process won the race) is
@@ -128,7 +127,6 @@ impl BlobLeaseProvider {
     async fn create_container(&self) -> Result<()> {
         let r = self
             .call(
-                Op::Connect,
                 self.inner
                     .container
                     .create(None::<BlobContainerClientCreateOptions<'_>>),
@@ -136,8 +134,8 @@ impl BlobLeaseProvider {
             .await;
         match r {
             Ok(_) => Ok(()),
-            Err(Call::Failed(f)) if f.code() == Some("ContainerAlreadyExists") => Ok(()),
-            Err(c) => Err(c.into_error(Op::Acquire)),
+            Err(f) if f.code() == Some("ContainerAlreadyExists") => Ok(()),
+            Err(f) => Err(map_failure(Op::Acquire, f)),
         }
     }
 
@@ -149,7 +147,6 @@ impl BlobLeaseProvider {
         };
         let r = self
             .call(
-                Op::Acquire,
                 blob.block_blob_client()
                     .upload(RequestContent::from(Vec::<u8>::new()), Some(options)),
             )
@@ -157,8 +154,8 @@ impl BlobLeaseProvider {
         match r {
             Ok(_) => Ok(()),
             // 409 BlobAlreadyExists; 412 LeaseIdMissing (it exists and is leased).
-            Err(Call::Failed(f)) if matches!(f.status(), Some(409 | 412)) => Ok(()),
-            Err(c) => Err(c.into_error(Op::Acquire)),
+            Err(f) if matches!(f.status(), Some(409 | 412)) => Ok(()),
+            Err(f) => Err(map_failure(Op::Acquire, f)),
         }
     }
 
@@ -177,13 +174,11 @@ impl BlobLeaseProvider {
             // From here the service may grant the lease: if the answer is lost or the call
             // dropped (its deadline passed), the guard gives it back.
             guard.arm();
-            let r = self
-                .call(Op::Acquire, blob.acquire_lease(seconds, Some(options)))
-                .await;
+            let r = self.call(blob.acquire_lease(seconds, Some(options))).await;
             match r {
                 Ok(_) => break sent_at,
                 // Held, or being broken with a break period by someone else: not ours.
-                Err(Call::Failed(f))
+                Err(f)
                     if matches!(
                         f.code(),
                         Some("LeaseAlreadyPresent" | "LeaseIsBreakingAndCannotBeAcquired")
@@ -192,7 +187,7 @@ impl BlobLeaseProvider {
                     guard.disarm();
                     return Ok(None);
                 }
-                Err(Call::Failed(f))
+                Err(f)
                     if setups < 2
                         && matches!(f.code(), Some("BlobNotFound" | "ContainerNotFound")) =>
                 {
@@ -203,7 +198,7 @@ impl BlobLeaseProvider {
                     }
                     self.create_blob(&blob).await?;
                 }
-                Err(c) => return Err(c.into_error(Op::Acquire)),
+                Err(f) => return Err(map_failure(Op::Acquire, f)),
             }
         };
         // We hold the blob lease; if the token cannot be written (or the call is dropped
@@ -224,9 +219,9 @@ impl BlobLeaseProvider {
         sent_at: Instant,
     ) -> Result<LeaseGrant> {
         let props = self
-            .call(Op::Acquire, blob.get_properties(None))
+            .call(blob.get_properties(None))
             .await
-            .map_err(|c| c.into_error(Op::Acquire))?;
+            .map_err(|f| map_failure(Op::Acquire, f))?;
         let stored = read_stored(&props.metadata().unwrap_or_default());
         let now = service_date(props.headers()).unwrap_or_else(SystemTime::now);
         // Strictly above the previous token, and at least the service's clock in µs, so a
@@ -238,9 +233,9 @@ impl BlobLeaseProvider {
             ..Default::default()
         };
         let written = self
-            .call(Op::Acquire, blob.set_metadata(&md, Some(options)))
+            .call(blob.set_metadata(&md, Some(options)))
             .await
-            .map_err(|c| c.into_error(Op::Acquire))?;
+            .map_err(|f| map_failure(Op::Acquire, f))?;
         let grant = LeaseGrant::new(request, lease_id, token, now, sent_at);
         let etag = written
             .headers()
@@ -254,30 +249,30 @@ impl BlobLeaseProvider {
 
     async fn release_id(&self, blob: &BlobClient, lease_id: &str) -> Result<()> {
         let r = self
-            .call(Op::Release, blob.release_lease(lease_id.to_owned(), None))
+            .call(blob.release_lease(lease_id.to_owned(), None))
             .await;
         match r {
             Ok(_) => Ok(()),
             // Not ours any more, or gone: nothing to release.
-            Err(Call::Failed(f)) if matches!(f.status(), Some(404 | 409 | 412)) => Ok(()),
-            Err(c) => Err(c.into_error(Op::Release)),
+            Err(f) if matches!(f.status(), Some(404 | 409 | 412)) => Ok(()),
+            Err(f) => Err(map_failure(Op::Release, f)),
         }
     }
 
     async fn renew_one(&self, grant: &LeaseGrant) -> Result<()> {
         let blob = self.blob(&grant.name);
-        self.call(Op::Renew, blob.renew_lease(grant.lease_id.clone(), None))
+        self.call(blob.renew_lease(grant.lease_id.clone(), None))
             .await
             .map(|_| ())
-            .map_err(|c| c.into_error(Op::Renew))
+            .map_err(|f| map_failure(Op::Renew, f))
     }
 
     async fn inspect_name(&self, name: &str) -> Result<Option<LeaseInfo>> {
         let blob = self.blob(name);
-        let props = match self.call(Op::Inspect, blob.get_properties(None)).await {
+        let props = match self.call(blob.get_properties(None)).await {
             Ok(p) => p,
-            Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(None),
-            Err(c) => return Err(c.into_error(Op::Inspect)),
+            Err(f) if f.status() == Some(404) => return Ok(None),
+            Err(f) => return Err(map_failure(Op::Inspect, f)),
         };
         if props.lease_status().ok().flatten() != Some(LeaseStatus::Locked) {
             return Ok(None);
@@ -291,10 +286,10 @@ impl BlobLeaseProvider {
         let blob = self.blob(name);
         // The service also answers 202 to breaking a lease that is already broken or
         // expired, so ask first whether one is held (an operator call: 2 round trips).
-        let props = match self.call(Op::Break, blob.get_properties(None)).await {
+        let props = match self.call(blob.get_properties(None)).await {
             Ok(p) => p,
-            Err(Call::Failed(f)) if f.status() == Some(404) => return Ok(false),
-            Err(c) => return Err(c.into_error(Op::Break)),
+            Err(f) if f.status() == Some(404) => return Ok(false),
+            Err(f) => return Err(map_failure(Op::Break, f)),
         };
         if props.lease_status().ok().flatten() != Some(LeaseStatus::Locked) {
             return Ok(false);
@@ -303,11 +298,11 @@ impl BlobLeaseProvider {
             break_period: Some(0),
             ..Default::default()
         };
-        match self.call(Op::Break, blob.break_lease(Some(options))).await {
+        match self.call(blob.break_lease(Some(options))).await {
             Ok(_) => Ok(true),
             // Released or deleted since we looked (404, 409 LeaseNotPresentWithLeaseOperation).
-            Err(Call::Failed(f)) if matches!(f.status(), Some(404 | 409)) => Ok(false),
-            Err(c) => Err(c.into_error(Op::Break)),
+            Err(f) if matches!(f.status(), Some(404 | 409)) => Ok(false),
+            Err(f) => Err(map_failure(Op::Break, f)),
         }
     }
 }
@@ -360,19 +355,6 @@ impl Drop for GiveBack {
             let blob = provider.blob(&name);
             let _ = provider.release_id(&blob, &lease_id).await;
         });
-    }
-}
-
-/// A call that failed.
-enum Call {
-    Failed(Failure),
-}
-
-impl Call {
-    fn into_error(self, op: Op) -> LeaseError {
-        match self {
-            Call::Failed(f) => map_failure(op, f),
-        }
     }
 }
 
