@@ -92,7 +92,7 @@ mod tests {
         assert_eq!(b.jittered(1, 0.5), Duration::from_micros(7500));
         for k in 1..40 {
             let r = b.random(k);
-            assert!(r >= b.pause(k) / 2 && r <= b.pause(k), "{k}: {r:?}");
+            assert!((b.pause(k) / 2..=b.pause(k)).contains(&r), "{k}: {r:?}");
         }
         // A huge first pause does not overflow.
         let huge = Backoff::new(Duration::MAX / 2, Duration::MAX);

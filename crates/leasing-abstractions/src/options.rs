@@ -549,7 +549,7 @@ mod tests {
             for _ in 0..100 {
                 let j = p.backoff().jittered(a, rng.f64());
                 assert!(
-                    j >= p.backoff().pause(a) / 2 && j <= p.backoff().pause(a),
+                    (p.backoff().pause(a) / 2..=p.backoff().pause(a)).contains(&j),
                     "{a}: {j:?}"
                 );
             }
@@ -587,7 +587,8 @@ mod tests {
             o.validate().unwrap_or_else(|e| panic!("{d:?}: {e}"));
             let p = o.renewal_policy(d.into()).unwrap().unwrap();
             assert_eq!(p.max_retries, None, "{d:?}: retries until the deadline");
-            assert!(p.retry_interval > Duration::ZERO && p.retry_interval < d - p.interval);
+            assert!(p.retry_interval > Duration::ZERO, "{d:?}");
+            assert!(p.retry_interval < d - p.interval, "{d:?}");
             assert!(p.retry_interval <= Duration::from_millis(500));
         }
         let p = LeaseOptions::default()

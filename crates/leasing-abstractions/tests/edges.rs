@@ -559,3 +559,18 @@ fn the_backoff_doubles_caps_and_never_drops_below_its_first_pause() {
     assert_eq!((flat.first(), flat.max()), (secs(1.0), secs(1.0)));
     assert_eq!(flat.jittered(3, 1.0), secs(1.0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_retry_interval_override_is_refused_before_any_call() {
+    let rig = rig(opts(30.0));
+    let e = rig
+        .manager
+        .acquire_with("job", AcquireOptions::new().retry_interval(secs(0.0)))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(e.field(), Some("retry_interval"));
+    assert_eq!(e.operation(), Some(Operation::Acquire));
+    assert_eq!(e.lease_name(), Some("job"));
+    assert_eq!(rig.faults.calls(Operation::Acquire), 0, "no call was made");
+}
