@@ -37,7 +37,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
     crates/leasing-abstractions/src/manager/mod.rs crates/leasing-abstractions/src/manager/acquire.rs
     crates/leasing-abstractions/src/options.rs
     crates/leasing-abstractions/src/backoff.rs
-    crates/leasing-abstractions/src/provider/deadline.rs
+    crates/leasing-abstractions/src/contract/deadline.rs
     crates/leasing-testkit/src/checker/mod.rs crates/leasing-testkit/src/checker/rules.rs
   )
 fi
