@@ -27,6 +27,16 @@ pub fn safety_window(duration: Duration, threshold: f64) -> Duration {
 /// saturates instead of panicking.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
+/// How long a call about an infinite lease may take: it has no safety window to derive a
+/// deadline from (a manual renewal, an acquisition's own call).
+pub(crate) const INFINITE_CALL_BOUND: Duration = Duration::from_secs(30);
+
+/// The bound of a release call from the validity `left`: at least 1 s (a release must get
+/// a chance), at most 30 s (past that the backend expires the lease anyway).
+pub(crate) fn release_bound(left: Duration) -> Duration {
+    left.clamp(Duration::from_secs(1), Duration::from_secs(30))
+}
+
 /// `at + d`, saturating at a far-future instant instead of overflowing.
 pub(crate) fn after(at: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
     at.checked_add(d.min(FAR_FUTURE))

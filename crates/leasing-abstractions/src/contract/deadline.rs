@@ -88,7 +88,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_call_sees_its_deadline_and_is_dropped_when_it_passes() {
-        let at = Instant::now() + Duration::from_secs(2);
+        let at = crate::options::after(Instant::now(), Duration::from_secs(2));
         let left = within(at, Operation::Inspect, async { Ok(time_left()) })
             .await
             .unwrap();
@@ -113,7 +113,7 @@ mod tests {
         assert_eq!(time_left(), None);
         // Past it: zero left, not a panic.
         let seen = within(
-            Instant::now() + Duration::from_millis(5),
+            crate::options::after(Instant::now(), Duration::from_millis(5)),
             Operation::Renew,
             async {
                 tokio::time::sleep(Duration::from_millis(3)).await;

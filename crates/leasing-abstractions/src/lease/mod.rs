@@ -22,10 +22,6 @@ mod state;
 pub(crate) use shared::{LeaseHost, LeaseShared, RenewOutcome};
 pub use state::{LeaseEvent, LeaseState, LostReason};
 
-/// How long a manual [`Lease::renew`] of an infinite lease (which has no safety deadline
-/// to bound the call) waits for the backend's answer.
-const INFINITE_RENEW_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// A held lease.
 ///
 /// It renews itself in the background (unless auto-renewal is off or the lease is
@@ -472,7 +468,7 @@ impl Lease {
         let sent = Instant::now();
         let deadline = s
             .safety_deadline()
-            .unwrap_or_else(|| crate::options::after(sent, INFINITE_RENEW_TIMEOUT));
+            .unwrap_or_else(|| crate::options::after(sent, crate::options::INFINITE_CALL_BOUND));
         // A panicking provider is a failed renewal here too, as in the renewal engine.
         let call = std::panic::AssertUnwindSafe(async {
             crate::contract::bounded(deadline, s.ctx.provider().renew(&s.grant)).await

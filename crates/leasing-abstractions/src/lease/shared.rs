@@ -380,9 +380,7 @@ impl LeaseShared {
 
     /// How long a release call may take: the validity left, within [1 s, 30 s].
     pub(crate) fn release_timeout(&self) -> Duration {
-        self.remaining()
-            .unwrap_or(Duration::MAX)
-            .clamp(Duration::from_secs(1), Duration::from_secs(30))
+        crate::options::release_bound(self.remaining().unwrap_or(Duration::MAX))
     }
 }
 

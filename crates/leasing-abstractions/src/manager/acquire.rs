@@ -172,7 +172,7 @@ impl LeaseManager {
             request
                 .duration
                 .as_finite()
-                .unwrap_or(Duration::from_secs(30)),
+                .unwrap_or(crate::options::INFINITE_CALL_BOUND),
         );
         tokio::spawn(
             async move {
@@ -240,7 +240,7 @@ impl LeaseManager {
         let window = request
             .duration
             .as_finite()
-            .map_or(Duration::from_secs(30), |d| {
+            .map_or(crate::options::INFINITE_CALL_BOUND, |d| {
                 safety_window(d, self.options.auto_renew_safety_threshold)
             });
         after(started, window)
@@ -335,10 +335,7 @@ async fn release_late(provider: &dyn LeaseProvider, grant: &LeaseGrant) {
     let left = grant.duration.as_finite().map_or(Duration::MAX, |d| {
         after(grant.sent_at, d).saturating_duration_since(now)
     });
-    let deadline = after(
-        now,
-        left.clamp(Duration::from_secs(1), Duration::from_secs(30)),
-    );
+    let deadline = after(now, crate::options::release_bound(left));
     let _ = crate::contract::within(deadline, Operation::Release, provider.release(grant)).await;
 }
 
