@@ -259,14 +259,16 @@ pub async fn cluster_slots(c: &mut redis::aio::MultiplexedConnection) -> Vec<Slo
         .collect()
 }
 
-/// Whether the lease `name` has a key on the server at `url`.
+/// Whether the lease `name` is held on the server at `url` (its key holds a lease).
 pub async fn exists(url: &str, name: &str) -> bool {
     let mut c = raw(url).await;
-    redis::cmd("EXISTS")
+    let v: Option<String> = redis::cmd("GET")
         .arg(format!("lease:{{{name}}}"))
         .query_async(&mut c)
         .await
-        .expect("exists")
+        .expect("get");
+    // A released lease leaves a tombstone, `~<token>`: not held.
+    v.is_some_and(|v| !v.starts_with('~'))
 }
 
 /// A Redlock provider over the first two servers of `LEASING_REDLOCK_URLS` and three more
