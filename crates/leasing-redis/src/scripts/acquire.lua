@@ -14,27 +14,20 @@
 -- max(last + 1, floor + 1): it never goes back while the tombstone lives, and after it is
 -- gone (the lease expired, the name was idle, a restart without persistence, a promoted
 -- replica that missed it) it still rises with the server clock.
-local FOREIGN = 'ERR the lease key holds no lease record of this version: another program, '
-  .. 'or a leasing-redis client older than the tombstone format, uses this key prefix'
 local v = redis.call('GET', KEYS[1])
 local last = 0
 if v then
-  local b = string.byte(v, 1)
-  if b ~= 126 then
-    -- Not a lease of this format: refused loudly, never taken over (an older version's
-    -- client marks a tombstone waited, '1<token>', which has no '|').
-    if (b ~= 48 and b ~= 49) or not string.find(v, '|', 2, true) then
-      return redis.error_reply(FOREIGN)
-    end
-    -- Held. Someone is about to wait for this name: its release must be announced.
-    if b == 48 then
+  if string.byte(v, 1) ~= 126 then
+    -- Held (by a lease of ours, or by a record we cannot read: never taken over).
+    -- Someone is about to wait for this name: its release must be announced.
+    if string.byte(v, 1) ~= 49 then
       redis.call('SETRANGE', KEYS[1], 0, '1')
     end
     return false
   end
   last = tonumber(string.sub(v, 2))
   if not last then
-    return redis.error_reply(FOREIGN)
+    return redis.error_reply('ERR lease tombstone is not a token: ' .. string.sub(v, 1, 40))
   end
 end
 local t = redis.call('TIME')
