@@ -92,13 +92,6 @@ mod tests {
         assert!(writes.contains("string.format('%d', now_ms)"));
         assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4], 'GET')"));
         assert!(writes.contains("redis.call('SET', KEYS[2], token_s, 'PX', ARGV[4])"));
-        // A tombstone stores the token's text as the lease record held it.
-        for script in [
-            include_str!("scripts/release.lua"),
-            include_str!("scripts/break.lua"),
-        ] {
-            assert!(script.contains("redis.pcall('SET', KEYS[1], '~' .. token, 'PX'"));
-        }
         // fence.lua stores its argument (a string) as it came.
         assert!(include_str!("scripts/fence.lua")
             .contains("redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])"));

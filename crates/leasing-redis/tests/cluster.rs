@@ -91,11 +91,12 @@ async fn names_land_on_every_master_and_one_renew_many_renews_them_all() {
             .expect("free");
         let key = format!("lease:{{{name}}}");
         let master = owner_of(&mut admin, &owners, &key).await;
-        // The lease lives on that master; no fencing counter beside it (the lease key
-        // keeps the last token as a tombstone once released).
+        // The lease and its fencing counter live on that master, as one slot.
         let fence = format!("lease:{{{name}}}:fence");
-        let counters: i64 = on_node(&master, redis::cmd("EXISTS").arg(&fence)).await;
-        assert_eq!(counters, 0, "a counter beside {key}");
+        assert_eq!(
+            keyslot(&mut admin, &key).await,
+            keyslot(&mut admin, &fence).await
+        );
         let held: String = on_node(&master, redis::cmd("GET").arg(&key)).await;
         assert_eq!(held.get(1..=g.lease_id.len()), Some(g.lease_id.as_str()));
         by_master.entry(master).or_default().push(key);
@@ -183,8 +184,8 @@ async fn a_script_may_declare_keys_of_other_hash_tags_in_the_same_slot() {
     let Some(urls) = cluster_urls() else { return };
     let owners = slot_owners(&urls[0]).await;
     let mut admin = raw(&urls[0]).await;
-    // What the fenced acquire declares: the lease and the slot's marker, whose hash tag
-    // (a number) differs from the name's. Redis Cluster checks slots, not tags.
+    // What the fenced acquire declares: lease, counter and the slot's marker, whose hash
+    // tag (a number) differs from the name's. Redis Cluster checks slots, not tags.
     let name = unique("cross-tag");
     let lease = format!("lease:{{{name}}}");
     let marker = marker_key(&lease);
@@ -194,9 +195,9 @@ async fn a_script_may_declare_keys_of_other_hash_tags_in_the_same_slot() {
         keyslot(&mut admin, &lease).await
     );
     let owner = owner_of(&mut admin, &owners, &lease).await;
-    let script = "redis.call('SET', KEYS[2], 'x', 'PX', 60000) return redis.call('GET', KEYS[2])";
-    let keys = [lease.clone(), marker.clone()];
-    let got: String = on_node(&owner, redis::cmd("EVAL").arg(script).arg(2).arg(&keys)).await;
+    let script = "redis.call('SET', KEYS[3], 'x', 'PX', 60000) return redis.call('GET', KEYS[3])";
+    let keys = [lease.clone(), format!("{lease}:fence"), marker.clone()];
+    let got: String = on_node(&owner, redis::cmd("EVAL").arg(script).arg(3).arg(&keys)).await;
     assert_eq!(got, "x");
     let _: i64 = on_node(&owner, redis::cmd("DEL").arg(&marker)).await;
     // The contrast: a key of another slot is refused (CROSSSLOT), whatever the node.
@@ -210,8 +211,9 @@ async fn a_script_may_declare_keys_of_other_hash_tags_in_the_same_slot() {
     let mut c = raw(&format!("redis://{owner}")).await;
     let e = redis::cmd("EVAL")
         .arg(script)
-        .arg(2)
+        .arg(3)
         .arg(&lease)
+        .arg(format!("{lease}:fence"))
         .arg(&elsewhere)
         .query_async::<String>(&mut c)
         .await

@@ -225,22 +225,15 @@ async fn an_idle_name_leaves_no_keys_and_its_next_token_is_higher() {
     let g1 = p.try_acquire(&req).await.expect("acquire").expect("free");
     p.release(&g1).await.expect("release");
     let mut c = raw(&url).await;
-    // The release left a tombstone with the token, which expires with the retention.
-    let lease_key = format!("lease:{{{name}}}");
-    let tombstone: String = redis::cmd("GET")
-        .arg(&lease_key)
-        .query_async(&mut c)
-        .await
-        .expect("get");
-    assert_eq!(tombstone, format!("~{}", g1.fencing_token));
+    let fence_key = format!("lease:{{{name}}}:fence");
     let pttl: i64 = redis::cmd("PTTL")
-        .arg(&lease_key)
+        .arg(&fence_key)
         .query_async(&mut c)
         .await
         .expect("pttl");
     assert!(
         (1..=300).contains(&pttl),
-        "the tombstone expires with the retention: {pttl}"
+        "the counter expires with the retention: {pttl}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -256,7 +249,7 @@ async fn an_idle_name_leaves_no_keys_and_its_next_token_is_higher() {
     let g2 = p.try_acquire(&req).await.expect("acquire").expect("free");
     assert!(
         g2.fencing_token > g1.fencing_token,
-        "the token after the tombstone expired went back: {} ≤ {}",
+        "the token after the counter expired went back: {} ≤ {}",
         g2.fencing_token,
         g1.fencing_token
     );
@@ -640,30 +633,34 @@ async fn server_ms(c: &mut redis::aio::MultiplexedConnection) -> u64 {
     s * 1000 + us / 1000
 }
 
-/// Copies the record of `name` from `from` to `to` with the same TTL (a replica that did
-/// receive the grant).
+/// Copies the record and counter of `name` from `from` to `to` with the same TTL (a
+/// replica that did receive the grant).
 async fn copy_lease(from: &str, to: &str, name: &str) {
     let (mut a, mut b) = (raw(from).await, raw(to).await);
-    let key = format!("lease:{{{name}}}");
-    let v: Option<String> = redis::cmd("GET")
-        .arg(&key)
-        .query_async(&mut a)
-        .await
-        .expect("get");
-    let ttl: i64 = redis::cmd("PTTL")
-        .arg(&key)
-        .query_async(&mut a)
-        .await
-        .expect("pttl");
-    let v = v.expect("the key exists");
-    let _: () = redis::cmd("SET")
-        .arg(&key)
-        .arg(v)
-        .arg("PX")
-        .arg(ttl.max(1))
-        .query_async(&mut b)
-        .await
-        .expect("set");
+    for key in [
+        format!("lease:{{{name}}}"),
+        format!("lease:{{{name}}}:fence"),
+    ] {
+        let v: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut a)
+            .await
+            .expect("get");
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut a)
+            .await
+            .expect("pttl");
+        let v = v.expect("the key exists");
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg(v)
+            .arg("PX")
+            .arg(ttl.max(1))
+            .query_async(&mut b)
+            .await
+            .expect("set");
+    }
 }
 
 /// Long enough for a provider's watcher to see a server that went away answer again (it

@@ -580,7 +580,6 @@ async fn redlock_fencing_survives_lost_counters_and_uneven_servers() {
         let mut c = raw(u).await;
         let _: () = redis::cmd("DEL")
             .arg(format!("lease:{{{name}}}:fence"))
-            .arg(format!("lease:{{{name}}}"))
             .query_async(&mut c)
             .await
             .expect("del");
@@ -995,8 +994,8 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     let p = common::connect(&url).await;
     let name = unique("fmt-1e8");
     let mut c = raw(&url).await;
-    // A tombstone just below a multiple of 1e8 that is ahead of the server clock (tokens are
-    // max(last + 1, clock µs)), so the next token is that multiple.
+    // A counter just below a multiple of 1e8 that is ahead of the server clock (tokens are
+    // max(counter + 1, clock µs)), so the next token is that multiple.
     let want = next_multiple_of_1e8_ahead_of_the_clock();
     let g = grant_after_counter(&p, &mut c, &name, want).await;
     let info = p.inspect(&name).await.expect("inspect").expect("held");
@@ -1068,27 +1067,17 @@ async fn tokens_that_are_multiples_of_1e8_are_stored_exactly() {
     }
 }
 
-/// Leaves `name` (on the server of `c`) released at one below `want` (a tombstone, and a
-/// Redlock server's counter), then acquires `name` from `p`: the grant must carry `want`
-/// exactly.
+/// Sets the fencing counter of `name` (on the server of `c`) to one below `want`, then
+/// acquires `name` from `p`: the grant must carry `want` exactly.
 async fn grant_after_counter(
     p: &impl LeaseProvider,
     c: &mut redis::aio::MultiplexedConnection,
     name: &str,
     want: u64,
 ) -> LeaseGrant {
-    let last = (want - 1).to_string();
     let _: () = redis::cmd("SET")
         .arg(format!("lease:{{{name}}}:fence"))
-        .arg(&last)
-        .query_async(c)
-        .await
-        .expect("set");
-    let _: () = redis::cmd("SET")
-        .arg(format!("lease:{{{name}}}"))
-        .arg(format!("~{last}"))
-        .arg("PX")
-        .arg(60_000)
+        .arg((want - 1).to_string())
         .query_async(c)
         .await
         .expect("set");

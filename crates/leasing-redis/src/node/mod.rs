@@ -32,12 +32,8 @@ use cluster_fence::{slot_tag, ClusterFence};
 pub(crate) struct Node {
     pub(crate) conn: Conn,
     pub(crate) prefix: String,
-    /// How long a released lease's tombstone (and a Redlock server's fencing counter)
-    /// lives, in ms: `fence_retention`.
+    /// How long a fencing counter outlives its last grant, in ms.
     retention_ms: u64,
-    /// A Redlock server: it keeps a fencing counter beside each lease (`{prefix}{<name>}:fence`),
-    /// which outlives an expired lease.
-    counter: bool,
     /// Identity checks and the restart fence (one server; in cluster mode no identity
     /// checks: a renewal on a promoted node that lacks the lease finds no key, `Lost`).
     identity: Option<Arc<Identity>>,
@@ -116,17 +112,15 @@ impl Drop for Unanswered<'_> {
 }
 
 impl Node {
-    /// Connects to `url`. A `redlock` server is connected lazily, at the first call (it may
-    /// be down at start-up; otherwise the server must answer now), and keeps a fencing
-    /// counter beside each lease.
+    /// Connects to `url`. `lazy` defers the connection to the first call (Redlock nodes
+    /// that are down at start-up); otherwise the server must answer now.
     pub(crate) async fn connect(
         config: &RedisConfig,
         url: &str,
         releases: Arc<Releases>,
         renew_now: &tokio::sync::broadcast::Sender<()>,
-        redlock: bool,
+        lazy: bool,
     ) -> Result<Self> {
-        let lazy = redlock;
         crate::config::validate_url(url)?;
         let redacted_url = redact_url(url);
         let base = client(config, url, None)?;
@@ -178,7 +172,6 @@ impl Node {
             conn: Conn::Single(conn),
             prefix: config.key_prefix.clone(),
             retention_ms: ttl_ms(config.fence_retention),
-            counter: redlock,
             identity: Some(identity),
             cluster_fence: None,
             redacted_url,
@@ -269,7 +262,6 @@ impl Node {
             conn: Conn::Cluster(conn),
             prefix: config.key_prefix.clone(),
             retention_ms: ttl_ms(config.fence_retention),
-            counter: false,
             identity: None,
             _watcher: None,
             cluster_fence: ClusterFence::new(config),
@@ -424,19 +416,12 @@ impl Node {
         let epoch = self.epoch();
         let lua = &SCRIPTS.acquire;
         let key = self.lease_key(a.name);
-        let mut cmd = if self.counter {
-            let mut cmd = lua.evalsha(&[&key, &self.fence_key(a.name)]);
-            cmd.arg(a.lease_id)
-                .arg(ttl_ms(a.ttl))
-                .arg(a.floor)
-                .arg(self.retention_ms);
-            cmd
-        } else {
-            let mut cmd = lua.evalsha(&[&key]);
-            cmd.arg(a.lease_id).arg(ttl_ms(a.ttl)).arg(a.floor).arg(0);
-            cmd
-        };
-        cmd.arg(a.rest);
+        let mut cmd = lua.evalsha(&[&key, &self.fence_key(a.name)]);
+        cmd.arg(a.lease_id)
+            .arg(ttl_ms(a.ttl))
+            .arg(a.floor)
+            .arg(self.retention_ms)
+            .arg(a.rest);
         let got: Option<(u64, u64)> = self
             .call(Op::Acquire, a.name, self.eval(lua, &key, cmd))
             .await?;
@@ -456,12 +441,11 @@ impl Node {
     ) -> Result<Option<Granted>> {
         let lua = &SCRIPTS.acquire_fenced;
         let key = self.lease_key(a.name);
-        // No counter in cluster mode: KEYS[2] is the slot's promotion marker.
-        let mut cmd = lua.evalsha(&[&key, &self.promoted_key(&key)]);
+        let mut cmd = lua.evalsha(&[&key, &self.fence_key(a.name), &self.promoted_key(&key)]);
         cmd.arg(a.lease_id)
             .arg(ttl_ms(a.ttl))
             .arg(a.floor)
-            .arg(0)
+            .arg(self.retention_ms)
             .arg(a.rest)
             .arg(fence.fence_ms)
             .arg(fence.marker_ttl_ms);
@@ -497,25 +481,24 @@ impl Node {
         epoch.is_some_and(|e| e != self.epoch())
     }
 
-    /// Releases (a tombstone keeps the token); `true` if this call ended the lease.
+    /// Releases; `true` if this call deleted the lease.
     pub(crate) async fn release(&self, name: &str, lease_id: &str) -> Result<bool> {
         let lua = &SCRIPTS.release;
         let key = self.lease_key(name);
         let mut cmd = lua.evalsha(&[key.as_str()]);
         cmd.arg(id_match(lease_id))
             .arg(self.channel(name))
-            .arg(name)
-            .arg(self.retention_ms);
+            .arg(name);
         self.call(Op::Release, name, self.eval(lua, &key, cmd))
             .await
     }
 
-    /// Ends whatever holds `name` (a tombstone keeps its token); `true` if something did.
+    /// Deletes whatever holds `name`; `true` if something did.
     pub(crate) async fn break_lease(&self, name: &str) -> Result<bool> {
         let lua = &SCRIPTS.breaks;
         let key = self.lease_key(name);
         let mut cmd = lua.evalsha(&[key.as_str()]);
-        cmd.arg(self.channel(name)).arg(name).arg(self.retention_ms);
+        cmd.arg(self.channel(name)).arg(name);
         self.call(Op::Break, name, self.eval(lua, &key, cmd)).await
     }
 

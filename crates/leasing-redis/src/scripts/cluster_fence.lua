@@ -2,7 +2,7 @@
 -- is set) so the check runs atomically on the node that grants. A client-side INFO before
 -- the acquire would be racy: redis-rs' cluster connection hides which node answers, and
 -- after a failover the INFO and the acquire can reach different nodes without an error.
--- KEYS[2] promotion marker of the lease's hash slot ({prefix}{<slot tag>}:promoted: another
+-- KEYS[3] promotion marker of the lease's hash slot ({prefix}{<slot tag>}:promoted: another
 --         hash tag, the same slot as the lease, so the cluster accepts it; one per slot)
 -- ARGV[6] restart fence (ms), ARGV[7] the marker's TTL (ms)
 -- Returns {0, fenced-until ms, server now ms} when fenced; otherwise acquire.lua runs.
@@ -49,7 +49,7 @@ do
   local fenced_until = fnow - up * 1000 + fence_ms
   if offset ~= '-1' then
     local at
-    local mark = redis.call('GET', KEYS[2])
+    local mark = redis.call('GET', KEYS[3])
     if mark then
       local sep = string.find(mark, '|', 1, true)
       if sep and string.sub(mark, 1, sep - 1) == replid then
@@ -57,10 +57,10 @@ do
       end
     end
     if at then
-      redis.call('PEXPIRE', KEYS[2], ARGV[7])
+      redis.call('PEXPIRE', KEYS[3], ARGV[7])
     else
       at = fnow
-      redis.call('SET', KEYS[2], replid .. '|' .. string.format('%d', fnow), 'PX', ARGV[7])
+      redis.call('SET', KEYS[3], replid .. '|' .. string.format('%d', fnow), 'PX', ARGV[7])
     end
     if at + fence_ms > fenced_until then
       fenced_until = at + fence_ms

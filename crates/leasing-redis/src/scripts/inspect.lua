@@ -1,9 +1,8 @@
 -- The current holder with its remaining TTL on the server's clock.
 -- KEYS[1] lease
--- Returns nil when free (no key, or a released lease's tombstone), else
--- {value, pttl ms, server now ms}.
+-- Returns nil when free, else {value, pttl ms, server now ms}.
 local v = redis.call('GET', KEYS[1])
-if not v or string.byte(v, 1) == 126 then
+if not v then
   return false
 end
 local t = redis.call('TIME')

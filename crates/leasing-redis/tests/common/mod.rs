@@ -259,16 +259,14 @@ pub async fn cluster_slots(c: &mut redis::aio::MultiplexedConnection) -> Vec<Slo
         .collect()
 }
 
-/// Whether the lease `name` is held on the server at `url` (its key holds a lease).
+/// Whether the lease `name` has a key on the server at `url`.
 pub async fn exists(url: &str, name: &str) -> bool {
     let mut c = raw(url).await;
-    let v: Option<String> = redis::cmd("GET")
+    redis::cmd("EXISTS")
         .arg(format!("lease:{{{name}}}"))
         .query_async(&mut c)
         .await
-        .expect("get");
-    // A released lease leaves a tombstone, `~<token>`: not held.
-    v.is_some_and(|v| !v.starts_with('~'))
+        .expect("exists")
 }
 
 /// A Redlock provider over the first two servers of `LEASING_REDLOCK_URLS` and three more
